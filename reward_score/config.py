@@ -1,0 +1,89 @@
+"""Reward settings. Defaults reproduce the iVGR paper; every deviation is a named switch.
+
+Built from verl's `reward.custom_reward_function.reward_kwargs` (a flat or nested mapping), e.g.
+`+reward.custom_reward_function.reward_kwargs.iou_variant=hungarian`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from functools import lru_cache
+from typing import Any
+
+from reward_score.iou import DUPLICATE_PENALTIES, IOU_VARIANTS
+
+
+@dataclass(frozen=True)
+class RewardWeights:
+    """Multipliers of each component (the paper uses 1 everywhere except single accuracy 1.5)."""
+
+    format: float = 1.0
+    box_valid: float = 1.0
+    iou: float = 1.0
+    accuracy: float = 1.0
+    consistency: float = 1.0
+    single_format: float = 1.0
+    single_accuracy: float = 1.5
+
+
+@dataclass(frozen=True)
+class RewardConfig:
+    weights: RewardWeights = field(default_factory=RewardWeights)
+    # IoU term: "paper" (½·(recall+precision) best-match), "hungarian" (one-to-one), "f1@0.5"
+    iou_variant: str = "paper"
+    # "precision" (ours: duplicates are invalid and score 0 on the IoU precision side),
+    # "paper" (box_valid = 0 if the first half repeats a box; IoU untouched), "none"
+    duplicate_penalty: str = "precision"
+    # "tolerant" (ours: spaces, floats, bbox_2d JSON) or "strict" (official: integers, no spaces)
+    box_syntax: str = "tolerant"
+    # box payloads beyond this count are invalid ("over_limit"); bounds the duplicate check
+    max_boxes: int = 64
+    # relative tolerance for non-integer numeric answers
+    number_rel_tol: float = 1e-2
+    # longer answers score 0 (paper)
+    max_answer_chars: int = 1000
+    # when rules cannot decide and no judge answers: "zero" (acc 0, counted as undecided) or
+    # "contains" (normalized ground truth appears as whole words in the answer)
+    undecided_fallback: str = "zero"
+    # box frame used when extra_info carries none: "qwen2_5_vl" or "qwen3_vl"
+    default_box_frame: str = "qwen2_5_vl"
+
+    def __post_init__(self) -> None:
+        if self.iou_variant not in IOU_VARIANTS:
+            raise ValueError(f"iou_variant {self.iou_variant!r} not in {IOU_VARIANTS}")
+        if self.duplicate_penalty not in DUPLICATE_PENALTIES:
+            raise ValueError(f"duplicate_penalty {self.duplicate_penalty!r} not in {DUPLICATE_PENALTIES}")
+        if self.box_syntax not in ("tolerant", "strict"):
+            raise ValueError(f"box_syntax {self.box_syntax!r} not in ('tolerant', 'strict')")
+        if self.undecided_fallback not in ("zero", "contains"):
+            raise ValueError(f"undecided_fallback {self.undecided_fallback!r} not in ('zero', 'contains')")
+
+
+_KNOWN = {f.name for f in fields(RewardConfig)} | {"judge"}
+
+
+def _freeze(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return tuple(sorted((str(k), _freeze(v)) for k, v in value.items()))
+    if isinstance(value, (list, tuple)):
+        return tuple(_freeze(v) for v in value)
+    return value
+
+
+@lru_cache(maxsize=64)
+def _build(frozen: tuple) -> RewardConfig:
+    kwargs = {k: (dict(v) if k == "weights" else v) for k, v in frozen}
+    unknown = set(kwargs) - _KNOWN
+    if unknown:
+        raise ValueError(f"unknown reward settings {sorted(unknown)}; known: {sorted(_KNOWN)}")
+    kwargs.pop("judge", None)
+    weights = RewardWeights(**kwargs.pop("weights", {}))
+    return replace(RewardConfig(**kwargs), weights=weights)
+
+
+def reward_config(settings: Mapping[str, Any] | None) -> RewardConfig:
+    """A (cached) RewardConfig from a mapping of settings; unknown keys raise ValueError."""
+    if not settings:
+        return _build(())
+    return _build(_freeze({k: v for k, v in settings.items()}))

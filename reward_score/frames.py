@@ -1,0 +1,110 @@
+"""Box frames: the one place that maps boxes between original pixels and a model's output frame.
+
+Stored ground truth is always `[x1, y1, x2, y2]` in ORIGINAL image pixels plus the original
+`(width, height)`. Models write boxes in their own frame:
+
+- `qwen2_5_vl`: absolute pixels of the image AFTER smart-resize (both sides multiples of 28,
+  area within [min_pixels, max_pixels]); the model never sees the original size.
+- `qwen3_vl`: relative coordinates on a 0-1000 grid, independent of the resize (which uses
+  factor 32 = patch 16 × merge 2 and only decides the number of image tokens).
+
+The resize is the one the Qwen processors apply: `qwen_vl_utils.smart_resize` when importable
+(GPU nodes, same function verl's dataset uses to pre-resize images), otherwise
+`transformers`' PIL image processor module (importable without torchvision).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+from reward_score.parsing import Box
+
+try:  # GPU nodes: the exact function verl's `process_image` calls through fetch_image.
+    from qwen_vl_utils import smart_resize as _smart_resize
+
+    RESIZE_SOURCE = "qwen_vl_utils"
+except Exception:  # noqa: BLE001  (qwen_vl_utils needs torchvision, absent on CPU boxes)
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as _smart_resize
+
+    RESIZE_SOURCE = "transformers"
+
+
+@dataclass(frozen=True)
+class FrameSpec:
+    """How a model family reads images and writes boxes."""
+
+    name: str
+    resize_factor: int  # patch_size * merge_size
+    relative: bool  # True: boxes on a 0..grid relative scale; False: resized absolute pixels
+    grid: float = 1000.0
+    # pixel bounds used when the caller gives none; extra_info / config normally set them
+    default_min_pixels: int = 56 * 56
+    default_max_pixels: int = 4096 * 28 * 28
+
+
+# Default bounds: the paper's training setting for Qwen2.5-VL (min 3,136 = 4 tokens, max 3,211,264 =
+# 4,096 tokens; method.md §2.3) and the same token budget at Qwen3-VL's factor 32.
+FRAMES: dict[str, FrameSpec] = {
+    "qwen2_5_vl": FrameSpec("qwen2_5_vl", resize_factor=28, relative=False,
+                            default_min_pixels=4 * 28 * 28, default_max_pixels=4096 * 28 * 28),
+    "qwen3_vl": FrameSpec("qwen3_vl", resize_factor=32, relative=True,
+                          default_min_pixels=4 * 32 * 32, default_max_pixels=4096 * 32 * 32),
+}
+
+
+def get_frame(name: str) -> FrameSpec:
+    try:
+        return FRAMES[name]
+    except KeyError:
+        raise ValueError(f"unknown box_frame {name!r}; choose one of {sorted(FRAMES)}") from None
+
+
+@lru_cache(maxsize=65536)
+def resized_size(width: int, height: int, frame: str = "qwen2_5_vl",
+                 min_pixels: int | None = None, max_pixels: int | None = None) -> tuple[int, int]:
+    """(width, height) in pixels of the image the model actually sees after smart-resize.
+
+    Raises ValueError for non-positive sizes or an aspect ratio above 200 (the processors refuse
+    such images too; data preparation rejects them).
+    """
+    spec = get_frame(frame)
+    if width <= 0 or height <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    new_h, new_w = _smart_resize(
+        int(height), int(width), factor=spec.resize_factor,
+        min_pixels=spec.default_min_pixels if min_pixels is None else int(min_pixels),
+        max_pixels=spec.default_max_pixels if max_pixels is None else int(max_pixels),
+    )
+    return int(new_w), int(new_h)
+
+
+def _scales(image_size: Sequence[int], frame: str, min_pixels: int | None,
+            max_pixels: int | None) -> tuple[float, float]:
+    """Multipliers (sx, sy) from original pixels to the model frame."""
+    width, height = int(image_size[0]), int(image_size[1])
+    spec = get_frame(frame)
+    if spec.relative:
+        if width <= 0 or height <= 0:
+            raise ValueError(f"image size must be positive, got {width}x{height}")
+        return spec.grid / width, spec.grid / height
+    new_w, new_h = resized_size(width, height, frame, min_pixels, max_pixels)
+    return new_w / width, new_h / height
+
+
+def to_model_frame(boxes: Sequence[Sequence[float]], image_size: Sequence[int], frame: str = "qwen2_5_vl",
+                   min_pixels: int | None = None, max_pixels: int | None = None) -> list[Box]:
+    """Map boxes from ORIGINAL pixels of an image of `image_size` = (width, height) into `frame`.
+
+    qwen2_5_vl: resized absolute pixels (floats, not rounded); qwen3_vl: 0-1000 relative.
+    """
+    sx, sy = _scales(image_size, frame, min_pixels, max_pixels)
+    return [(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in boxes]
+
+
+def to_original_pixels(boxes: Sequence[Sequence[float]], image_size: Sequence[int], frame: str = "qwen2_5_vl",
+                       min_pixels: int | None = None, max_pixels: int | None = None) -> list[Box]:
+    """Inverse of `to_model_frame`: boxes the model wrote, in ORIGINAL pixels (for crops and drawing)."""
+    sx, sy = _scales(image_size, frame, min_pixels, max_pixels)
+    return [(b[0] / sx, b[1] / sy, b[2] / sx, b[3] / sy) for b in boxes]

@@ -1,0 +1,178 @@
+"""Per-rollout reward: verl's custom reward function `compute_score` and its async twin.
+
+Components (paper defaults; weights in `RewardConfig.weights`):
+- grounded: format + box_valid + IoU + accuracy            (range 0..4)
+- textual:  format + accuracy (+ consistency, added later by the step stage; range 0..3)
+- single:   format + 1.5·accuracy                          (range 0..2.5)
+
+Every call returns the same keys for every stream (verl turns them into `reward_extra_info`):
+`score, format, acc, acc_undecided, iou, box_valid, num_boxes, invalid_boxes, duplicate_boxes,
+consistency, gt_error`. Box counts refer to the whole response; IoU is computed in the model's
+frame (see `reward_score.frames`).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from reward_score.answers import Verdict, contains_answer, match_answer
+from reward_score.config import RewardConfig, reward_config
+from reward_score.format import STREAMS, format_reward
+from reward_score.frames import to_model_frame
+from reward_score.iou import box_scores
+from reward_score.parsing import Box, ParsedResponse, parse_boxes, parse_response
+
+logger = logging.getLogger(__name__)
+_gt_errors = 0
+
+RESULT_KEYS = ("score", "format", "acc", "acc_undecided", "iou", "box_valid", "num_boxes",
+               "invalid_boxes", "duplicate_boxes", "consistency", "gt_error")
+
+
+def _clean_gt_boxes(raw: Any) -> list[Box]:
+    """GT boxes from extra_info (lists, tuples or numpy arrays); malformed ones raise ValueError."""
+    boxes = []
+    for box in raw if raw is not None else ():
+        values = [float(v) for v in box]
+        if len(values) != 4 or not all(math.isfinite(v) for v in values):
+            raise ValueError(f"malformed ground-truth box {values!r}")
+        if not (values[0] < values[2] and values[1] < values[3]):
+            raise ValueError(f"degenerate ground-truth box {values!r}")
+        boxes.append(tuple(values))
+    return boxes
+
+
+def gt_boxes_in_model_frame(extra_info: Mapping[str, Any], default_frame: str = "qwen2_5_vl") -> list[Box]:
+    """`extra_info["gt_boxes"]` (original pixels of an image of `image_size`) in the model's frame."""
+    boxes = _clean_gt_boxes(extra_info.get("gt_boxes"))
+    if not boxes:
+        return []
+    image_size = extra_info.get("image_size")
+    if image_size is None or len(image_size) != 2:
+        raise ValueError(f"extra_info.image_size must be [width, height], got {image_size!r}")
+    return to_model_frame(boxes, image_size, extra_info.get("box_frame") or default_frame,
+                          extra_info.get("min_pixels"), extra_info.get("max_pixels"))
+
+
+def _rule_part(solution_str: str, ground_truth: Any, extra_info: Mapping[str, Any] | None,
+               cfg: RewardConfig) -> tuple[dict[str, float], str, ParsedResponse, Verdict]:
+    """Everything but accuracy: format and box terms, plus the rule verdict on the answer."""
+    extra_info = extra_info or {}
+    stream = extra_info.get("stream") or "single"
+    if stream not in STREAMS:
+        raise ValueError(f"extra_info.stream must be one of {STREAMS}, got {stream!r}")
+    parsed = parse_response(solution_str)
+    result = dict.fromkeys(RESULT_KEYS, 0.0)
+    strict = cfg.box_syntax == "strict"
+    if stream == "grounded":
+        all_boxes = parse_boxes(solution_str, max_boxes=cfg.max_boxes, strict=strict)
+        result["format"] = format_reward(parsed, stream, all_boxes)
+        try:
+            gt = gt_boxes_in_model_frame(extra_info, cfg.default_box_frame)
+        except (ValueError, TypeError) as err:
+            _log_gt_error(err, extra_info)
+            gt, result["gt_error"] = [], 1.0
+        num_invalid = sum(all_boxes.invalid.values())
+        box_valid, iou, duplicates = box_scores(all_boxes.valid, num_invalid, gt,
+                                                variant=cfg.iou_variant, duplicate_penalty=cfg.duplicate_penalty)
+        result.update(box_valid=box_valid, iou=iou, num_boxes=float(all_boxes.total),
+                      invalid_boxes=float(num_invalid), duplicate_boxes=float(duplicates))
+    else:
+        result["format"] = format_reward(parsed, stream)
+    verdict = match_answer(parsed.answer, "" if ground_truth is None else str(ground_truth),
+                           extra_info.get("answer_type"), extra_info.get("choices"),
+                           number_rel_tol=cfg.number_rel_tol, max_answer_chars=cfg.max_answer_chars)
+    return result, stream, parsed, verdict
+
+
+def _log_gt_error(err: Exception, extra_info: Mapping[str, Any]) -> None:
+    global _gt_errors
+    _gt_errors += 1
+    if _gt_errors <= 10 or _gt_errors % 1000 == 0:
+        logger.warning("ground-truth boxes unusable for sample %s (%d so far): %s; scoring IoU as 0",
+                       extra_info.get("sample_id"), _gt_errors, err)
+
+
+def _finish(result: dict[str, float], stream: str, acc: float, undecided: bool,
+            cfg: RewardConfig) -> dict[str, float]:
+    w = cfg.weights
+    result["acc"] = acc
+    result["acc_undecided"] = 1.0 if undecided else 0.0
+    if stream == "grounded":
+        result["score"] = (w.format * result["format"] + w.box_valid * result["box_valid"]
+                           + w.iou * result["iou"] + w.accuracy * acc)
+    elif stream == "textual":
+        result["score"] = w.format * result["format"] + w.accuracy * acc
+    else:
+        result["score"] = w.single_format * result["format"] + w.single_accuracy * acc
+    return result
+
+
+def _fallback_acc(parsed: ParsedResponse, ground_truth: Any, cfg: RewardConfig) -> float:
+    if cfg.undecided_fallback == "contains" and contains_answer(parsed.answer, str(ground_truth)):
+        return 1.0
+    return 0.0
+
+
+def compute_score(data_source: str, solution_str: str, ground_truth: Any,
+                  extra_info: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, float]:
+    """verl custom reward function: rule-only score of one rollout (no network).
+
+    `extra_info` keys: `stream` ("grounded" | "textual" | "single", default single), `gt_boxes`
+    (ORIGINAL pixels), `image_size` ([width, height], original), `box_frame` ("qwen2_5_vl" |
+    "qwen3_vl"), `min_pixels`/`max_pixels` (the processor's bounds), `answer_type`, `choices`.
+    `settings` are RewardConfig fields (verl's reward_kwargs). Undecided answers score acc 0
+    (or the `undecided_fallback`) and are flagged `acc_undecided = 1`; use `compute_score_async`
+    with a judge to resolve them.
+    """
+    cfg = reward_config(settings)
+    result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
+    if verdict.decisive:
+        return _finish(result, stream, float(verdict.correct), False, cfg)
+    return _finish(result, stream, _fallback_acc(parsed, ground_truth, cfg), True, cfg)
+
+
+async def compute_score_async(data_source: str, solution_str: str, ground_truth: Any,
+                              extra_info: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, float]:
+    """Like `compute_score`, but an undecided answer goes to the judge configured under
+    `settings["judge"]` (JudgeConfig fields; needs `base_url`). A judge failure keeps acc at the
+    fallback value and `acc_undecided = 1` (counted in the client's stats and logged)."""
+    judge_settings = settings.pop("judge", None)
+    cfg = reward_config(settings)
+    result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
+    if verdict.decisive:
+        return _finish(result, stream, float(verdict.correct), False, cfg)
+    client = shared_judge_client(judge_settings)
+    if client is not None:
+        from reward_score.judge import judge_answer
+
+        question = str((extra_info or {}).get("question") or "")
+        outcome = await judge_answer(client, question, str(ground_truth), parsed.answer or "")
+        if outcome.value is not None:
+            return _finish(result, stream, float(bool(outcome.value)), False, cfg)
+    return _finish(result, stream, _fallback_acc(parsed, ground_truth, cfg), True, cfg)
+
+
+_clients: dict[tuple, Any] = {}
+
+
+def shared_judge_client(judge_settings: Mapping[str, Any] | None):
+    """One JudgeClient per distinct judge configuration in this process (None when disabled)."""
+    if not judge_settings or not judge_settings.get("base_url"):
+        return None
+    from reward_score.judge import JudgeClient, JudgeConfig
+
+    key = tuple(sorted((str(k), str(v)) for k, v in judge_settings.items()))
+    if key not in _clients:
+        _clients[key] = JudgeClient(JudgeConfig.from_mapping(judge_settings))
+    return _clients[key]
+
+
+def batch_means(results: Sequence[Mapping[str, float]]) -> dict[str, float]:
+    """Mean of every result key over a list of compute_score results (for logging)."""
+    if not results:
+        return {}
+    return {k: sum(r[k] for r in results) / len(results) for k in results[0]}
