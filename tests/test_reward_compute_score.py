@@ -1,0 +1,104 @@
+"""compute_score: verl's custom reward entry point, per stream, with every switch."""
+
+import math
+
+import numpy as np
+import pytest
+
+from reward_score import RESULT_KEYS, compute_score
+
+SIZE = [800, 1000]  # original pixels; Qwen2.5-VL sees 812x1008 at max_pixels 1280*28*28
+BOUNDS = {"min_pixels": 3136, "max_pixels": 1280 * 28 * 28}
+GT_ORIG = [[100, 200, 400, 500]]
+GT_MODEL = "[101.5, 201.6, 406.0, 504.0]"  # GT_ORIG x 812/800, x 1008/1000
+
+
+def grounded(**extra):
+    return {"stream": "grounded", "gt_boxes": GT_ORIG, "image_size": SIZE, "box_frame": "qwen2_5_vl", **BOUNDS, **extra}
+
+
+def test_perfect_grounded_rollout_scores_four():
+    text = f"<think>The cup <box>{GT_MODEL}</box> is red.</think><answer>red</answer>"
+    result = compute_score("synthetic", text, "red", grounded())
+    assert result["score"] == pytest.approx(4.0)
+    assert result["iou"] == pytest.approx(1.0)
+    assert (result["format"], result["acc"], result["box_valid"]) == (1.0, 1.0, 1.0)
+
+
+def test_box_in_original_pixels_is_not_the_model_frame():
+    text = "<think>The cup <box>[100,200,400,500]</box></think><answer>red</answer>"
+    assert compute_score("s", text, "red", grounded())["iou"] < 0.99
+
+
+def test_qwen3_vl_boxes_are_compared_on_the_0_1000_grid():
+    text = "<think>The cup <box>[125, 200, 500, 500]</box></think><answer>red</answer>"
+    result = compute_score("s", text, "red", grounded(box_frame="qwen3_vl"))
+    assert result["iou"] == pytest.approx(1.0)
+
+
+def test_spaces_and_floats_in_boxes_earn_iou_by_default_but_not_in_strict_mode():
+    text = f"<think>The cup <box>{GT_MODEL}</box></think><answer>red</answer>"
+    assert compute_score("s", text, "red", grounded())["iou"] == pytest.approx(1.0)
+    strict = compute_score("s", text, "red", grounded(), box_syntax="strict")
+    assert strict["iou"] == 0.0 and strict["format"] == 0.0 and strict["invalid_boxes"] == 1
+
+
+def test_grounded_format_needs_a_valid_box_inside_think():
+    no_box = compute_score("s", "<think>red cup</think><answer>red</answer>", "red", grounded())
+    box_in_answer = compute_score("s", f"<think>cup</think><answer>red <box>{GT_MODEL}</box></answer>", "red", grounded())
+    invalid_only = compute_score("s", "<think>cup <box>[5,5,1,1]</box></think><answer>red</answer>", "red", grounded())
+    assert no_box["format"] == box_in_answer["format"] == invalid_only["format"] == 0.0
+    assert invalid_only["box_valid"] == 0.0 and invalid_only["invalid_boxes"] == 1
+
+
+def test_textual_stream_must_not_write_boxes():
+    clean = compute_score("s", "<think>red cup</think><answer>red</answer>", "red", {"stream": "textual"})
+    boxed = compute_score("s", "<think><box>[1,2,3,4]</box></think><answer>red</answer>", "red", {"stream": "textual"})
+    assert clean["format"] == 1.0 and clean["score"] == pytest.approx(2.0)
+    assert boxed["format"] == 0.0 and boxed["score"] == pytest.approx(1.0)
+
+
+def test_single_stream_weights_accuracy_one_and_a_half():
+    result = compute_score("s", "<think>2+2</think><answer>4</answer>", "4", {"stream": "single"})
+    assert result["score"] == pytest.approx(2.5)
+    assert compute_score("s", "<think>x</think><answer>5</answer>", "4", {"stream": "single"})["score"] == 1.0
+
+
+def test_weights_are_configurable():
+    text = f"<think>cup <box>{GT_MODEL}</box></think><answer>red</answer>"
+    result = compute_score("s", text, "red", grounded(), weights={"iou": 2.0, "box_valid": 0.0})
+    assert result["score"] == pytest.approx(1 + 0 + 2 + 1)
+
+
+def test_every_stream_returns_the_same_keys():
+    for extra in (grounded(), {"stream": "textual"}, {"stream": "single"}, None):
+        assert tuple(compute_score("s", "junk", "x", extra)) == RESULT_KEYS
+
+
+def test_undecided_answer_is_flagged_and_fallback_is_switchable():
+    text = "<think>x</think><answer>It is the blue one on the left</answer>"
+    zero = compute_score("s", text, "blue", {"stream": "textual"})
+    lenient = compute_score("s", text, "blue", {"stream": "textual"}, undecided_fallback="contains")
+    assert (zero["acc"], zero["acc_undecided"]) == (0.0, 1.0)
+    assert (lenient["acc"], lenient["acc_undecided"]) == (1.0, 1.0)
+
+
+def test_extra_info_from_parquet_numpy_arrays_is_accepted():
+    extra = grounded(gt_boxes=np.array([np.array(b, dtype=np.float64) for b in GT_ORIG]), image_size=np.array(SIZE))
+    text = f"<think>cup <box>{GT_MODEL}</box></think><answer>red</answer>"
+    assert compute_score("s", text, "red", extra)["iou"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("bad", [{"image_size": None}, {"image_size": [0, 10]}, {"gt_boxes": [[5, 5, 1, 1]]},
+                                 {"gt_boxes": [[1, 2, 3]]}, {"box_frame": "llava"}])
+def test_unusable_ground_truth_is_flagged_not_raised(bad):
+    text = f"<think>cup <box>{GT_MODEL}</box></think><answer>red</answer>"
+    result = compute_score("s", text, "red", grounded(**bad))
+    assert result["gt_error"] == 1.0 and result["iou"] == 0.0 and math.isfinite(result["score"])
+
+
+def test_unknown_settings_and_streams_fail_loudly():
+    with pytest.raises(ValueError, match="unknown reward settings"):
+        compute_score("s", "x", "y", None, iou_varient="paper")
+    with pytest.raises(ValueError, match="stream"):
+        compute_score("s", "x", "y", {"stream": "visual"})
