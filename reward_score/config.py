@@ -46,6 +46,8 @@ class RewardConfig:
     # when rules cannot decide and no judge answers: "zero" (acc 0, counted as undecided) or
     # "contains" (normalized ground truth appears as whole words in the answer)
     undecided_fallback: str = "zero"
+    # compute_score_async only: send every non-empty answer to the judge, as the official code does
+    judge_all: bool = False
     # box frame used when extra_info carries none: "qwen2_5_vl" or "qwen3_vl"
     default_box_frame: str = "qwen2_5_vl"
 

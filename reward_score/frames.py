@@ -15,20 +15,29 @@ The resize is the one the Qwen processors apply: `qwen_vl_utils.smart_resize` wh
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 from reward_score.parsing import Box
 
-try:  # GPU nodes: the exact function verl's `process_image` calls through fetch_image.
-    from qwen_vl_utils import smart_resize as _smart_resize
 
-    RESIZE_SOURCE = "qwen_vl_utils"
-except Exception:  # noqa: BLE001  (qwen_vl_utils needs torchvision, absent on CPU boxes)
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize as _smart_resize
+@lru_cache(maxsize=1)
+def _resize_impl() -> tuple[Callable[..., tuple[int, int]], str]:
+    """(smart_resize, where it came from), imported on first use (transformers takes seconds)."""
+    try:  # GPU nodes: the exact function verl's `process_image` calls through fetch_image
+        from qwen_vl_utils import smart_resize
 
-    RESIZE_SOURCE = "transformers"
+        return smart_resize, "qwen_vl_utils"
+    except Exception:  # noqa: BLE001  (qwen_vl_utils needs torchvision, absent on CPU boxes)
+        from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+        return smart_resize, "transformers"
+
+
+def resize_source() -> str:
+    """Which library's smart_resize is in use: "qwen_vl_utils" or "transformers"."""
+    return _resize_impl()[1]
 
 
 @dataclass(frozen=True)
@@ -72,7 +81,8 @@ def resized_size(width: int, height: int, frame: str = "qwen2_5_vl",
     spec = get_frame(frame)
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
-    new_h, new_w = _smart_resize(
+    smart_resize, _ = _resize_impl()
+    new_h, new_w = smart_resize(
         int(height), int(width), factor=spec.resize_factor,
         min_pixels=spec.default_min_pixels if min_pixels is None else int(min_pixels),
         max_pixels=spec.default_max_pixels if max_pixels is None else int(max_pixels),

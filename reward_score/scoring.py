@@ -143,7 +143,7 @@ async def compute_score_async(data_source: str, solution_str: str, ground_truth:
     judge_settings = settings.pop("judge", None)
     cfg = reward_config(settings)
     result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
-    if verdict.decisive:
+    if verdict.decisive and not (cfg.judge_all and verdict.rule not in ("empty", "too_long")):
         return _finish(result, stream, float(verdict.correct), False, cfg)
     client = shared_judge_client(judge_settings)
     if client is not None:

@@ -102,3 +102,21 @@ def test_unknown_settings_and_streams_fail_loudly():
         compute_score("s", "x", "y", None, iou_varient="paper")
     with pytest.raises(ValueError, match="stream"):
         compute_score("s", "x", "y", {"stream": "visual"})
+
+
+def test_verl_loads_and_calls_it_as_custom_reward_function():
+    import asyncio
+
+    from omegaconf import OmegaConf
+    from verl.trainer.ppo.reward import get_custom_reward_fn
+
+    for name in ("compute_score", "compute_score_async"):
+        config = OmegaConf.create({"reward": {"custom_reward_function": {
+            "path": "pkg://reward_score.scoring", "name": name,
+            "reward_kwargs": {"iou_variant": "hungarian", "weights": {"accuracy": 2.0}}}}})
+        fn = get_custom_reward_fn(config)
+        out = fn(data_source="s", solution_str="<think>a</think><answer>yes</answer>", ground_truth="yes",
+                 extra_info={"stream": "textual"})
+        if asyncio.iscoroutine(out):
+            out = asyncio.run(out)
+        assert out["score"] == pytest.approx(1.0 + 2.0)

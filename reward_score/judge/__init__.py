@@ -1,0 +1,56 @@
+"""LLM judge: async OpenAI-compatible client plus our accuracy and consistency prompts.
+
+Light to import (no torch/transformers; aiohttp is imported on the first network call).
+"""
+
+from .client import (
+    FAILURE_OUTCOMES,
+    OUTCOME_BAD_REPLY,
+    OUTCOME_CACHED,
+    OUTCOME_CONNECTION_ERROR,
+    OUTCOME_DISABLED,
+    OUTCOME_HTTP_ERROR,
+    OUTCOME_OK,
+    OUTCOME_SERVER_ERROR,
+    OUTCOME_TIMEOUT,
+    OUTCOMES,
+    SUCCESS_OUTCOMES,
+    JudgeClient,
+    JudgeConfig,
+    JudgeResult,
+    backoff_delay,
+    judge_answer,
+    judge_consistency,
+)
+from .prompts import (
+    RUBRIC,
+    answer_equivalence_messages,
+    consistency_messages,
+    parse_consistency,
+    parse_equivalence,
+)
+
+__all__ = [
+    "FAILURE_OUTCOMES",
+    "OUTCOME_BAD_REPLY",
+    "OUTCOME_CACHED",
+    "OUTCOME_CONNECTION_ERROR",
+    "OUTCOME_DISABLED",
+    "OUTCOME_HTTP_ERROR",
+    "OUTCOME_OK",
+    "OUTCOME_SERVER_ERROR",
+    "OUTCOME_TIMEOUT",
+    "OUTCOMES",
+    "RUBRIC",
+    "SUCCESS_OUTCOMES",
+    "JudgeClient",
+    "JudgeConfig",
+    "JudgeResult",
+    "answer_equivalence_messages",
+    "backoff_delay",
+    "consistency_messages",
+    "judge_answer",
+    "judge_consistency",
+    "parse_consistency",
+    "parse_equivalence",
+]

@@ -1,0 +1,436 @@
+"""Async client for an OpenAI-compatible chat-completions judge (vLLM, SGLang, ...).
+
+Every call ends with a defined outcome (see ``OUTCOME_*``); the client never raises for network or
+server trouble and never retries without bound. Failures are counted, logged (rate-limited, without the
+API key and with prompts cut to 200 characters) and returned as ``JudgeResult(value=None, outcome=...)``
+so the caller decides what a failure is worth.
+
+aiohttp is imported lazily, on the first network call, so importing this module is cheap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import json
+import logging
+import math
+import os
+import random
+import time
+from collections import OrderedDict, deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeVar
+
+from .prompts import answer_equivalence_messages, consistency_messages, parse_consistency, parse_equivalence
+
+logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+OUTCOME_OK = "ok"  # reply received and parsed
+OUTCOME_CACHED = "cached"  # value served from the response cache or from an identical in-flight call
+OUTCOME_TIMEOUT = "timeout"  # last attempt got no complete reply within timeout_s
+OUTCOME_CONNECTION_ERROR = "connection_error"  # last attempt could not connect / connection broke
+OUTCOME_HTTP_ERROR = "http_error"  # non-retryable HTTP status (4xx other than 429); no retry
+OUTCOME_SERVER_ERROR = "server_error"  # 5xx or 429 on the last attempt
+OUTCOME_BAD_REPLY = "bad_reply"  # 2xx but body not JSON / no choices / no choice parsed, last attempt
+OUTCOME_DISABLED = "disabled"  # judge not configured (base_url is None); no network
+SUCCESS_OUTCOMES = (OUTCOME_OK, OUTCOME_CACHED)
+FAILURE_OUTCOMES = (
+    OUTCOME_TIMEOUT,
+    OUTCOME_CONNECTION_ERROR,
+    OUTCOME_HTTP_ERROR,
+    OUTCOME_SERVER_ERROR,
+    OUTCOME_BAD_REPLY,
+)
+OUTCOMES = SUCCESS_OUTCOMES + FAILURE_OUTCOMES + (OUTCOME_DISABLED,)
+
+_PREVIEW_CHARS = 200
+_LOG_FIRST = 10
+_LOG_EVERY = 100
+_LATENCY_WINDOW = 10_000
+
+
+@dataclass
+class JudgeConfig:
+    """Judge endpoint and call policy. The API key itself is never stored, only the env var's name.
+
+    Times are in seconds. ``max_retries`` counts extra attempts after the first one. ``samples`` > 1
+    asks for that many choices in one request (``n``) and averages them (consistency judge); it needs
+    ``temperature`` > 0 to give different samples.
+    """
+
+    base_url: str | None = None  # OpenAI-compatible root, e.g. "http://127.0.0.1:8000/v1"; None = disabled
+    model: str = "judge"
+    api_key_env: str = "JUDGE_API_KEY"
+    max_concurrency: int = 64
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    backoff_s: float = 0.5
+    backoff_max_s: float = 8.0
+    temperature: float = 0.0
+    top_p: float = 1.0
+    max_tokens: int = 256
+    samples: int = 1
+    seed: int | None = 0
+    cache_size: int = 100_000
+
+    def __post_init__(self) -> None:
+        if self.base_url is not None:
+            self.base_url = str(self.base_url).strip().rstrip("/") or None
+        checks = {
+            "max_concurrency >= 1": self.max_concurrency >= 1,
+            "timeout_s > 0": self.timeout_s > 0,
+            "max_retries >= 0": self.max_retries >= 0,
+            "backoff_s >= 0": self.backoff_s >= 0,
+            "backoff_max_s >= 0": self.backoff_max_s >= 0,
+            "temperature >= 0": self.temperature >= 0,
+            "0 < top_p <= 1": 0 < self.top_p <= 1,
+            "max_tokens >= 1": self.max_tokens >= 1,
+            "samples >= 1": self.samples >= 1,
+            "cache_size >= 0": self.cache_size >= 0,
+        }
+        bad = [name for name, ok in checks.items() if not ok]
+        if bad:
+            raise ValueError(f"invalid JudgeConfig: need {', '.join(bad)}")
+
+    @classmethod
+    def from_mapping(cls, m: Mapping[str, Any] | None) -> JudgeConfig:
+        """Build from a dict or an omegaconf DictConfig; unknown keys raise ValueError naming them."""
+        data = dict(m.items()) if m is not None else {}
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(str(k) for k in data if k not in known)
+        if unknown:
+            raise ValueError(f"unknown judge config keys: {unknown}; known: {sorted(known)}")
+        return cls(**data)
+
+    @property
+    def enabled(self) -> bool:
+        return self.base_url is not None
+
+
+@dataclass(frozen=True)
+class JudgeResult(Generic[T]):
+    """Outcome of one logical judge call. ``value`` is None unless ``outcome`` is ok/cached.
+
+    ``attempts`` = HTTP requests this call sent (0 when cached or disabled); ``latency_s`` = wall time
+    of the call in seconds, retries and backoff included; ``raw`` = last reply text (may be cut).
+    """
+
+    value: T | None
+    outcome: str
+    attempts: int
+    latency_s: float
+    raw: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.outcome in SUCCESS_OUTCOMES
+
+
+def backoff_delay(retry: int, base_s: float, cap_s: float, rand: Callable[[], float] = random.random) -> float:
+    """Seconds to wait before retry number ``retry`` (1-based): uniform in [d/2, d], d = min(cap, base*2^(retry-1))."""
+    d = min(cap_s, base_s * 2.0 ** min(max(retry - 1, 0), 60))
+    return d * (0.5 + 0.5 * rand())
+
+
+def _percentile(sorted_values: list[float], q: float) -> float:
+    """Linear-interpolated percentile, q in [0, 1]; 0.0 for no data."""
+    if not sorted_values:
+        return 0.0
+    pos = q * (len(sorted_values) - 1)
+    lo = math.floor(pos)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
+
+
+@dataclass
+class _LoopState:
+    """Everything bound to one event loop: the HTTP session, the semaphore, in-flight calls."""
+
+    loop: asyncio.AbstractEventLoop
+    session: Any  # aiohttp.ClientSession
+    sem: asyncio.Semaphore
+    inflight: dict[str, asyncio.Task] = field(default_factory=dict)
+
+
+class JudgeClient:
+    """Bounded-concurrency, retrying, caching judge client. Use from one event loop at a time.
+
+    Sequential ``asyncio.run`` calls are fine: the session is recreated when the loop changes, but
+    ``await client.aclose()`` before a loop ends is cleaner. The response cache survives loop changes.
+    """
+
+    def __init__(self, config: JudgeConfig) -> None:
+        self.config = config
+        self._state: _LoopState | None = None
+        self._cache: OrderedDict[str, tuple[Any, str | None]] = OrderedDict()
+        self._rng = random.Random()
+        self._fail_seen: dict[str, int] = {}  # lifetime failure counts, for log rate-limiting
+        self._reset_stats()
+
+    def __repr__(self) -> str:
+        c = self.config
+        return f"JudgeClient(base_url={c.base_url!r}, model={c.model!r}, max_concurrency={c.max_concurrency})"
+
+    # ----------------------------------------------------------------------------------------- stats
+    def _reset_stats(self) -> None:
+        self._calls = 0
+        self._attempts = 0
+        self._cache_hits = 0
+        self._failures = dict.fromkeys(FAILURE_OUTCOMES, 0)
+        self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
+
+    def stats(self, reset: bool = False) -> dict[str, float]:
+        """Counters since the last reset: logical ``calls`` (cache hits included), HTTP ``attempts``,
+        ``cache_hits``, ``failures`` (+ ``failures/<outcome>``), and ``latency_p50``/``latency_p95`` in
+        seconds over recent network calls (0.0 when none)."""
+        lat = sorted(self._latencies)
+        out: dict[str, float] = {
+            "calls": float(self._calls),
+            "attempts": float(self._attempts),
+            "cache_hits": float(self._cache_hits),
+            "failures": float(sum(self._failures.values())),
+            "latency_p50": _percentile(lat, 0.50),
+            "latency_p95": _percentile(lat, 0.95),
+        }
+        out.update({f"failures/{k}": float(v) for k, v in self._failures.items()})
+        if reset:
+            self._reset_stats()
+        return out
+
+    # ------------------------------------------------------------------------------------ lifecycle
+    def _loop_state(self) -> _LoopState:
+        import aiohttp
+
+        loop = asyncio.get_running_loop()
+        st = self._state
+        if st is not None and st.loop is loop and not st.session.closed:
+            return st
+        if st is not None and st.loop is not loop:
+            self._retire(st)
+        connector = aiohttp.TCPConnector(limit=self.config.max_concurrency)
+        # per-attempt timeout on the session: no extra task per request, unlike asyncio.wait_for
+        session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
+        self._state = _LoopState(loop, session, asyncio.Semaphore(self.config.max_concurrency))
+        return self._state
+
+    @staticmethod
+    def _retire(st: _LoopState) -> None:
+        """Drop a session that belongs to another (usually finished) event loop without awaiting it."""
+        if st.session.closed:
+            return
+        if st.loop.is_running() and not st.loop.is_closed():
+            asyncio.run_coroutine_threadsafe(st.session.close(), st.loop)
+        elif st.session.connector is not None:
+            st.session.connector._close()  # synchronous part of aiohttp's close(); the old loop cannot run it
+
+    async def aclose(self) -> None:
+        """Close the HTTP session (a later call opens a new one). The cache is kept."""
+        st, self._state = self._state, None
+        if st is None:
+            return
+        if st.loop is asyncio.get_running_loop():
+            await st.session.close()
+        else:
+            self._retire(st)
+
+    # -------------------------------------------------------------------------------------- calling
+    def _api_key(self) -> str | None:
+        return os.environ.get(self.config.api_key_env) or None
+
+    def _scrub(self, text: str) -> str:
+        key = self._api_key()
+        return text.replace(key, "***") if key else text
+
+    def _body(self, messages: list[dict], n: int) -> dict[str, Any]:
+        c = self.config
+        body: dict[str, Any] = {
+            "model": c.model,
+            "messages": messages,
+            "temperature": c.temperature,
+            "top_p": c.top_p,
+            "max_tokens": c.max_tokens,
+            "n": n,
+        }
+        if c.seed is not None:
+            body["seed"] = c.seed
+        return body
+
+    @staticmethod
+    def _key(body: dict[str, Any], parse: Callable) -> str:
+        parser = f"{getattr(parse, '__module__', '')}.{getattr(parse, '__qualname__', type(parse).__qualname__)}"
+        blob = json.dumps([body, parser], sort_keys=True, ensure_ascii=False, default=str)
+        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+
+    async def complete(
+        self, messages: list[dict], parse: Callable[[str], T | None], *, n: int = 1
+    ) -> JudgeResult[T] | JudgeResult[list[T]]:
+        """One logical judge call. ``parse`` maps reply text to a value, None when unusable (retried).
+
+        With ``n`` > 1 the value is the list of parsed choices (unparsable ones dropped; failure if none
+        parse). Never raises for network/server trouble: the outcome says what happened.
+        """
+        t0 = time.perf_counter()
+        if not self.config.enabled:
+            return JudgeResult(None, OUTCOME_DISABLED, 0, 0.0, None)
+        if n < 1:
+            raise ValueError(f"n must be >= 1, got {n}")
+        self._calls += 1
+        body = self._body(messages, n)
+        key = self._key(body, parse)
+
+        hit = self._cache_get(key)
+        if hit is not None:
+            self._cache_hits += 1
+            return JudgeResult(_copy(hit[0]), OUTCOME_CACHED, 0, time.perf_counter() - t0, hit[1])
+
+        st = self._loop_state()
+        task = st.inflight.get(key)
+        leader = task is None
+        if leader:
+            task = st.loop.create_task(self._fetch(st, body, parse, n, key, messages))
+            st.inflight[key] = task
+            task.add_done_callback(lambda _t, d=st.inflight, k=key: d.pop(k, None))
+        result = await asyncio.shield(task)
+        if not leader:
+            if result.ok:
+                self._cache_hits += 1
+                result = JudgeResult(_copy(result.value), OUTCOME_CACHED, 0, time.perf_counter() - t0, result.raw)
+            else:
+                self._failures[result.outcome] += 1
+        return result
+
+    async def _fetch(
+        self, st: _LoopState, body: dict[str, Any], parse: Callable, n: int, key: str, messages: list[dict]
+    ) -> JudgeResult:
+        """Send the request with retries; cache and count the result (run once per in-flight key)."""
+        import aiohttp
+
+        c = self.config
+        t0 = time.perf_counter()
+        outcome, raw, detail, attempts = OUTCOME_BAD_REPLY, None, "", 0
+        for attempt in range(c.max_retries + 1):
+            if attempt:
+                await asyncio.sleep(backoff_delay(attempt, c.backoff_s, c.backoff_max_s, self._rng.random))
+            attempts += 1
+            self._attempts += 1
+            try:
+                async with st.sem:
+                    sent = time.perf_counter()
+                    try:
+                        status, text = await self._post(st, body)
+                    finally:
+                        # server latency of this attempt (queueing for a slot excluded)
+                        self._latencies.append(time.perf_counter() - sent)
+            except asyncio.TimeoutError:
+                outcome, detail = OUTCOME_TIMEOUT, f"no complete reply within {c.timeout_s}s"
+                continue
+            except (aiohttp.ClientError, OSError) as e:
+                outcome, detail = OUTCOME_CONNECTION_ERROR, f"{type(e).__name__}: {e}"
+                continue
+            raw = text[:2000]
+            if status == 429 or status >= 500:
+                outcome, detail = OUTCOME_SERVER_ERROR, f"HTTP {status}"
+                continue
+            if not 200 <= status < 300:
+                outcome, detail = OUTCOME_HTTP_ERROR, f"HTTP {status}"
+                break
+            texts = _choice_texts(text)
+            if texts is None:
+                outcome, detail = OUTCOME_BAD_REPLY, "body is not a chat completion with choices"
+                continue
+            raw = texts[0] if n == 1 else json.dumps(texts, ensure_ascii=False)
+            values = [v for v in (_safe_parse(parse, t) for t in texts[:n]) if v is not None]
+            if not values:
+                outcome, detail = OUTCOME_BAD_REPLY, "reply text not parsable"
+                continue
+            value = values[0] if n == 1 else values
+            latency = time.perf_counter() - t0
+            self._cache_put(key, value, raw)
+            return JudgeResult(_copy(value), OUTCOME_OK, attempts, latency, raw)
+
+        latency = time.perf_counter() - t0
+        self._failures[outcome] += 1
+        self._log_failure(outcome, attempts, latency, detail, messages)
+        return JudgeResult(None, outcome, attempts, latency, raw)
+
+    async def _post(self, st: _LoopState, body: dict[str, Any]) -> tuple[int, str]:
+        headers = {"Content-Type": "application/json"}
+        key = self._api_key()
+        if key:
+            headers["Authorization"] = f"Bearer {key}"
+        url = f"{self.config.base_url}/chat/completions"
+        async with st.session.post(url, json=body, headers=headers) as resp:
+            return resp.status, await resp.text(errors="replace")
+
+    def _log_failure(self, outcome: str, attempts: int, latency_s: float, detail: str, messages: list[dict]) -> None:
+        count = self._fail_seen[outcome] = self._fail_seen.get(outcome, 0) + 1
+        if count > _LOG_FIRST and count % _LOG_EVERY:
+            return
+        last = str(messages[-1].get("content", "")) if messages else ""
+        preview = last if len(last) <= _PREVIEW_CHARS else last[:_PREVIEW_CHARS] + "..."
+        logger.warning(
+            self._scrub(
+                f"judge call failed: outcome={outcome} (failure #{count} of this kind) attempts={attempts} "
+                f"latency={latency_s:.3f}s model={self.config.model!r} detail={detail[:300]} prompt={preview!r}"
+            )
+        )
+
+    # ----------------------------------------------------------------------------------------- cache
+    def _cache_get(self, key: str) -> tuple[Any, str | None] | None:
+        hit = self._cache.get(key)
+        if hit is not None:
+            self._cache.move_to_end(key)
+        return hit
+
+    def _cache_put(self, key: str, value: Any, raw: str | None) -> None:
+        if self.config.cache_size <= 0:
+            return
+        self._cache[key] = (_copy(value), raw)
+        self._cache.move_to_end(key)
+        while len(self._cache) > self.config.cache_size:
+            self._cache.popitem(last=False)
+
+
+def _copy(value: Any) -> Any:
+    return list(value) if isinstance(value, list) else value
+
+
+def _safe_parse(parse: Callable[[str], Any], text: str) -> Any:
+    """A parser that raises is treated like one that returns None (unusable reply)."""
+    try:
+        return parse(text)
+    except Exception:  # noqa: BLE001 - a buggy parser must not kill the batch
+        logger.debug("judge parser raised", exc_info=True)
+        return None
+
+
+def _choice_texts(text: str) -> list[str] | None:
+    """Message contents of a chat-completion body; None if the body is not one (or has no choices)."""
+    try:
+        data = json.loads(text)
+        choices = data["choices"]
+        if not isinstance(choices, list) or not choices:
+            return None
+        return [str(ch["message"].get("content") or "") for ch in choices]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+
+
+# --------------------------------------------------------------------------------------- convenience
+async def judge_answer(client: JudgeClient, question: str, ground_truth: str, prediction: str) -> JudgeResult[bool]:
+    """Accuracy judge: value True/False (same answer or not), None on failure. Always one sample."""
+    return await client.complete(answer_equivalence_messages(question, ground_truth, prediction), parse_equivalence)
+
+
+async def judge_consistency(client: JudgeClient, question: str, reference: str, target: str) -> JudgeResult[float]:
+    """Consistency judge: value in [0, 1] = mean of the parsed rubric scores over ``config.samples``."""
+    n = client.config.samples
+    result = await client.complete(consistency_messages(question, reference, target), parse_consistency, n=n)
+    if n > 1 and result.value is not None:
+        result = dataclasses.replace(result, value=sum(result.value) / len(result.value))
+    return result

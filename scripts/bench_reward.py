@@ -1,0 +1,168 @@
+"""Benchmark of the per-rollout reward on a realistic step batch. Prints figures; asserts nothing.
+
+    python scripts/bench_reward.py [--rollouts 5120] [--latency 0.2] [--concurrency 128]
+
+1. Rule-only throughput of `compute_score` on one core (rollouts/s).
+2. Share of answers the rules decide without a judge.
+3. Judge path: `compute_score_async` against a local OpenAI-compatible fake judge (127.0.0.1, own
+   process) that answers after `--latency` seconds; wall time vs the bound
+   ceil(judge calls / concurrency) x latency.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import math
+import multiprocessing as mp
+import random
+import socket
+import time
+
+from reward_score import compute_score, compute_score_async
+
+FILLER = (
+    "I start from the whole image and scan the regions the question refers to. The objects on the "
+    "left are partly occluded, so I compare their outlines, colours and positions with the "
+    "description before I commit to an answer. "
+)
+COLOURS = ["red", "blue", "green", "yellow", "white", "black"]
+
+
+def _think(rng: random.Random, n_boxes: int, width: int = 812, height: int = 1008) -> tuple[str, list]:
+    """~1,500 characters of reasoning with n_boxes boxes, and the GT boxes in original pixels."""
+    gt, parts = [], []
+    for _ in range(n_boxes):
+        x1, y1 = rng.uniform(0, width - 120), rng.uniform(0, height - 120)
+        w, h = rng.uniform(20, 110), rng.uniform(20, 110)
+        gt.append([x1 * 800 / 812, y1 * 1000 / 1008, (x1 + w) * 800 / 812, (y1 + h) * 1000 / 1008])
+        jit = rng.uniform(-8, 8)
+        parts.append(f"the {rng.choice(COLOURS)} object <box>[{x1 + jit:.0f}, {y1:.0f}, {x1 + w:.0f}, {y1 + h + jit:.0f}]</box>")
+    body = (FILLER * 8)[: 1500 - 40 * n_boxes]
+    return body + " I see " + ", ".join(parts) + ".", gt
+
+
+def _answer(rng: random.Random) -> tuple[str, str, str | None, list | None]:
+    """(prediction, ground truth, answer_type, choices) for a mix of MC, yes/no, numeric and open answers."""
+    kind = rng.random()
+    if kind < 0.3:
+        gt = rng.choice("ABCD")
+        pred = rng.choice([gt, rng.choice("ABCD"), f"({gt}) {COLOURS[0]}", "I cannot tell"])
+        return pred, gt, "choice", ["A. red", "B. blue", "C. green", "D. yellow"]
+    if kind < 0.5:
+        gt = rng.choice(["yes", "no"])
+        return rng.choice(["Yes.", "No", "yes, it is", "probably"]), gt, None, None
+    if kind < 0.75:
+        gt = str(rng.randint(0, 12))
+        return rng.choice([gt, str(rng.randint(0, 12)), f"{gt} objects", "a few"]), gt, None, None
+    gt = rng.choice(COLOURS) + " " + rng.choice(["car", "umbrella", "sign", "bag"])
+    pred = rng.choice([gt, f"the {gt}", f"It looks like a {gt} near the door", "a dark vehicle"])
+    return pred, gt, None, None
+
+
+def make_batch(n: int, seed: int = 0, tag: str = "step 1") -> list[tuple[str, str, dict]]:
+    rng = random.Random(seed)
+    batch = []
+    for i in range(n):
+        stream = ("grounded", "textual", "textual", "grounded", "single")[i % 5]
+        pred, gt, answer_type, choices = _answer(rng)
+        # five rollouts per sample share a question, so identical answers within a sample hit the cache
+        extra = {"stream": stream, "answer_type": answer_type, "choices": choices,
+                 "question": f"{tag}, sample {i // 5}: what is shown?",
+                 "image_size": [800, 1000], "min_pixels": 3136, "max_pixels": 1280 * 28 * 28}
+        if stream == "grounded":
+            think, gt_boxes = _think(rng, rng.randint(1, 6))
+            extra["gt_boxes"] = gt_boxes
+        else:
+            think, _ = _think(rng, 0)
+            think = think.replace(" I see .", ".")
+        batch.append((f"<think>{think}</think><answer>{pred}</answer>", gt, extra))
+    return batch
+
+
+def _serve(port: int, latency: float, ready) -> None:
+    from aiohttp import web
+
+    async def chat(request: web.Request) -> web.Response:
+        body = await request.json()
+        await asyncio.sleep(latency)
+        choices = [{"index": i, "message": {"role": "assistant", "content": "Verdict: 1"}, "finish_reason": "stop"}
+                   for i in range(body.get("n", 1))]
+        return web.json_response({"id": "x", "object": "chat.completion", "choices": choices})
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", chat)
+    ready.set()
+    web.run_app(app, host="127.0.0.1", port=port, print=None, backlog=1024)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+async def _judge_passes(batches, judge: dict) -> list[tuple[float, dict]]:
+    """Score each batch with the judge, one after another on one event loop (one connection pool)."""
+    from reward_score.scoring import shared_judge_client
+
+    client = shared_judge_client(judge)
+    # first use imports aiohttp and opens the session; keep that out of the timing
+    await compute_score_async("warmup", "<answer>warm</answer>", "up", {"question": "warm-up"}, judge=judge)
+    client.stats(reset=True)
+    out = []
+    for batch in batches:
+        start = time.perf_counter()
+        await asyncio.gather(*(compute_score_async("bench", text, gt, extra, judge=judge) for text, gt, extra in batch))
+        out.append((time.perf_counter() - start, client.stats(reset=True)))
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rollouts", type=int, default=5120)
+    parser.add_argument("--latency", type=float, default=0.2, help="injected judge latency, seconds")
+    parser.add_argument("--concurrency", type=int, default=128)
+    args = parser.parse_args()
+
+    batch = make_batch(args.rollouts)
+    compute_score("warmup", *batch[0])
+    start = time.perf_counter()
+    results = [compute_score("bench", text, gt, extra) for text, gt, extra in batch]
+    rule_s = time.perf_counter() - start
+    decided = sum(r["acc_undecided"] == 0 for r in results) / len(results)
+    mean_len = sum(len(t) for t, _, _ in batch) / len(batch)
+    print(f"batch: {len(batch)} rollouts (grounded 40%, textual 40%, single 20%), mean {mean_len:.0f} chars")
+    print(f"rule-only: {rule_s:.3f} s, {len(batch) / rule_s:,.0f} rollouts/s on one core")
+    print(f"rules decide {decided:.1%} of answers without the judge")
+
+    port, ready = _free_port(), mp.Event()
+    server = mp.Process(target=_serve, args=(port, args.latency, ready), daemon=True)
+    server.start()
+    ready.wait(30)
+    time.sleep(0.5)
+    try:
+        figures = {"rule_rollouts_per_s": round(len(batch) / rule_s), "rule_decided_share": round(decided, 4)}
+        print(f"judge path: fake judge on 127.0.0.1, latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
+        judge = {"base_url": f"http://127.0.0.1:{port}/v1", "max_concurrency": args.concurrency,
+                 "timeout_s": 30, "max_retries": 1}
+        # step 1 opens the connection pool (cold, as in a job's first step); step 2 is a fresh batch
+        # (nothing cached) on the warm pool that every later step has
+        passes = asyncio.run(_judge_passes([batch, make_batch(args.rollouts, seed=1, tag="step 2")], judge))
+        for label, (wall, stats) in zip(("step 1, cold pool", "step 2, warm pool"), passes):
+            calls = int(stats["calls"] - stats["cache_hits"])
+            bound = math.ceil(calls / args.concurrency) * args.latency
+            print(f"  {label}: {calls} judge calls ({int(stats['cache_hits'])} cache hits, {int(stats['failures'])} "
+                  f"failures); wall {wall:.3f} s vs bound {bound:.3f} s -> {wall / bound:.3f}x (target <= 1.25x); "
+                  f"server latency p50 {stats['latency_p50'] * 1000:.0f} ms, p95 {stats['latency_p95'] * 1000:.0f} ms")
+            figures[f"judge_ratio_step{label[5]}"] = round(wall / bound, 3)
+        print(f"  (each wall includes ~{rule_s:.3f} s of rule scoring of all {len(batch)} rollouts)")
+        print(json.dumps(figures))
+    finally:
+        server.terminate()
+        server.join(5)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,135 @@
+"""A scriptable fake OpenAI-compatible judge: a real aiohttp server on 127.0.0.1 in a background thread.
+
+Each request to ``/v1/chat/completions`` takes the next scripted :class:`Reply` (the default one when the
+script is empty). The server records request bodies and headers and the peak number of requests in
+flight. Used by tests only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import threading
+from collections import deque
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+
+@dataclass(frozen=True)
+class Reply:
+    """What the server does for one request. ``delay_s`` is slept before answering (seconds)."""
+
+    texts: tuple[str, ...] = ("Verdict: 1",)
+    status: int = 200
+    delay_s: float = 0.0
+    body: str | None = None  # raw body, overrides texts
+    content_type: str = "application/json"
+
+
+def ok(*texts: str, delay_s: float = 0.0) -> Reply:
+    return Reply(texts=texts or ("Verdict: 1",), delay_s=delay_s)
+
+
+def status(code: int) -> Reply:
+    return Reply(status=code, body=json.dumps({"error": {"message": f"scripted {code}"}}))
+
+
+def garbage() -> Reply:
+    return Reply(body="<html>upstream exploded</html>", content_type="text/html")
+
+
+def no_choices() -> Reply:
+    return Reply(body=json.dumps({"id": "x", "object": "chat.completion", "choices": []}))
+
+
+def hang(seconds: float = 10.0) -> Reply:
+    return Reply(delay_s=seconds)
+
+
+def dead_port() -> int:
+    """A local TCP port with nothing listening on it."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class FakeJudgeServer:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._script: deque[Reply] = deque()
+        self.default = ok()
+        self.requests: list[dict[str, Any]] = []
+        self.inflight = 0
+        self.max_inflight = 0
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/v1"
+
+    def script(self, *replies: Reply, default: Reply | None = None) -> None:
+        with self._lock:
+            self._script = deque(replies)
+            if default is not None:
+                self.default = default
+
+    def reset(self) -> None:
+        with self._lock:
+            self._script.clear()
+            self.default = ok()
+            self.requests = []
+            self.max_inflight = self.inflight
+
+    @property
+    def count(self) -> int:
+        with self._lock:
+            return len(self.requests)
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        with self._lock:
+            self.requests.append({"body": body, "headers": dict(request.headers), "path": request.path})
+            reply = self._script.popleft() if self._script else self.default
+        self.inflight += 1
+        self.max_inflight = max(self.max_inflight, self.inflight)
+        try:
+            if reply.delay_s:
+                await asyncio.sleep(reply.delay_s)
+            if reply.body is not None:
+                return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
+            n = int(body.get("n", 1))
+            choices = [
+                {"index": i, "message": {"role": "assistant", "content": reply.texts[i % len(reply.texts)]},
+                 "finish_reason": "stop"}
+                for i in range(n)
+            ]
+            return web.json_response({"id": "fake", "object": "chat.completion", "choices": choices},
+                                     status=reply.status)
+        finally:
+            self.inflight -= 1
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/v1/chat/completions", self._handle)
+        self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        self.port = self._runner.addresses[0][1]
+
+    def start(self) -> FakeJudgeServer:
+        self._thread.start()
+        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        return self
+
+    def stop(self) -> None:
+        if self._runner is not None:
+            asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
