@@ -1,0 +1,97 @@
+"""Your own data -> record Parquet: JSONL (one sample per line) or a COCO-style annotations JSON.
+
+    python -m data_prep.generic --input data.jsonl --image-root IMAGES --out data/mine.parquet \
+        [--box-format xyxy|xywh|norm1|norm1000] [--name mine] [--embed-images] [--limit N]
+    python -m data_prep.generic --input annotations.json --image-root IMAGES --out data/mine.parquet
+
+JSONL line (only `question`, `answer` and an image are required):
+
+    {"id": "42", "image": "sub/dir/a.jpg", "question": "What colour is the mug?", "answer": "red",
+     "boxes": [[10, 20, 110, 140]], "box_format": "xyxy", "answer_type": "text",
+     "choices": ["red", "blue"], "data_source": "kitchen"}
+
+`image` may also be `images` (a list); paths are relative to `--image-root` (absolute paths and
+`..` escapes are refused). `box_format` per line overrides `--box-format`. A line with boxes
+becomes a grounded sample, one without a single sample. `answer_type` must be one of
+`reward_score.answers.ANSWER_TYPES` (or a common alias such as `multiple_choice`, `yes/no`,
+`numerical`); anything else is rejected (`bad_answer_type`). `id` gives a stable `sample_id`
+`<name>:<id>`; without it the id is a hash of question, answer and image paths.
+
+COCO-style JSON (a file ending in `.json`): the usual `images` ({id, file_name, width, height}) and
+`annotations` ({id, image_id, bbox: [x, y, w, h] pixels}) plus a `questions` list of {id,
+image_id, question, answer, annotation_ids, answer_type?, choices?}; a question's boxes are its
+`annotation_ids`. The JSON is loaded whole (annotation files are small next to their images);
+`width`/`height` that disagree with the image file are rejected (`image_size_mismatch`).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from data_prep import common
+from data_prep.schema import RecordError, Sample
+
+
+def make_sample_fn(loader: common.ImageLoader, name: str, box_format: str):
+    def make_sample(row: dict, row_id: str) -> Sample:
+        images = row.get("images") if row.get("images") is not None else row.get("image")
+        if images is not None and not isinstance(images, list):
+            images = [images]
+        key = row.get("id")
+        if key is None or str(key).strip() == "":
+            key = common.content_id(row.get("question"), row.get("answer"), images)
+        declared = row.get("answer_type")
+        answer_type = common.answer_type_of(declared)
+        if declared is not None and answer_type is None:
+            raise RecordError("bad_answer_type", f"{declared!r}")
+        return common.build_sample(
+            loader, sample_id=f"{name}:{key}", data_source=f"{name}/{row.get('data_source') or 'default'}",
+            question=row.get("question"), answer=row.get("answer"), raw_images=images,
+            raw_boxes=row.get("boxes"), box_format=row.get("box_format") or box_format,
+            answer_type=answer_type,
+            choices=row.get("choices"), expected_size=row.get("expected_size"))
+    return make_sample
+
+
+def iter_coco(path: Path) -> Iterator[tuple[str, dict]]:
+    """One joined row per COCO-style question: image entry + the question's annotation boxes."""
+    data = json.loads(path.read_text(encoding="utf-8"))
+    images = {img["id"]: img for img in data.get("images", [])}
+    annotations = {ann["id"]: ann for ann in data.get("annotations", [])}
+    for number, question in enumerate(data.get("questions", [])):
+        row_id = f"{path.name}:questions[{number}]"
+        image = images.get(question.get("image_id"))
+        missing = [a for a in question.get("annotation_ids") or [] if a not in annotations]
+        if image is None or missing:
+            detail = f"image {question.get('image_id')!r} / annotations {missing}"
+            yield row_id, common.BadRow("dangling_reference", detail)
+            continue
+        yield row_id, {
+            "id": question.get("id"), "image": image.get("file_name"), "question": question.get("question"),
+            "answer": question.get("answer"), "answer_type": question.get("answer_type"),
+            "choices": question.get("choices"), "box_format": "xywh",
+            "boxes": [annotations[a]["bbox"] for a in question.get("annotation_ids") or []],
+            "expected_size": (image.get("width"), image.get("height")),
+        }
+
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = common.base_parser("python -m data_prep.generic", __doc__.split("\n")[0])
+    common.add_box_format(parser, "xyxy")
+    parser.add_argument("--name", default="generic", help="dataset name: prefix of sample_id and data_source")
+    args = parser.parse_args(argv)
+    loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)
+    if len(args.input) == 1 and args.input[0].endswith(".json"):
+        rows = iter_coco(Path(args.input[0]))
+    else:
+        rows = common.iter_jsonl(args.input)
+    common.run(rows, make_sample_fn(loader, args.name, args.box_format), args)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

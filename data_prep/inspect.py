@@ -1,0 +1,211 @@
+"""Look at a record Parquet: counts, box and image statistics, shared-prefix ratio, rendered boxes.
+
+    python -m data_prep.inspect FILE.parquet [--image-root DIR] [--render N DIR] [--json]
+                                [--max-pixels 1003520] [--prefix-samples 32]
+
+Reports
+- rows per data source and kind, answer types;
+- boxes per grounded sample, box sides in ORIGINAL pixels, box area as a fraction of the image,
+  and box sides in the model's frame (Qwen2.5-VL resized pixels at `--max-pixels`, via
+  `reward_score.frames`): how small the targets are for the model;
+- image size histogram (longest side) and image tokens per image at `--max-pixels`;
+- the shared-prefix ratio of the two streams: for up to `--prefix-samples` grounded rows, both
+  prompts are templated and tokenized by the offline Qwen2.5-VL-style processor
+  (`data_prep.offline_processor`, image tokens expanded), and the length of the common token prefix
+  is divided by the grounded prompt's length. It says how much of a grounded prompt vLLM's prefix
+  cache can reuse for the textual one (target >= 0.9 at 1280*28*28 max pixels).
+`--render N DIR` draws the GT boxes of the first N grounded rows onto their images (PNG files).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import statistics
+import sys
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pyarrow.parquet as pq
+from PIL import ImageDraw
+
+from data_prep.images import open_image
+from data_prep.prompts import to_content_lists
+from reward_score.frames import resized_size, to_model_frame
+
+DEFAULT_MAX_PIXELS = 1280 * 28 * 28
+_SIZE_BUCKETS = (512, 1024, 2048, 4096)
+_STAT_COLUMNS = ("sample_id", "data_source", "kind", "answer_type", "image_size", "gt_boxes", "images")
+
+
+def _quantiles(values: Sequence[float]) -> dict[str, float] | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+
+    def q(p: float) -> float:
+        return round(float(ordered[min(len(ordered) - 1, int(p * len(ordered)))]), 4)
+
+    return {"min": q(0.0), "p10": q(0.1), "p50": q(0.5), "p90": q(0.9), "max": round(float(ordered[-1]), 4),
+            "mean": round(statistics.fmean(ordered), 4), "n": len(ordered)}
+
+
+def _bucket(longest: int) -> str:
+    for edge in _SIZE_BUCKETS:
+        if longest < edge:
+            return f"<{edge}"
+    return f">={_SIZE_BUCKETS[-1]}"
+
+
+def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    """Length of the longest common prefix of two token sequences."""
+    n = 0
+    for x, y in zip(a, b):
+        if x != y:
+            break
+        n += 1
+    return n
+
+
+def prompt_token_ids(processor: Any, messages: list[dict], images: list) -> list[int]:
+    """Token ids of a templated prompt with image tokens expanded, as the rollout sees them."""
+    text = processor.apply_chat_template(to_content_lists(messages, images), add_generation_prompt=True, tokenize=False)
+    return list(processor(text=[text], images=images or None)["input_ids"][0])
+
+
+def shared_prefix(path: Path, root: Path, max_pixels: int, samples: int) -> dict[str, Any] | None:
+    """Shared-prefix statistics over the first `samples` grounded rows (None when there are none)."""
+    from data_prep.offline_processor import build_processor
+
+    processor = build_processor(max_pixels=max_pixels)
+    ratios, common_total, grounded_total, lengths = [], 0, 0, []
+    columns = ["kind", "images", "prompt_grounded", "prompt_textual"]
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=16, columns=columns):
+        for row in batch.to_pylist():
+            if row["kind"] != "grounded" or len(ratios) >= samples:
+                continue
+            images = [open_image(item, root) for item in row["images"]]
+            grounded = prompt_token_ids(processor, row["prompt_grounded"], images)
+            textual = prompt_token_ids(processor, row["prompt_textual"], images)
+            common = common_prefix(grounded, textual)
+            ratios.append(common / len(grounded))
+            common_total += common
+            grounded_total += len(grounded)
+            lengths.append(len(grounded))
+        if len(ratios) >= samples:
+            break
+    if not ratios:
+        return None
+    return {"samples": len(ratios), "max_pixels": max_pixels, "mean_ratio": round(statistics.fmean(ratios), 4),
+            "min_ratio": round(min(ratios), 4), "token_weighted_ratio": round(common_total / grounded_total, 4),
+            "grounded_prompt_tokens": _quantiles(lengths)}
+
+
+def statistics_of(path: Path, max_pixels: int) -> dict[str, Any]:
+    """Counts, box statistics and image-size histogram, streamed over the file."""
+    sources, kinds, answer_types, buckets = Counter(), Counter(), Counter(), Counter()
+    per_sample, sides, areas, model_sides, tokens = [], [], [], [], []
+    rows = 0
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=list(_STAT_COLUMNS)):
+        for row in batch.to_pylist():
+            rows += 1
+            sources[f"{row['data_source']} [{row['kind']}]"] += 1
+            kinds[row["kind"]] += 1
+            answer_types[row["answer_type"] or "unknown"] += 1
+            width, height = row["image_size"]
+            buckets[_bucket(max(width, height))] += 1
+            new_w, new_h = resized_size(width, height, "qwen2_5_vl", max_pixels=max_pixels)
+            tokens.append(new_w * new_h // (28 * 28))
+            boxes = row["gt_boxes"] or []
+            if row["kind"] == "grounded":
+                per_sample.append(len(boxes))
+            for box, model_box in zip(boxes, to_model_frame(boxes, (width, height), "qwen2_5_vl",
+                                                             max_pixels=max_pixels)):
+                sides.append(min(box[2] - box[0], box[3] - box[1]))
+                areas.append((box[2] - box[0]) * (box[3] - box[1]) / (width * height))
+                model_sides.append(min(model_box[2] - model_box[0], model_box[3] - model_box[1]))
+    return {
+        "file": str(path), "rows": rows, "kinds": dict(kinds), "data_sources": dict(sorted(sources.items())),
+        "answer_types": dict(sorted(answer_types.items())),
+        "boxes_per_grounded_sample": _quantiles(per_sample),
+        "box_short_side_px": _quantiles(sides), "box_area_fraction": _quantiles(areas),
+        "box_short_side_model_px": _quantiles(model_sides),
+        "image_longest_side": {k: buckets[k] for k in [f"<{e}" for e in _SIZE_BUCKETS] + [f">={_SIZE_BUCKETS[-1]}"]},
+        "image_tokens": _quantiles(tokens),
+    }
+
+
+def render(path: Path, root: Path, count: int, out_dir: Path) -> list[Path]:
+    """Draw GT boxes of the first `count` grounded rows; returns the PNG paths."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    columns = ["sample_id", "kind", "images", "gt_boxes", "answer", "question"]
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=16, columns=columns):
+        for row in batch.to_pylist():
+            if len(written) >= count:
+                return written
+            if row["kind"] != "grounded":
+                continue
+            image = open_image(row["images"][0], root)
+            draw = ImageDraw.Draw(image)
+            width = max(2, round(max(image.size) / 400))
+            for number, box in enumerate(row["gt_boxes"]):
+                draw.rectangle(box, outline=(255, 0, 255), width=width)
+                draw.text((box[0] + width, box[1] + width), str(number), fill=(255, 0, 255))
+            name = re.sub(r"[^A-Za-z0-9_.-]+", "_", row["sample_id"])[:120] + ".png"
+            image.save(out_dir / name)
+            written.append(out_dir / name)
+    return written
+
+
+def _print_human(report: dict[str, Any]) -> None:
+    print(f"inspect {report['file']}: {report['rows']} rows, kinds {report['kinds']}")
+    print("rows per data source [kind]:")
+    for name, count in report["data_sources"].items():
+        print(f"  {name:<48} {count:>8}")
+    print(f"answer types: {report['answer_types']}")
+    for key in ("boxes_per_grounded_sample", "box_short_side_px", "box_area_fraction", "box_short_side_model_px",
+                "image_tokens"):
+        print(f"{key}: {report[key]}")
+    print(f"image longest side (px): {report['image_longest_side']}")
+    prefix = report.get("shared_prefix")
+    if prefix:
+        print(f"shared-prefix ratio (grounded vs textual, image tokens included, max_pixels={prefix['max_pixels']}, "
+              f"{prefix['samples']} grounded rows): mean {prefix['mean_ratio']}, min {prefix['min_ratio']}, "
+              f"token-weighted {prefix['token_weighted_ratio']}; "
+              f"grounded prompt tokens {prefix['grounded_prompt_tokens']}")
+    else:
+        print("shared-prefix ratio: n/a (no grounded rows or --prefix-samples 0)")
+    for png in report.get("rendered", []):
+        print(f"rendered {png}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data_prep.inspect", description=__doc__.split("\n")[0])
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--image-root", type=Path, default=None,
+                        help="root of path-mode images (default: the file's folder)")
+    parser.add_argument("--render", nargs=2, metavar=("N", "DIR"), default=None,
+                        help="draw GT boxes on N images into DIR")
+    parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    parser.add_argument("--prefix-samples", type=int, default=32, help="grounded rows used for the shared-prefix ratio")
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    args = parser.parse_args(argv)
+    root = args.image_root if args.image_root is not None else args.file.resolve().parent
+    report = statistics_of(args.file, args.max_pixels)
+    if args.prefix_samples > 0:
+        report["shared_prefix"] = shared_prefix(args.file, root, args.max_pixels, args.prefix_samples)
+    if args.render:
+        report["rendered"] = [str(p) for p in render(args.file, root, int(args.render[0]), Path(args.render[1]))]
+    if args.json:
+        print(json.dumps(report, indent=1))
+    else:
+        _print_human(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""Prompt templates (our own wording), owned here and nowhere else.
+
+Layout of every prompt, as chat messages with verl's `<image>` placeholders:
+
+    system: SYSTEM_PROMPT                                  (identical for every stream)
+    user:   <image>…<image>{question}[\\n{options}]\\n\\n{stream instruction}
+
+Image(s) and question come first and the stream instruction last, so the grounded and the
+textual prompt of one sample share one long token prefix (system turn, all image tokens, the
+question, and the instructions' common opening sentence): vLLM's prefix cache then computes the
+image tokens once per sample, not once per stream. `data_prep.inspect` measures the ratio.
+
+Box wording depends on the model family's output frame (see `reward_score.frames`):
+`qwen2_5_vl` writes absolute pixels of the image as the model sees it (after resizing);
+`qwen3_vl` writes coordinates relative to the image on a 0-1000 grid.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+IMAGE_PLACEHOLDER = "<image>"
+# verl splits prompt strings on these; a stray one in source text breaks its placeholder count.
+MEDIA_PLACEHOLDERS = re.compile(r"<image>|<video>|<audio>")
+
+SYSTEM_PROMPT = "You are a careful visual assistant. Look closely at the image before you answer."
+
+# The opening sentence every stream shares: the streams diverge only after it.
+_SHARED_OPENING = ("Think step by step inside <think> </think>, then write only the final answer "
+                   "inside <answer> </answer>.")
+
+GROUNDED_INSTRUCTIONS: dict[str, str] = {
+    "qwen2_5_vl": _SHARED_OPENING + (
+        " While thinking, localize every object you mention as <box>[x1,y1,x2,y2]</box>: its top-left "
+        "and bottom-right corners in pixels of the image as you see it."),
+    "qwen3_vl": _SHARED_OPENING + (
+        " While thinking, localize every object you mention as <box>[x1,y1,x2,y2]</box>: its top-left "
+        "and bottom-right corners on a 0-1000 scale relative to the image."),
+}
+TEXTUAL_INSTRUCTION = _SHARED_OPENING + " Describe what you see in words only, without boxes or coordinates."
+SINGLE_INSTRUCTION = _SHARED_OPENING + " Keep the final answer short: a letter, a number, a word or an expression."
+
+BOX_FRAMES = tuple(GROUNDED_INSTRUCTIONS)
+_LETTERS = "ABCDEFGHIJ"
+
+Message = dict[str, str]
+
+
+def clean_question(text: str) -> str:
+    """Source question without media placeholders (we place them), whitespace trimmed."""
+    return MEDIA_PLACEHOLDERS.sub("", text).strip()
+
+
+def question_block(question: str, choices: Sequence[str] | None = None) -> str:
+    """The question, followed by lettered options when the source gives them separately."""
+    if not choices:
+        return question
+    options = "\n".join(f"{_LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
+    return f"{question}\nOptions:\n{options}"
+
+
+def _messages(question: str, choices: Sequence[str] | None, num_images: int, instruction: str) -> list[Message]:
+    user = IMAGE_PLACEHOLDER * num_images + question_block(question, choices) + "\n\n" + instruction
+    return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
+
+
+def grounded_messages(question: str, choices: Sequence[str] | None, num_images: int,
+                      box_frame: str = "qwen2_5_vl") -> list[Message]:
+    """Grounded-stream prompt: reasoning must localize objects with boxes in `box_frame`."""
+    if box_frame not in GROUNDED_INSTRUCTIONS:
+        raise ValueError(f"unknown box_frame {box_frame!r}; choose one of {BOX_FRAMES}")
+    return _messages(question, choices, num_images, GROUNDED_INSTRUCTIONS[box_frame])
+
+
+def textual_messages(question: str, choices: Sequence[str] | None, num_images: int) -> list[Message]:
+    """Textual-stream prompt: same structure, plain-text reasoning, no boxes."""
+    return _messages(question, choices, num_images, TEXTUAL_INSTRUCTION)
+
+
+def single_messages(question: str, choices: Sequence[str] | None, num_images: int) -> list[Message]:
+    """Prompt of a single-stream sample (general reasoning without boxes)."""
+    return _messages(question, choices, num_images, SINGLE_INSTRUCTION)
+
+
+def count_placeholders(messages: Sequence[Message]) -> int:
+    """Number of `<image>` placeholders over all messages."""
+    return sum(str(m.get("content") or "").count(IMAGE_PLACEHOLDER) for m in messages)
+
+
+def to_content_lists(messages: Sequence[Message], images: Sequence[object]) -> list[dict]:
+    """Messages whose `<image>` placeholders are replaced by `{"type": "image", "image": img}` items,
+    in order (the structure verl's `RLHFDataset._build_messages` gives the processor)."""
+    out, used = [], 0
+    for message in messages:
+        content: list[dict] = []
+        for part in re.split(f"({IMAGE_PLACEHOLDER})", str(message["content"])):
+            if part == IMAGE_PLACEHOLDER:
+                content.append({"type": "image", "image": images[used]})
+                used += 1
+            elif part:
+                content.append({"type": "text", "text": part})
+        out.append({"role": message["role"], "content": content})
+    if used != len(images):
+        raise ValueError(f"{used} <image> placeholders for {len(images)} images")
+    return out

@@ -1,0 +1,178 @@
+"""The record schema: one Parquet row per source sample, readable by our recipe and by plain verl.
+
+Columns (all written by `to_row`; `RECORD_SCHEMA` is the Arrow schema):
+
+- `sample_id` (string): stable id `<dataset>:<source id or content hash>`; unique per file.
+- `data_source` (string): `<dataset>/<sub-source>`, e.g. `ivgr_rl51k/treevgr`, `synthetic/shapes`.
+- `kind` (string): `grounded` (has GT boxes; two streams) or `single` (no boxes; one stream).
+- `question` (string): question text without media placeholders or instructions.
+- `answer` (string): reference answer.
+- `answer_type` (string | null): one of `reward_score.answers.ANSWER_TYPES` when known.
+- `choices` (list<string> | null): options the source lists separately (lettered A, B, ... in order).
+- `images` (list<struct<bytes: binary, path: string>>): `bytes` embedded (wins when set) or `path`
+  RELATIVE to the image root.
+- `image_size` (list<int32> `[width, height]`): ORIGINAL pixel size of the first image (the one the
+  boxes refer to).
+- `gt_boxes` (list<list<float64>>): `[x1, y1, x2, y2]` in ORIGINAL pixels of the first image; empty
+  for `single`.
+- `box_frame` (string): frame the grounded prompt asks for, `qwen2_5_vl` (resized pixels) or
+  `qwen3_vl` (0-1000).
+- `prompt_grounded` (list<struct<role, content>> | null): grounded-stream chat messages with `<image>`
+  placeholders; null for `single`.
+- `prompt_textual` (list<struct<role, content>>): textual-stream messages (the single instruction for
+  `single` samples).
+- `prompt` (list<struct<role, content>>): verl's prompt column, equal to `prompt_textual` (a plain
+  verl run trains one textual stream).
+- `ability` (string): `grounded_vqa` or `reasoning` (verl bookkeeping).
+- `reward_model` (struct<style, ground_truth>): `{"style": "rule", "ground_truth": answer}`.
+- `extra_info` (struct): stream-independent facts for the reward: `index`, `sample_id`, `kind`,
+  `question`, `answer`, `answer_type`, `choices`, `gt_boxes`, `image_size`, `box_frame`.
+
+The recipe dataset (`recipe/ivgr`) reads `prompt_grounded` / `prompt_textual` as chat-message
+lists exactly like verl's `prompt`, swaps one of them into `prompt`, adds `stream` and the
+processor's pixel bounds to `extra_info`, and maps `gt_boxes` into the model frame with
+`reward_score.frames`. Images stored by path need that dataset (it joins `data.image_root`);
+a plain verl run needs embedded images (`--embed-images`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import pyarrow as pa
+
+from data_prep import prompts
+from data_prep.images import ImageItem
+from reward_score.answers import ANSWER_TYPES
+from reward_score.parsing import Box
+
+SCHEMA_VERSION = "1"
+KINDS = ("grounded", "single")
+
+MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
+IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+BOXES = pa.list_(pa.list_(pa.float64()))
+SIZE = pa.list_(pa.int32())
+EXTRA_INFO = pa.struct([
+    ("index", pa.int64()), ("sample_id", pa.string()), ("kind", pa.string()), ("question", pa.string()),
+    ("answer", pa.string()), ("answer_type", pa.string()), ("choices", pa.list_(pa.string())),
+    ("gt_boxes", BOXES), ("image_size", SIZE), ("box_frame", pa.string()),
+])
+RECORD_SCHEMA = pa.schema(
+    [
+        pa.field("sample_id", pa.string(), nullable=False),
+        ("data_source", pa.string()),
+        ("kind", pa.string()),
+        ("question", pa.string()),
+        ("answer", pa.string()),
+        ("answer_type", pa.string()),
+        ("choices", pa.list_(pa.string())),
+        ("images", pa.list_(IMAGE)),
+        ("image_size", SIZE),
+        ("gt_boxes", BOXES),
+        ("box_frame", pa.string()),
+        ("prompt_grounded", pa.list_(MESSAGE)),
+        ("prompt_textual", pa.list_(MESSAGE)),
+        ("prompt", pa.list_(MESSAGE)),
+        ("ability", pa.string()),
+        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
+        ("extra_info", EXTRA_INFO),
+    ],
+    metadata={"ivgr.schema_version": SCHEMA_VERSION},
+)
+
+
+class RecordError(ValueError):
+    """A sample that cannot become a record; `reason` is the code written to the rejects file."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass
+class Sample:
+    """One source sample, already cleaned: what a converter produces.
+
+    `gt_boxes` are `(x1, y1, x2, y2)` in ORIGINAL pixels of `images[0]`, whose size is
+    `image_size = (width, height)`; `kind` is `grounded` iff there are boxes.
+    """
+
+    sample_id: str
+    data_source: str
+    question: str
+    answer: str
+    images: list[ImageItem]
+    image_size: tuple[int, int]
+    gt_boxes: list[Box] = field(default_factory=list)
+    answer_type: str | None = None
+    choices: list[str] | None = None
+
+    @property
+    def kind(self) -> str:
+        return "grounded" if self.gt_boxes else "single"
+
+
+def _check_text(name: str, value: str) -> None:
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise RecordError("invalid_unicode", f"{name}: {err}") from None
+
+
+def to_row(sample: Sample, index: int, box_frame: str = "qwen2_5_vl") -> dict[str, Any]:
+    """The full Parquet row (all columns of `RECORD_SCHEMA`) for one sample.
+
+    Raises RecordError for empty questions/answers, unknown answer types, un-encodable text,
+    media placeholders the prompt cannot carry, or a sample without images.
+    """
+    question = prompts.clean_question(sample.question)
+    if "<video>" in sample.question or "<audio>" in sample.question:
+        raise RecordError("unsupported_placeholder", "question contains <video>/<audio>")
+    if not question:
+        raise RecordError("empty_question")
+    answer = str(sample.answer).strip()
+    if not answer:
+        raise RecordError("empty_answer")
+    if sample.answer_type is not None and sample.answer_type not in ANSWER_TYPES:
+        raise RecordError("bad_answer_type", f"{sample.answer_type!r} not in {ANSWER_TYPES}")
+    if not sample.images:
+        raise RecordError("no_image")
+    choices = [str(c).strip() for c in sample.choices] if sample.choices else None
+    for name, value in (("sample_id", sample.sample_id), ("question", question), ("answer", answer),
+                        *(("choices", c) for c in choices or ()),
+                        *(("image path", i.path) for i in sample.images if i.path)):
+        _check_text(name, value)
+
+    n = len(sample.images)
+    grounded = bool(sample.gt_boxes)
+    prompt_grounded = prompts.grounded_messages(question, choices, n, box_frame) if grounded else None
+    prompt_textual = (prompts.textual_messages if grounded else prompts.single_messages)(question, choices, n)
+    boxes = [[float(v) for v in box] for box in sample.gt_boxes]
+    size = [int(sample.image_size[0]), int(sample.image_size[1])]
+    kind = "grounded" if grounded else "single"
+    return {
+        "sample_id": sample.sample_id,
+        "data_source": sample.data_source,
+        "kind": kind,
+        "question": question,
+        "answer": answer,
+        "answer_type": sample.answer_type,
+        "choices": choices,
+        "images": [item.to_struct() for item in sample.images],
+        "image_size": size,
+        "gt_boxes": boxes,
+        "box_frame": box_frame,
+        "prompt_grounded": prompt_grounded,
+        "prompt_textual": prompt_textual,
+        "prompt": prompt_textual,
+        "ability": "grounded_vqa" if grounded else "reasoning",
+        "reward_model": {"style": "rule", "ground_truth": answer},
+        "extra_info": {
+            "index": index, "sample_id": sample.sample_id, "kind": kind, "question": question,
+            "answer": answer, "answer_type": sample.answer_type, "choices": choices,
+            "gt_boxes": boxes, "image_size": size, "box_frame": box_frame,
+        },
+    }

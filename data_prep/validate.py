@@ -1,0 +1,206 @@
+"""Check a record Parquet before training on it.
+
+    python -m data_prep.validate FILE.parquet [--image-root DIR] [--decode all|sample|none]
+
+Checks the schema against `data_prep.schema.RECORD_SCHEMA`, then every row: unique non-empty
+`sample_id`, known `kind` and `answer_type`, non-empty question/answer, images present with bytes
+or a safe relative path, `image_size`, boxes (four finite numbers, inside the image, x1 < x2 and
+y1 < y2 with sides >= 1 px, ORIGINAL pixels), grounded <=> boxes, one `<image>` placeholder per
+image in every prompt, and the verl columns agreeing with the record columns. Images are decoded
+for a sample of rows (`--decode sample`, about 256 rows spread over the file, the default), every
+row (`all`) or none; a decoded first image must match `image_size`.
+
+Exit status 0 when no problem was found, 1 otherwise (with a report of counts and examples).
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from pathlib import Path
+
+import pyarrow.parquet as pq
+
+from data_prep.boxes import MIN_SIDE_PX
+from data_prep.images import ImageError, open_image, safe_relative_path
+from data_prep.prompts import count_placeholders
+from data_prep.schema import KINDS, RECORD_SCHEMA
+from reward_score.answers import ANSWER_TYPES
+
+_EPS = 1e-6
+
+
+class Report:
+    """Problem counts with a few examples each."""
+
+    def __init__(self, max_examples: int = 5):
+        self.counts: Counter = Counter()
+        self.examples: dict[str, list[str]] = defaultdict(list)
+        self.bad_rows: set[int] = set()
+        self.rows = 0
+        self.decoded = 0
+        self.max_examples = max_examples
+
+    def add(self, code: str, row: int | None, message: str) -> None:
+        self.counts[code] += 1
+        if row is not None:
+            self.bad_rows.add(row)
+        if len(self.examples[code]) < self.max_examples:
+            self.examples[code].append(message)
+
+    @property
+    def ok(self) -> bool:
+        return not self.counts
+
+    def render(self, path: Path) -> str:
+        head = f"validate {path}: {self.rows} rows, images decoded for {self.decoded} rows"
+        if self.ok:
+            return head + "\nOK: no problems found"
+        lines = [head, f"FAIL: {sum(self.counts.values())} problems in {len(self.bad_rows)} rows"]
+        for code, count in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])):
+            lines.append(f"  {code:<28} {count:>8}")
+            lines.extend(f"      e.g. {example}" for example in self.examples[code])
+        return "\n".join(lines)
+
+
+def check_schema(path: Path, report: Report) -> bool:
+    """True when every column of RECORD_SCHEMA exists with the right type."""
+    schema = pq.read_schema(path)
+    ok = True
+    for expected in RECORD_SCHEMA:
+        if expected.name not in schema.names:
+            report.add("schema_missing_column", None, expected.name)
+            ok = False
+        elif not schema.field(expected.name).type.equals(expected.type):
+            report.add("schema_type_mismatch", None,
+                       f"{expected.name}: {schema.field(expected.name).type} != {expected.type}")
+            ok = False
+    return ok
+
+
+def _check_boxes(row: dict, where: str, n: int, report: Report) -> None:
+    size = row["image_size"] or []
+    if len(size) != 2 or not all(isinstance(v, int) and v > 0 for v in size):
+        report.add("bad_image_size", n, f"{where}: {size}")
+        return
+    width, height = size
+    for box in row["gt_boxes"] or []:
+        values = list(box or [])
+        if len(values) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
+            report.add("box_malformed", n, f"{where}: {values}")
+            continue
+        x1, y1, x2, y2 = values
+        if x2 < x1 or y2 < y1:
+            report.add("box_inverted", n, f"{where}: {values}")
+        elif x2 - x1 < MIN_SIDE_PX or y2 - y1 < MIN_SIDE_PX:
+            report.add("box_degenerate", n, f"{where}: {values}")
+        elif x1 < -_EPS or y1 < -_EPS or x2 > width + _EPS or y2 > height + _EPS:
+            report.add("box_outside", n, f"{where}: {values} outside {width}x{height}")
+
+
+def _check_prompts(row: dict, where: str, n: int, report: Report) -> None:
+    num_images = len(row["images"] or [])
+    for column in ("prompt", "prompt_textual", "prompt_grounded"):
+        messages = row[column]
+        if messages is None:
+            if column != "prompt_grounded" or row["kind"] == "grounded":
+                report.add("missing_prompt", n, f"{where}: {column} is null")
+            continue
+        found = count_placeholders(messages)
+        if found != num_images:
+            report.add("placeholder_mismatch", n, f"{where}: {column} has {found} <image> for {num_images} images")
+        if any("<video>" in (m["content"] or "") or "<audio>" in (m["content"] or "") for m in messages):
+            report.add("unsupported_placeholder", n, f"{where}: {column}")
+
+
+def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | None, decode: bool) -> None:
+    sid = row["sample_id"] or ""
+    where = f"row {n} ({sid or '<no id>'})"
+    if not sid:
+        report.add("empty_sample_id", n, where)
+    elif sid in seen:
+        report.add("duplicate_sample_id", n, where)
+    seen.add(sid)
+    if row["kind"] not in KINDS:
+        report.add("bad_kind", n, f"{where}: {row['kind']!r}")
+    for column in ("question", "answer"):
+        if not (row[column] or "").strip():
+            report.add(f"empty_{column}", n, where)
+    if row["answer_type"] is not None and row["answer_type"] not in ANSWER_TYPES:
+        report.add("bad_answer_type", n, f"{where}: {row['answer_type']!r}")
+    boxes = row["gt_boxes"] or []
+    if row["kind"] == "grounded" and not boxes:
+        report.add("grounded_without_boxes", n, where)
+    if row["kind"] == "single" and boxes:
+        report.add("single_with_boxes", n, where)
+    _check_boxes(row, where, n, report)
+    _check_prompts(row, where, n, report)
+    extra, reward = row["extra_info"] or {}, row["reward_model"] or {}
+    if reward.get("ground_truth") != row["answer"]:
+        report.add("ground_truth_mismatch", n, where)
+    stored = (extra.get("sample_id"), extra.get("gt_boxes"), extra.get("image_size"))
+    if stored != (sid, row["gt_boxes"], row["image_size"]):
+        report.add("extra_info_mismatch", n, where)
+    images = row["images"] or []
+    if not images:
+        report.add("no_image", n, where)
+    for position, item in enumerate(images):
+        if not (item or {}).get("bytes") and not (item or {}).get("path"):
+            report.add("image_no_data", n, f"{where}: image {position}")
+            continue
+        try:
+            if not item.get("bytes"):
+                safe_relative_path(item["path"], root)
+            if decode:
+                image = open_image(item, root)
+                if position == 0 and list(image.size) != list(row["image_size"] or []):
+                    report.add("image_size_mismatch", n,
+                               f"{where}: file {list(image.size)} vs image_size {row['image_size']}")
+        except ImageError as err:
+            report.add(err.reason, n, f"{where}: image {position}: {err.detail}")
+    if decode:
+        report.decoded += 1
+
+
+def validate(path: str | Path, image_root: str | Path | None = None, decode: str = "sample",
+             sample_rows: int = 256) -> Report:
+    """Validate the file at `path`; path-mode images resolve against `image_root` (default: its folder)."""
+    path = Path(path)
+    report = Report()
+    try:
+        parquet = pq.ParquetFile(path)
+    except (OSError, ValueError) as err:
+        report.add("unreadable_file", None, f"{path}: {err}")
+        return report
+    if not check_schema(path, report):
+        return report
+    root = Path(image_root) if image_root is not None else path.resolve().parent
+    total = parquet.metadata.num_rows
+    stride = max(1, total // sample_rows) if decode == "sample" else 1
+    seen: set[str] = set()
+    n = 0
+    for batch in parquet.iter_batches(batch_size=64, columns=RECORD_SCHEMA.names):
+        for row in batch.to_pylist():
+            check_row(row, n, seen, report, root, decode == "all" or (decode == "sample" and n % stride == 0))
+            n += 1
+    report.rows = n
+    return report
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m data_prep.validate", description=__doc__.split("\n")[0])
+    parser.add_argument("file", type=Path)
+    parser.add_argument("--image-root", type=Path, default=None,
+                        help="root of path-mode images (default: the file's folder)")
+    parser.add_argument("--decode", choices=("all", "sample", "none"), default="sample")
+    args = parser.parse_args(argv)
+    report = validate(args.file, args.image_root, args.decode)
+    print(report.render(args.file))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

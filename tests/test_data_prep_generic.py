@@ -1,0 +1,205 @@
+"""The generic converter end to end: every bad input gets a reason, atomic and idempotent writes."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from data_prep import generic
+from data_prep.images import ImageItem
+from data_prep.schema import RECORD_SCHEMA, Sample
+from data_prep.writer import RecordWriter
+
+REPO = Path(__file__).resolve().parents[1]
+
+# (line, expected reason or None when the line must be kept)
+CASES = [
+    ({"id": "ok", "image": "a.png", "question": "Où est le chat? 猫 🐱", "answer": "à gauche",
+      "boxes": [[10, 10, 100, 100]]}, None),
+    ({"id": "single", "image": "a.png", "question": "Is it sunny?", "answer": "yes", "answer_type": "yes_no"}, None),
+    ({"id": "xywh", "image": "a.png", "question": "q", "answer": "a", "boxes": [[10, 10, 50, 50]], "box_format": "xywh"}, None),
+    ({"id": "n1", "image": "a.png", "question": "q", "answer": "a", "boxes": [[0.1, 0.1, 0.5, 0.5]], "box_format": "norm1"}, None),
+    ({"id": "n1000", "image": "a.png", "question": "q", "answer": "a", "boxes": [[100, 100, 500, 500]], "box_format": "norm1000"}, None),
+    ({"id": "tiny", "image": "tiny.png", "question": "q", "answer": "a", "boxes": [[1, 1, 5, 5]]}, None),
+    ({"id": "two", "images": ["a.png", "sub/b.jpg"], "question": "Compare.", "answer": "same"}, None),
+    ({"id": "ok", "image": "a.png", "question": "again", "answer": "a"}, "duplicate_id"),
+    ({"id": "e1", "image": "a.png", "question": "   ", "answer": "a"}, "empty_question"),
+    ({"id": "e2", "image": "a.png", "question": "q", "answer": ""}, "empty_answer"),
+    ({"id": "e3", "question": "q", "answer": "a"}, "no_image"),
+    ({"id": "p1", "image": "/etc/hosts", "question": "q", "answer": "a"}, "image_path_absolute"),
+    ({"id": "p2", "image": "../outside.png", "question": "q", "answer": "a"}, "image_path_escapes_root"),
+    ({"id": "i1", "image": "missing.png", "question": "q", "answer": "a"}, "image_missing"),
+    ({"id": "i2", "image": "zero.png", "question": "q", "answer": "a"}, "image_empty"),
+    ({"id": "i3", "image": "corrupt.png", "question": "q", "answer": "a"}, "image_corrupt"),
+    ({"id": "b1", "image": "a.png", "question": "q", "answer": "a", "boxes": [[10, 10, 700, 100]]}, "box_outside"),
+    ({"id": "b2", "image": "a.png", "question": "q", "answer": "a", "boxes": [[100, 10, 10, 100]]}, "box_inverted"),
+    ({"id": "b3", "image": "a.png", "question": "q", "answer": "a", "boxes": [[10, 10, 10, 100]]}, "box_degenerate"),
+    ({"id": "b4", "image": "a.png", "question": "q", "answer": "a", "boxes": [[0.1, 0.1, 0.5, 0.5]]}, "box_looks_normalized"),
+    ({"id": "b5", "image": "a.png", "question": "q", "answer": "a", "boxes": [[100, 100, 1500, 500]], "box_format": "norm1000"}, "box_wrong_frame"),
+    ({"id": "b6", "image": "a.png", "question": "q", "answer": "a", "boxes": [[1, 2, 3]]}, "box_malformed"),
+    ({"id": "t1", "image": "a.png", "question": "q", "answer": "a", "answer_type": "essay"}, "bad_answer_type"),
+    ({"id": "u1", "image": "a.png", "question": "bad \ud800 surrogate", "answer": "a"}, "invalid_unicode"),
+    ({"id": "v1", "image": "a.png", "question": "<video> what happens?", "answer": "a"}, "unsupported_placeholder"),
+]
+
+
+def make_images(root: Path) -> None:
+    (root / "sub").mkdir(parents=True, exist_ok=True)
+    Image.new("RGB", (640, 480), (200, 30, 30)).save(root / "a.png")
+    Image.new("RGB", (300, 200), (30, 30, 200)).save(root / "sub" / "b.jpg")
+    Image.new("RGB", (20, 10), (0, 0, 0)).save(root / "tiny.png")
+    (root / "zero.png").write_bytes(b"")
+    (root / "corrupt.png").write_bytes(b"\x89PNG\r\n\x1a\n garbage")
+    Image.new("RGB", (10, 10)).save(root.parent / "outside.png")
+
+
+def write_jsonl(path: Path, lines: list, extra: str = "") -> Path:
+    with open(path, "w", encoding="utf-8") as handle:
+        for line in lines:
+            handle.write(json.dumps(line) + "\n")
+        handle.write(extra)
+    return path
+
+
+@pytest.fixture()
+def source(tmp_path):
+    make_images(tmp_path / "images")
+    return write_jsonl(tmp_path / "in.jsonl", [line for line, _ in CASES], "{this is not json}\n")
+
+
+def convert(source: Path, out: Path, *extra: str) -> None:
+    assert generic.main(["--input", str(source), "--image-root", str(source.parent / "images"),
+                         "--out", str(out), "--quiet", *extra]) == 0
+
+
+def test_every_bad_input_has_a_reason_and_a_count(source, tmp_path):
+    out = tmp_path / "out" / "mine.parquet"
+    convert(source, out)
+    rejects = [json.loads(line) for line in (tmp_path / "out" / "mine.rejects.jsonl").read_text().splitlines()]
+    expected = {f"in.jsonl:{n}": reason for n, (_, reason) in enumerate(CASES, 1) if reason}
+    expected[f"in.jsonl:{len(CASES) + 1}"] = "bad_json"
+    assert {r["row"]: r["reason"] for r in rejects} == expected
+    summary = json.loads((tmp_path / "out" / "mine.summary.json").read_text())
+    assert summary["reasons"] == dict(Counter(expected.values()))
+    kept = [line["id"] for line, reason in CASES if reason is None]
+    assert summary["written"] == len(kept) and summary["read"] == len(CASES) + 1
+    assert summary["rejected"] + summary["written"] == summary["read"]
+    table = pq.read_table(out)
+    assert table.schema.equals(RECORD_SCHEMA, check_metadata=False)
+    rows = {r["sample_id"]: r for r in table.to_pylist()}
+    assert list(rows) == [f"generic:{k}" for k in kept]
+    ok = rows["generic:ok"]
+    assert ok["question"] == "Où est le chat? 猫 🐱" and ok["answer"] == "à gauche"
+    assert ok["kind"] == "grounded" and ok["gt_boxes"] == [[10, 10, 100, 100]] and ok["image_size"] == [640, 480]
+    assert ok["images"] == [{"bytes": None, "path": "a.png"}]
+    assert rows["generic:single"]["kind"] == "single" and rows["generic:single"]["prompt_grounded"] is None
+    assert rows["generic:xywh"]["gt_boxes"] == [[10, 10, 60, 60]]
+    assert rows["generic:n1"]["gt_boxes"] == rows["generic:n1000"]["gt_boxes"] == [[64, 48, 320, 240]]
+    tiny = rows["generic:tiny"]  # 20x10 upscaled to 56x28, boxes with it, bytes embedded
+    assert tiny["image_size"] == [56, 28] and tiny["gt_boxes"] == [pytest.approx([2.8, 2.8, 14.0, 14.0])]
+    assert tiny["images"][0]["bytes"] and tiny["images"][0]["path"] == "tiny.png"
+    two = rows["generic:two"]
+    assert [i["path"] for i in two["images"]] == ["a.png", "sub/b.jpg"]
+    assert two["prompt"][1]["content"].startswith("<image><image>Compare.")
+
+
+def test_rerun_is_idempotent_byte_for_byte(source, tmp_path):
+    first, second = tmp_path / "a" / "x.parquet", tmp_path / "b" / "x.parquet"
+    convert(source, first)
+    convert(source, second)
+    convert(source, first)  # re-run over an existing output
+    for name in ("x.parquet", "x.rejects.jsonl", "x.summary.json"):
+        assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
+
+
+def test_embed_images_and_limit(source, tmp_path):
+    out = tmp_path / "emb.parquet"
+    convert(source, out, "--embed-images", "--limit", "2")
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == 2
+    assert rows[0]["images"][0]["bytes"] == (source.parent / "images" / "a.png").read_bytes()
+
+
+def test_interrupted_run_leaves_no_partial_output(tmp_path):
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"previous good output")
+
+    def sample(i: int) -> Sample:
+        return Sample(sample_id=f"s:{i}", data_source="t", question="q", answer="a",
+                      images=[ImageItem(b"x", None)], image_size=(10, 10))
+
+    with pytest.raises(RuntimeError):
+        with RecordWriter(out, row_group_rows=2) as writer:
+            for i in range(5):  # row groups already flushed to the temporary file
+                writer.add(sample(i), str(i))
+            writer.reject("5", "image_missing")
+            raise RuntimeError("killed mid-write")
+    assert out.read_bytes() == b"previous good output"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.parquet"]  # no temp, rejects or summary files
+
+
+def test_row_groups_stream(source, tmp_path):
+    out = tmp_path / "rg.parquet"
+    convert(source, out, "--row-group-rows", "2")
+    parquet = pq.ParquetFile(out)
+    assert parquet.num_row_groups == 4 and parquet.metadata.num_rows == 7
+
+
+def test_coco_style_input(tmp_path):
+    root = tmp_path / "images"
+    make_images(root)
+    coco = {
+        "images": [{"id": 1, "file_name": "a.png", "width": 640, "height": 480},
+                   {"id": 2, "file_name": "sub/b.jpg", "width": 999, "height": 200}],
+        "annotations": [{"id": 10, "image_id": 1, "bbox": [10, 20, 30, 40]},
+                        {"id": 11, "image_id": 1, "bbox": [100, 100, 50, 50]},
+                        {"id": 12, "image_id": 2, "bbox": [1, 1, 5, 5]}],
+        "questions": [
+            {"id": "q1", "image_id": 1, "question": "Which is bigger?", "answer": "B", "annotation_ids": [10, 11],
+             "answer_type": "choice", "choices": ["left", "right"]},
+            {"id": "q2", "image_id": 2, "question": "What?", "answer": "x", "annotation_ids": [12]},
+            {"id": "q3", "image_id": 7, "question": "Where?", "answer": "x"},
+            {"id": "q4", "image_id": 1, "question": "Count?", "answer": "2", "annotation_ids": [99]},
+        ],
+    }
+    path = tmp_path / "ann.json"
+    path.write_text(json.dumps(coco))
+    out = tmp_path / "coco.parquet"
+    assert generic.main(["--input", str(path), "--image-root", str(root), "--out", str(out), "--quiet",
+                         "--name", "mycoco"]) == 0
+    rows = pq.read_table(out).to_pylist()
+    assert [r["sample_id"] for r in rows] == ["mycoco:q1"]
+    assert rows[0]["gt_boxes"] == [[10, 20, 40, 60], [100, 100, 150, 150]]
+    assert rows[0]["choices"] == ["left", "right"] and "A. left\nB. right" in rows[0]["prompt"][1]["content"]
+    reasons = [json.loads(line)["reason"] for line in (tmp_path / "coco.rejects.jsonl").read_text().splitlines()]
+    assert reasons == ["image_size_mismatch", "dangling_reference", "dangling_reference"]
+
+
+def test_cli_module_entry_point(tmp_path):
+    make_images(tmp_path / "images")
+    source = write_jsonl(tmp_path / "in.jsonl", [CASES[0][0]])
+    out = tmp_path / "cli.parquet"
+    result = subprocess.run([sys.executable, "-m", "data_prep.generic", "--input", str(source), "--image-root",
+                             str(tmp_path / "images"), "--out", str(out)], cwd=REPO, capture_output=True, text=True,
+                            env={**os.environ, "PYTHONIOENCODING": "utf-8"})
+    assert result.returncode == 0, result.stderr
+    assert "wrote 1, rejected 0" in result.stderr
+    assert pq.read_metadata(out).num_rows == 1
+
+
+def test_failure_while_flushing_the_last_row_group_publishes_nothing(tmp_path):
+    out = tmp_path / "out.parquet"
+    bad = Sample(sample_id="s:1", data_source=123, question="q", answer="a",  # type: ignore[arg-type]
+                 images=[ImageItem(b"x", None)], image_size=(10, 10))
+    with pytest.raises(TypeError):  # Arrow refuses the row only when the buffer is written, in __exit__
+        with RecordWriter(out) as writer:
+            assert writer.add(bad, "1")
+    assert list(tmp_path.iterdir()) == []
