@@ -13,6 +13,7 @@ import socket
 import threading
 from collections import deque
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -61,6 +62,7 @@ class FakeJudgeServer:
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self.default = ok()
+        self.responder: Callable[[dict[str, Any]], Reply] | None = None  # request body -> reply
         self.requests: list[dict[str, Any]] = []
         self.inflight = 0
         self.max_inflight = 0
@@ -83,6 +85,7 @@ class FakeJudgeServer:
         with self._lock:
             self._script.clear()
             self.default = ok()
+            self.responder = None
             self.requests = []
             self.max_inflight = self.inflight
 
@@ -95,7 +98,10 @@ class FakeJudgeServer:
         body = await request.json()
         with self._lock:
             self.requests.append({"body": body, "headers": dict(request.headers), "path": request.path})
-            reply = self._script.popleft() if self._script else self.default
+            if self._script:
+                reply = self._script.popleft()
+            else:
+                reply = self.responder(body) if self.responder is not None else self.default
         self.inflight += 1
         self.max_inflight = max(self.max_inflight, self.inflight)
         try:

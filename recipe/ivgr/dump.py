@@ -1,0 +1,120 @@
+"""Rollout dumps: what the model wrote, how it was scored, and which reference it was compared with.
+
+`write_step_dump` (called by the trainer every `ivgr.dump.every_k_steps`) writes
+`<dir>/step_<N>.jsonl`, one line per rollout: stream, sample_id, question, response, every reward
+component, the consistency bonus and the reference used (think text, IoU, step it came from).
+
+    python -m recipe.ivgr.dump DUMP.jsonl --data train.parquet [--image-root R] --out DIR [--limit 50]
+
+renders grounded rollouts as PNGs with predicted (red) and ground-truth (green) boxes drawn on the
+original image (predicted boxes mapped back from the model frame), plus an `index.html` to browse them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import html
+import io
+import json
+import os
+from collections.abc import Sequence
+
+from recipe.ivgr.archive import RolloutArchive
+from recipe.ivgr.stage import RolloutRecord
+
+_INFO_KEYS = ("gt_boxes", "image_size", "box_frame", "min_pixels", "max_pixels", "answer_type")
+
+
+def _plain(value):
+    """JSON-safe copy of numpy arrays / nested lists from the dataset's extra_info."""
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def write_step_dump(folder: str, step: int, records: Sequence[RolloutRecord], responses: Sequence[str],
+                    bonus: Sequence[float], archive: RolloutArchive | None) -> str:
+    """Write `folder/step_<step>.jsonl`; returns its path."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"step_{step}.jsonl")
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        for record, response, extra in zip(records, responses, bonus):
+            reference = archive.get(record.sample_id) if archive is not None and record.stream == "textual" else None
+            row = {
+                "step": step, "sample_id": record.sample_id, "stream": record.stream, "question": record.question,
+                "response": response, "reward": record.reward, "consistency_bonus": extra,
+                "reference": None if reference is None else
+                {"think": reference.think, "iou": reference.iou, "acc": reference.acc, "step": reference.step},
+                "extra_info": {k: _plain(record.extra_info.get(k)) for k in _INFO_KEYS if k in record.extra_info},
+            }
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    os.replace(path + ".tmp", path)
+    return path
+
+
+def render(dump_path: str, data_path: str, out_dir: str, image_root: str | None = None, limit: int = 50) -> int:
+    """Draw predicted and GT boxes of grounded rollouts; returns the number of images written."""
+    import pyarrow.parquet as pq
+    from PIL import Image, ImageDraw
+
+    from reward_score.frames import to_original_pixels
+    from reward_score.parsing import parse_boxes
+
+    rows = [json.loads(line) for line in open(dump_path, encoding="utf-8")]
+    rows = [r for r in rows if r["stream"] == "grounded"][:limit]
+    wanted = {r["sample_id"] for r in rows}
+    images: dict[str, dict] = {}
+    for batch in pq.ParquetFile(data_path).iter_batches(columns=["sample_id", "images"]):
+        for sample_id, imgs in zip(batch.column("sample_id").to_pylist(), batch.column("images").to_pylist()):
+            if sample_id in wanted and imgs:
+                images[sample_id] = imgs[0]
+    os.makedirs(out_dir, exist_ok=True)
+    cards, written = [], 0
+    for i, row in enumerate(rows):
+        item = images.get(row["sample_id"])
+        if item is None:
+            continue
+        if item.get("bytes"):
+            image = Image.open(io.BytesIO(item["bytes"])).convert("RGB")
+        else:
+            image = Image.open(os.path.join(image_root or os.path.dirname(data_path), item["path"])).convert("RGB")
+        info = row["extra_info"]
+        pred = to_original_pixels(parse_boxes(row["response"]).valid, image.size, info.get("box_frame") or "qwen2_5_vl",
+                                  info.get("min_pixels"), info.get("max_pixels"))
+        draw = ImageDraw.Draw(image)
+        width = max(2, image.width // 300)
+        for box in info.get("gt_boxes") or []:
+            draw.rectangle(box, outline=(0, 200, 0), width=width)
+        for box in pred:
+            draw.rectangle(box, outline=(230, 0, 0), width=width)
+        name = f"{i:04d}.png"
+        image.save(os.path.join(out_dir, name))
+        written += 1
+        reward = row["reward"]
+        cards.append(
+            f"<div class=c><img src='{name}'><p><b>{html.escape(row['sample_id'])}</b> "
+            f"iou {reward.get('iou', 0):.2f} acc {reward.get('acc', 0):.0f} format {reward.get('format', 0):.0f}</p>"
+            f"<p>{html.escape(row['question'])}</p><pre>{html.escape(row['response'])}</pre></div>")
+    with open(os.path.join(out_dir, "index.html"), "w", encoding="utf-8") as f:
+        f.write("<html><head><meta charset=utf-8><style>.c{display:inline-block;width:480px;vertical-align:top;"
+                "margin:8px}img{max-width:480px}pre{white-space:pre-wrap;font-size:11px}</style></head><body>"
+                "<p>green: ground truth, red: predicted</p>" + "".join(cards) + "</body></html>")
+    return written
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="Render an iVGR rollout dump with boxes drawn.")
+    parser.add_argument("dump", help="step_<N>.jsonl written during training")
+    parser.add_argument("--data", required=True, help="the training Parquet the dump's samples come from")
+    parser.add_argument("--image-root", default=None, help="root of images stored by relative path")
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--limit", type=int, default=50)
+    args = parser.parse_args()
+    count = render(args.dump, args.data, args.out, args.image_root, args.limit)
+    print(f"wrote {count} images and {os.path.join(args.out, 'index.html')}")
+
+
+if __name__ == "__main__":
+    main()

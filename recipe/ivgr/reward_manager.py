@@ -1,0 +1,58 @@
+"""Per-rollout reward in verl's reward-loop workers (streaming, while other rollouts still generate).
+
+Plugged in with `reward.reward_manager.source=importlib`, `reward.reward_manager.name=IVGRRewardManager`,
+`reward.reward_manager.module.path=pkg://recipe.ivgr.reward_manager`. Scores format, rule accuracy,
+box validity and IoU with `reward_score`; answers the rules cannot decide go to the judge
+(`ivgr.judge`, when `ivgr.judge_accuracy` is true) asynchronously. Consistency is not computed here:
+it needs the whole step (see `recipe.ivgr.stage`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omegaconf import OmegaConf
+from verl import DataProto
+from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
+
+from reward_score.parsing import parse_response
+from reward_score.scoring import compute_score_async
+
+
+def reward_settings(config: Any) -> dict[str, Any]:
+    """reward_score settings from the recipe config: `ivgr.reward` plus `ivgr.judge` when the judge
+    is to resolve undecided answers."""
+    ivgr = OmegaConf.to_container(config.ivgr, resolve=True) if "ivgr" in config else {}
+    settings = dict(ivgr.get("reward") or {})
+    judge = ivgr.get("judge") or {}
+    if ivgr.get("judge_accuracy", True) and judge.get("base_url"):
+        settings["judge"] = judge
+    return settings
+
+
+class IVGRRewardManager(RewardManagerBase):
+    """Adds the rollout's `<think>` text (`think`, a string) to reward_extra_info so the step stage can
+    build references and judge prompts without decoding responses again."""
+
+    def __init__(self, config, tokenizer, compute_score=None, reward_router_address=None,
+                 reward_model_tokenizer=None) -> None:
+        super().__init__(config, tokenizer, compute_score)
+        self.settings = reward_settings(config)
+
+    async def run_single(self, data: DataProto) -> dict:
+        item = data[-1]  # multi-output agent loops: score the last output
+        response_ids = item.batch["responses"]
+        valid = int(item.batch["attention_mask"][-response_ids.shape[-1]:].sum())
+        text = await self.loop.run_in_executor(
+            None, lambda: self.tokenizer.decode(response_ids[:valid], skip_special_tokens=True))
+        extra_info = dict(item.non_tensor_batch.get("extra_info") or {})
+        result = await compute_score_async(
+            data_source=item.non_tensor_batch["data_source"],
+            solution_str=text,
+            ground_truth=item.non_tensor_batch["reward_model"]["ground_truth"],
+            extra_info=extra_info,
+            **self.settings,
+        )
+        info: dict[str, Any] = dict(result)
+        info["think"] = parse_response(text).think or ""
+        return {"reward_score": result["score"], "reward_extra_info": info}

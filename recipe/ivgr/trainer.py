@@ -1,0 +1,188 @@
+"""`IVGRTrainer`: verl's sync v1 trainer plus the iVGR step stage, pair-aware data order and the
+persisted rollout archive.
+
+Where the stage runs: `_balance_batch` is the first pipeline method after every rollout of the step
+has its streaming per-rollout reward in TransferQueue and before old/ref log-probs and advantages;
+overriding it (work first, then `super()`) sees only real rows, never the padding rows verl adds.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import threading
+from collections.abc import Coroutine
+from typing import Any
+
+import torch
+import transfer_queue as tq
+from omegaconf import OmegaConf
+from tensordict import TensorDict
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+
+from recipe.ivgr.archive import RolloutArchive
+from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage, RolloutRecord, StageOutput, StepStage
+
+logger = logging.getLogger(__name__)
+STAGE_FIELDS = ["extra_info", "extra_fields", "rm_scores"]
+
+
+class BackgroundLoop:
+    """One event loop in a daemon thread for the whole run, so the judge client's connection pool
+    and cache survive across steps; `run` blocks the caller until the coroutine is done."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self.loop.run_forever, name="ivgr-stage-loop", daemon=True)
+        self._thread.start()
+
+    def run(self, coro: Coroutine) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
+def build_stages(config) -> list[StepStage]:
+    """The step stages the `ivgr` config asks for (consistency, unless disabled)."""
+    ivgr = OmegaConf.to_container(config.ivgr, resolve=True)
+    if not ivgr["consistency"]["enable"]:
+        return []
+    judge = None
+    if ivgr["judge"].get("base_url"):
+        from reward_score.judge import JudgeClient, JudgeConfig
+
+        judge = JudgeClient(JudgeConfig.from_mapping(ivgr["judge"]))
+    else:
+        logger.warning("ivgr.judge.base_url is not set: consistency stays 0 (counted as ivgr/textual/judge_disabled)")
+    weights = ivgr["reward"].get("weights") or {}
+    settings = ConsistencySettings(
+        reference_iou_threshold=ivgr["consistency"]["reference_iou_threshold"],
+        reference_requires_format=ivgr["consistency"]["reference_requires_format"],
+        weight=weights.get("consistency", 1.0),
+    )
+    return [ConsistencyStage(settings, RolloutArchive(enabled=ivgr["archive"]["enable"]), judge)]
+
+
+def records_from_rows(extra_infos: list[dict], extra_fields: list[dict]) -> list[RolloutRecord]:
+    """Stage records from TransferQueue rows (dataset `extra_info` + the reward's `reward_extra_info`)."""
+    records = []
+    for info, fields in zip(extra_infos, extra_fields):
+        reward = dict((fields or {}).get("reward_extra_info") or {})
+        think = reward.pop("think", None)
+        numeric = {k: float(v) for k, v in reward.items() if isinstance(v, (int, float))}
+        records.append(RolloutRecord(
+            sample_id=str(info.get("sample_id")), stream=str(info.get("stream", "single")),
+            question=str(info.get("question") or ""), think=think, reward=numeric, extra_info=dict(info)))
+    return records
+
+
+def add_bonus(rm_scores: torch.Tensor, bonus: list[float]) -> torch.Tensor:
+    """Add bonus[i] at the last response token of row i (where verl puts the scalar reward).
+    `rm_scores` is a jagged nested tensor (one 1-D row per trajectory)."""
+    rows = []
+    for row, extra in zip(rm_scores.unbind(), bonus):
+        row = row.clone()
+        if extra and row.numel():
+            row[-1] += extra
+        rows.append(row)
+    return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
+
+
+class IVGRTrainer(PPOTrainerSync):
+    """Sync PPO/GRPO trainer with iVGR's step stage; everything else is verl's."""
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.stages: list[StepStage] = build_stages(config)
+        self._stage_loop = BackgroundLoop() if self.stages else None
+        self._dump_every = int(config.ivgr.dump.every_k_steps or 0)
+
+    # ---------------------------------------------------------------- data order
+    def _init_dataloader(self):
+        super()._init_dataloader()
+        if self.config.ivgr.pair_sampler:
+            from recipe.ivgr.sampler import build_train_dataloader
+            from verl.utils.dataset.rl_dataset import collate_fn
+
+            self.train_dataloader = build_train_dataloader(self.train_dataset, self.config.data, collate_fn)
+            self.train_dataloader_it = None
+
+    # ---------------------------------------------------------------- step stage
+    def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
+        if self.stages:
+            self.run_step_stages(batch, metrics)
+        return super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
+
+    def run_step_stages(self, batch, metrics: dict) -> list[StageOutput]:
+        """Run every stage on the step's real rows; write reward bonuses back to `rm_scores`."""
+        real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
+        keys = [batch.keys[i] for i in real]
+        data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=STAGE_FIELDS)
+        records = records_from_rows(list(data["extra_info"]), list(data["extra_fields"]))
+        outputs = []
+        total = [0.0] * len(records)
+        for stage in self.stages:
+            out = self._stage_loop.run(stage.run(records, self.global_steps))
+            outputs.append(out)
+            total = [a + b for a, b in zip(total, out.bonus)]
+            metrics.update(out.metrics)
+        if any(total):
+            tq.kv_batch_put(keys=keys, partition_id=batch.partition_id,
+                            fields=TensorDict({"rm_scores": add_bonus(data["rm_scores"], total)}, batch_size=len(keys)))
+        if self._dump_every and self.global_steps % self._dump_every == 0:
+            self._dump_stage(keys, batch.partition_id, records, total)
+        return outputs
+
+    def _dump_stage(self, keys: list[str], partition_id: str, records: list[RolloutRecord], bonus: list[float]) -> None:
+        from recipe.ivgr.dump import write_step_dump
+
+        responses = tq.kv_batch_get(keys=keys, partition_id=partition_id, select_fields=["responses"])["responses"]
+        texts = self.tokenizer.batch_decode([r.tolist() for r in responses.unbind()], skip_special_tokens=True)
+        folder = self.config.ivgr.dump.dir or os.path.join(self.config.trainer.default_local_dir, "rollout_dumps")
+        archive = next((s.archive for s in self.stages if isinstance(s, ConsistencyStage)), None)
+        path = write_step_dump(folder, self.global_steps, records, texts, bonus, archive)
+        logger.info("ivgr rollout dump written to %s", path)
+
+    # ---------------------------------------------------------------- checkpoints
+    def _save_checkpoint(self):
+        # Stage state first: verl writes latest_checkpointed_iteration.txt last, so a crash in
+        # between leaves the previous checkpoint as "latest" and never one without its archive.
+        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        save_stage_states(self.stages, folder)
+        super()._save_checkpoint()
+
+    def _load_checkpoint(self):
+        super()._load_checkpoint()
+        if self.global_steps <= 0 or not self.stages:
+            return
+        if self.config.trainer.resume_mode == "resume_path":
+            folder = self.config.trainer.resume_from_path
+        else:
+            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        folder = os.path.abspath(folder)
+        if not load_stage_states(self.stages, folder):
+            logger.warning("no ivgr stage state in %s: the rollout archive starts empty", folder)
+
+
+def save_stage_states(stages: list[StepStage], folder: str) -> str:
+    """Write every stage's state to `folder/ivgr_stages.json` atomically."""
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "ivgr_stages.json")
+    tmp = path + ".tmp"
+    with open(tmp, "w", encoding="utf-8") as f:
+        json.dump({type(s).__name__: s.state_dict() for s in stages}, f, ensure_ascii=False)
+    os.replace(tmp, path)
+    return path
+
+
+def load_stage_states(stages: list[StepStage], folder: str) -> bool:
+    """Restore stage states from `folder/ivgr_stages.json`; False when the file is absent."""
+    path = os.path.join(folder, "ivgr_stages.json")
+    if not os.path.exists(path):
+        return False
+    with open(path, encoding="utf-8") as f:
+        states = json.load(f)
+    for stage in stages:
+        if type(stage).__name__ in states:
+            stage.load_state_dict(states[type(stage).__name__])
+    return True
