@@ -17,3 +17,13 @@ def judge_server():
     server = FakeJudgeServer().start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    """One local Ray cluster for the whole session. num_cpus=8 on purpose: TransferQueue and reward
+    workers each reserve a CPU, and a 2-core default leaves them unscheduled (hangs, no error)."""
+    ray = pytest.importorskip("ray")
+    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    yield ray
+    ray.shutdown()

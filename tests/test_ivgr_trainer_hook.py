@@ -13,7 +13,6 @@ import pytest
 import torch
 from judge_server import ok, status
 
-ray = pytest.importorskip("ray")
 tq = pytest.importorskip("transfer_queue")
 
 from hydra import compose, initialize_config_dir  # noqa: E402
@@ -34,14 +33,12 @@ def compose_config(*overrides):
 
 
 @pytest.fixture(scope="module")
-def transfer_queue():
+def transfer_queue(ray_cluster):
     # Each TransferQueue actor (controller + storage units) takes one Ray CPU: with verl's default of
-    # 8 storage units the 2-core box never schedules them and tq.init() waits forever.
-    ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
+    # 8 storage units the 8-CPU test cluster cannot schedule them all and tq.init() waits forever.
     tq.init(compose_config("transfer_queue.backend.SimpleStorage.num_data_storage_units=2").transfer_queue)
     yield
     tq.close()
-    ray.shutdown()
 
 
 def consistency_from_target(body):
