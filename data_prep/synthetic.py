@@ -12,7 +12,7 @@ Question families (answer type in brackets):
 - is the <colour shape> left of / above the <colour shape>?          (yes_no)
 - which shape is the <colour> object? options circle/square/triangle (choice, answer letter)
 
-Default images are small (384-640 px a side, shapes 40-90 px). `--high-res` renders 2000-4000 px
+Default images are moderate (588-812 px a side, shapes 40-90 px). `--high-res` renders 2000-4000 px
 canvases with 16-48 px targets, the V*/HR-Bench difficulty: after the processor's resize to about
 1M pixels a target covers only a few image patches.
 
@@ -68,7 +68,9 @@ def _scene(rng: random.Random, high_res: bool) -> tuple[tuple[int, int], list[Sh
         size = (rng.randint(2000, 4000), rng.randint(2000, 4000))
         side_range = (16, 48)
     else:
-        size = rng.choice([(448, 448), (512, 384), (384, 512), (640, 480)])
+        # 400-700 image tokens at Qwen2.5-VL's factor 28: like real training images, the image then
+        # dominates the prompt and both streams share >= 90% of their tokens (data_prep.inspect)
+        size = rng.choice([(672, 672), (784, 588), (588, 784), (812, 616)])
         side_range = (40, 90)
     kinds = rng.sample([(s, c) for s in SHAPES for c in COLOURS], rng.randint(3, 6))
     shapes: list[Shape] = []
