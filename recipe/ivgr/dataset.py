@@ -1,0 +1,480 @@
+"""`DualStreamDataset`: verl's `RLHFDataset` over the dual-prompt Parquet written by `data_prep`.
+
+Loaded by verl through the data plug-in keys (an installed package, never a file path; see
+docs/verl-0.9.1.md section a)::
+
+    data.custom_cls.path=pkg://recipe.ivgr.dataset
+    data.custom_cls.name=DualStreamDataset
+
+and constructed as ``cls(data_files=..., tokenizer=..., processor=..., config=<data cfg>, max_samples=...)``.
+
+Rows
+----
+One Parquet record per source sample (`data_prep.schema`). A ``grounded`` sample becomes TWO
+dataset items, its grounded stream (``prompt_grounded``) and its textual stream
+(``prompt_textual``); a ``single`` sample becomes ONE item (``prompt_textual``, stream ``single``).
+Samples that yield two items come first, grounded at index 2k and textual at 2k+1; one-item samples
+follow. `units` lists the items of each sample (the pair sampler in `recipe.ivgr.sampler` shuffles
+these units and never splits one across batches). `max_samples` / `train_max_samples` count samples.
+
+Every item is what `RLHFDataset.__getitem__` returns for a verl row (its code finishes our row:
+``raw_prompt`` with PIL images, ``index``, ``dummy_tensor``, ...), with:
+
+- ``data_source``: ``data.ivgr_data_source`` formatted with the record's ``data_source`` and the
+  ``stream``; default ``"{data_source}/{stream}"`` (e.g. ``synthetic/shapes/grounded``). verl groups
+  validation metrics by ``data_source`` (``val-core/<data_source>/acc/mean@N``), so every stream of
+  every source gets its own curves. The record's own value stays in ``extra_info["data_source"]``.
+- ``prompt``: the stream's chat messages (with ``<image>`` placeholders); the two stored prompt
+  columns are not passed on.
+- ``reward_model``: ``{"style": "rule", "ground_truth": answer}`` as stored.
+- ``extra_info``: the record's ``extra_info`` plus what `reward_score.compute_score` reads:
+  ``stream``, ``sample_id``, ``kind``, ``data_source``, ``question``, ``answer``, ``answer_type``,
+  ``choices``, ``gt_boxes`` (ORIGINAL pixels of the first image, plain lists; also on the textual
+  row of a grounded sample, empty for single samples), ``image_size`` (original ``[width, height]``),
+  ``box_frame``, ``min_pixels``/``max_pixels`` (the first image's effective bounds, below),
+  ``record_index`` (the record's own index) and ``index`` (the item's position in this dataset:
+  unique within it).
+
+Images
+------
+Embedded ``bytes`` win; otherwise ``path`` is resolved under ``data.image_root`` (default: the
+folder of the data files when they share one folder, like ``python -m data_prep.validate``).
+Absolute paths, URLs and paths that escape the root are refused (`data_prep.images`). Each image
+reaches ``raw_prompt`` as ``{"type": "image", "image": <PIL RGB>, "min_pixels": lo, "max_pixels": hi}``.
+
+Pixel bounds (what the model sees must be what the reward assumes)
+-------------------------------------------------------------------
+Per image, the requested bound is the first one set among: a ``min_pixels``/``max_pixels`` key of
+the stored image struct, ``data.ivgr_min_pixels``/``data.ivgr_max_pixels``, and the box frame's
+default (`reward_score.frames.FRAMES`, the paper's 4..4096 image tokens). It is then narrowed to
+every bound the processor will apply later: ``data.mm_processor_kwargs.min_pixels/max_pixels``
+(passed to the training processor and to vLLM) and the processor's own image-processor bounds
+(``size.shortest_edge/longest_edge``). Effective ``min = max(mins)``, ``max = min(maxes)`` (a
+warning is logged once when narrowing changes a requested value). Images are resized ONCE, by
+`_process_multi_modal_info`, within these bounds; a later smart-resize by the processor or vLLM
+is then the identity (a size that is a multiple of the factor and within bounds is a fixed point),
+and `compute_score` maps the ground truth with the same bounds from ``extra_info``.
+
+`_process_multi_modal_info` (used by the length filter) and thus ``process_multi_modal_info``
+(used by verl's agent loop on every rollout) are image-only and need no torchvision: they resize
+with `reward_score.frames.resized_size` (qwen_vl_utils' smart_resize when importable, transformers'
+otherwise), honouring each image item's ``min_pixels``/``max_pixels`` like qwen_vl_utils'
+``fetch_image`` does (its defaults, 4..16384 tokens, when an item has none).
+
+Length filter (``data.filter_overlong_prompts=True``)
+-----------------------------------------------------
+Works on CPU. Per SAMPLE, the prompt of every enabled stream is measured exactly as verl's base
+filter measures one (chat template + processor with the resized images) and the sample is kept only
+if all of them fit ``data.max_prompt_length``: a grounded sample whose grounded prompt is too long
+loses its textual row too. Samples whose images cannot be read are dropped as well. Counts are
+logged and kept in `filter_stats`. Uses ``data.filter_overlong_prompts_workers`` processes.
+
+Config keys added under ``data:`` (all optional; settable from a recipe yaml or as overrides)
+------------------------------------------------------------------------------------------
+- ``image_root`` (null): folder that stored image paths are relative to.
+- ``ivgr_streams`` ([grounded, textual, single]): streams to emit. Ablations: ``[grounded, textual]``
+  drops single samples, ``[textual, single]`` trains without the grounded stream (the textual row of
+  a grounded sample then stands alone), etc.
+- ``ivgr_box_frame`` (null): force a box frame (``qwen2_5_vl`` | ``qwen3_vl``) instead of the
+  record's; the grounded instruction is swapped for that frame's wording (`data_prep.prompts`).
+- ``ivgr_min_pixels`` / ``ivgr_max_pixels`` (null): requested image bounds (see above).
+- ``ivgr_data_source`` ("{data_source}/{stream}"): format of the item's ``data_source``.
+- ``ivgr_shuffle`` (true) and ``seed`` are read by `recipe.ivgr.sampler.build_train_dataloader`.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from PIL import Image
+from verl.utils.dataset.rl_dataset import RLHFDataset
+
+logger = logging.getLogger(__name__)
+
+STREAMS = ("grounded", "textual", "single")
+DEFAULT_DATA_SOURCE_FORMAT = "{data_source}/{stream}"
+_KIND_STREAMS = {"grounded": ("grounded", "textual"), "single": ("single",)}
+_PROMPT_COLUMN = {"grounded": "prompt_grounded", "textual": "prompt_textual", "single": "prompt_textual"}
+_DROPPED_ITEM_KEYS = ("prompt_grounded", "prompt_textual")
+# qwen_vl_utils.fetch_image defaults (in image tokens) for items that carry no bounds
+_FETCH_MIN_TOKENS, _FETCH_MAX_TOKENS = 4, 16384
+_SPATIAL_MERGE = 2
+
+
+def _plain(value: Any) -> Any:
+    """OmegaConf containers as plain Python objects."""
+    if isinstance(value, DictConfig | ListConfig):
+        return OmegaConf.to_container(value, resolve=True)
+    return value
+
+
+def _parse_streams(value: Any) -> tuple[str, ...]:
+    if value is None:
+        return STREAMS
+    streams = [value] if isinstance(value, str) else list(_plain(value))
+    unknown = [s for s in streams if s not in STREAMS]
+    if unknown or not streams:
+        raise ValueError(f"data.ivgr_streams must be a non-empty subset of {list(STREAMS)}, got {streams!r}")
+    return tuple(s for s in STREAMS if s in streams)
+
+
+def _frame_for_patch_size(image_patch_size: int) -> str:
+    """The `reward_score.frames` frame whose resize factor is `image_patch_size` x merge 2."""
+    from reward_score.frames import FRAMES
+
+    factor = int(image_patch_size) * _SPATIAL_MERGE
+    for name, spec in FRAMES.items():
+        if spec.resize_factor == factor:
+            return name
+    raise ValueError(f"no box frame with resize factor {factor} (image_patch_size {image_patch_size}); "
+                     f"known: {{{', '.join(f'{n}: {s.resize_factor}' for n, s in FRAMES.items())}}}")
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """As qwen_vl_utils.to_rgb: RGBA on a white background, everything else converted to RGB."""
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.split()[3])
+        return background
+    return image.convert("RGB")
+
+
+def fetch_image(item: dict, image_patch_size: int) -> Image.Image:
+    """One image content item resized the way qwen_vl_utils.fetch_image does it, without torchvision.
+
+    Accepts a PIL image or a local path under "image" (or "image_url"); resizes within the item's
+    `min_pixels`/`max_pixels` (qwen_vl_utils' defaults otherwise) with `reward_score.frames`.
+    """
+    from reward_score.frames import resized_size
+
+    if "resized_height" in item or "resized_width" in item:
+        raise ValueError("DualStreamDataset images take min_pixels/max_pixels, not resized_height/resized_width")
+    image = item.get("image", item.get("image_url"))
+    if isinstance(image, str | os.PathLike):
+        text = os.fspath(image)
+        if "://" in text and not text.startswith("file://"):
+            raise ValueError(f"remote images are not supported here: {text[:80]}")
+        image = Image.open(text.removeprefix("file://"))
+    if not isinstance(image, Image.Image):
+        raise TypeError(f"image item must hold a PIL image or a local path, got {type(image).__name__}")
+    image = _to_rgb(image)
+    factor = int(image_patch_size) * _SPATIAL_MERGE
+    min_pixels = item.get("min_pixels") or _FETCH_MIN_TOKENS * factor * factor
+    max_pixels = item.get("max_pixels") or _FETCH_MAX_TOKENS * factor * factor
+    width, height = resized_size(image.width, image.height, _frame_for_patch_size(image_patch_size),
+                                 int(min_pixels), int(max_pixels))
+    return image.resize((width, height))
+
+
+class _OneRow:
+    """Lets `RLHFDataset.__getitem__` finish a row we prepared: `.dataframe[i]` is that row and every
+    other attribute is the dataset's, so verl's own item assembly runs unchanged."""
+
+    def __init__(self, dataset: DualStreamDataset, row: dict):
+        self._dataset = dataset
+        self.dataframe = (row,)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._dataset, name)
+
+
+class DualStreamDataset(RLHFDataset):
+    """verl dataset that expands each dual-prompt record into its stream rows (see module doc)."""
+
+    def __init__(self, data_files, tokenizer, config: DictConfig, processor=None, max_samples: int = -1):
+        from reward_score.frames import get_frame
+
+        self.streams = _parse_streams(config.get("ivgr_streams", None))
+        self.box_frame_override = config.get("ivgr_box_frame", None) or None
+        if self.box_frame_override is not None:
+            get_frame(self.box_frame_override)  # raises on an unknown name
+        self.data_source_format = str(config.get("ivgr_data_source", None) or DEFAULT_DATA_SOURCE_FORMAT)
+        try:
+            self.data_source_format.format(data_source="src", stream="grounded")
+        except (KeyError, IndexError, ValueError) as err:
+            raise ValueError(f"data.ivgr_data_source {self.data_source_format!r} may only use {{data_source}} and "
+                             f"{{stream}}: {err!r}") from None
+        self.requested_pixels = (config.get("ivgr_min_pixels", None), config.get("ivgr_max_pixels", None))
+        self.image_root = self._default_image_root(config.get("image_root", None), data_files)
+        self.filter_stats: dict[str, Any] = {}
+        self._warned: set[str] = set()
+        super().__init__(data_files=data_files, tokenizer=tokenizer, config=config, processor=processor,
+                         max_samples=max_samples)
+
+    # ------------------------------------------------------------------ loading and index
+    @staticmethod
+    def _default_image_root(image_root: Any, data_files: Any) -> Path | None:
+        """`data.image_root`, else the one local folder holding all data files, else None."""
+        if image_root:
+            return Path(os.path.expanduser(str(image_root))).resolve()
+        files = [data_files] if isinstance(data_files, str | os.PathLike) else list(data_files)
+        if any("://" in str(f) for f in files):
+            return None
+        parents = {Path(os.path.expanduser(str(f))).resolve().parent for f in files}
+        return parents.pop() if len(parents) == 1 else None
+
+    def _read_files_and_tokenize(self):
+        self._bound_limits = self._processor_bound_limits()
+        super()._read_files_and_tokenize()  # load, max_samples, maybe_filter_out_long_prompts (ours)
+        self._build_index()
+
+    def _build_index(self) -> None:
+        """Items in the expanded index space: two-row samples first (2k, 2k+1), then one-row samples."""
+        kinds = list(self.dataframe["kind"]) if len(self.dataframe) else []
+        frames = {self._box_frame(f) for f in (self.dataframe["box_frame"] if len(self.dataframe) else [])}
+        for frame in frames:
+            self._check_frame(frame)
+        pairs: list[tuple[int, str]] = []
+        singles: list[tuple[int, str]] = []
+        for row, kind in enumerate(kinds):
+            streams = self._streams_of(kind)
+            (pairs if len(streams) == 2 else singles).extend((row, s) for s in streams)
+        self._items: list[tuple[int, str]] = pairs + singles
+        n_pairs = len(pairs) // 2
+        self.units: list[tuple[int, ...]] = ([(2 * k, 2 * k + 1) for k in range(n_pairs)]
+                                             + [(i,) for i in range(2 * n_pairs, len(self._items))])
+        counts = Counter(stream for _, stream in self._items)
+        print(f"[DualStreamDataset] {len(self.dataframe)} samples -> {len(self._items)} rows "
+              f"({', '.join(f'{s} {counts[s]}' for s in STREAMS if counts[s])}); streams {list(self.streams)}")
+
+    def _streams_of(self, kind: str) -> tuple[str, ...]:
+        if kind not in _KIND_STREAMS:
+            raise ValueError(f"unknown record kind {kind!r} (expected grounded|single): is this a data_prep file?")
+        return tuple(s for s in _KIND_STREAMS[kind] if s in self.streams)
+
+    def _box_frame(self, record_frame: str | None) -> str:
+        return self.box_frame_override or record_frame or "qwen2_5_vl"
+
+    def _check_frame(self, frame: str) -> None:
+        """Absolute-pixel frames need the model's resize factor (image_patch_size x 2) to match."""
+        from reward_score.frames import get_frame
+
+        spec = get_frame(frame)
+        factor = int(self.image_patch_size) * _SPATIAL_MERGE
+        if not spec.relative and spec.resize_factor != factor:
+            raise ValueError(f"box frame {frame!r} is in pixels after a resize by {spec.resize_factor}, but "
+                             f"image_patch_size {self.image_patch_size} resizes by {factor}: set "
+                             f"data.image_patch_size or data.ivgr_box_frame to match the model")
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def split(self, num_splits: int):
+        raise NotImplementedError("DualStreamDataset does not support split(): it would separate sample pairs")
+
+    # ------------------------------------------------------------------ pixel bounds
+    def _processor_bound_limits(self) -> list[tuple[int | None, int | None, str]]:
+        """(min, max, where) bounds the processor applies after our resize."""
+        limits = []
+        mm = _plain(self.mm_processor_kwargs) or {}
+        if mm.get("min_pixels") or mm.get("max_pixels"):
+            limits.append((mm.get("min_pixels"), mm.get("max_pixels"), "data.mm_processor_kwargs"))
+        image_processor = getattr(self.processor, "image_processor", None)
+        if image_processor is not None:
+            size = getattr(image_processor, "size", None)
+            get = (lambda k: size.get(k)) if isinstance(size, dict) else (lambda k: getattr(size, k, None))
+            lo = get("shortest_edge") if size is not None else None
+            hi = get("longest_edge") if size is not None else None
+            lo = lo or getattr(image_processor, "min_pixels", None)
+            hi = hi or getattr(image_processor, "max_pixels", None)
+            if lo or hi:
+                limits.append((lo, hi, f"processor {type(image_processor).__name__}"))
+        return limits
+
+    def pixel_bounds(self, frame: str, image: dict | None = None) -> tuple[int, int]:
+        """Effective (min_pixels, max_pixels) for one image of a record in box frame `frame`."""
+        from reward_score.frames import get_frame
+
+        spec = get_frame(frame)
+        image = image if isinstance(image, dict) else {}
+        requested = []
+        for key, own, default in (("min_pixels", self.requested_pixels[0], spec.default_min_pixels),
+                                  ("max_pixels", self.requested_pixels[1], spec.default_max_pixels)):
+            value = image.get(key)
+            requested.append(int(value if value is not None else own if own is not None else default))
+        lo, hi = requested
+        for limit_lo, limit_hi, where in self._bound_limits:
+            new_lo = max(lo, int(limit_lo)) if limit_lo else lo
+            new_hi = min(hi, int(limit_hi)) if limit_hi else hi
+            if (new_lo, new_hi) != (lo, hi) and where not in self._warned:
+                self._warned.add(where)
+                logger.warning("image pixel bounds [%d, %d] narrowed to [%d, %d] by %s", lo, hi, new_lo, new_hi, where)
+            lo, hi = new_lo, new_hi
+        if lo > hi:
+            raise ValueError(f"empty pixel range: min_pixels {lo} > max_pixels {hi} "
+                             f"(data.ivgr_min/max_pixels, data.mm_processor_kwargs and the processor disagree)")
+        return lo, hi
+
+    # ------------------------------------------------------------------ one stream of one record
+    def _stream_prompt(self, record: dict, stream: str, frame: str) -> list[dict]:
+        source = record.get(_PROMPT_COLUMN[stream])
+        if not source:
+            raise ValueError(f"sample {record.get('sample_id')!r}: no {_PROMPT_COLUMN[stream]} for stream {stream}")
+        messages = [{"role": m["role"], "content": m["content"]} for m in source]
+        record_frame = record.get("box_frame") or "qwen2_5_vl"
+        if stream == "grounded" and frame != record_frame:
+            from data_prep.prompts import GROUNDED_INSTRUCTIONS
+
+            old, new = GROUNDED_INSTRUCTIONS[record_frame], GROUNDED_INSTRUCTIONS[frame]
+            content = messages[-1]["content"]
+            if not content.endswith(old):
+                raise ValueError(f"sample {record.get('sample_id')!r}: cannot switch its grounded prompt from "
+                                 f"{record_frame} to {frame} (custom instruction); re-run data_prep with --box-frame")
+            messages[-1]["content"] = content[: -len(old)] + new
+        return messages
+
+    def _images(self, record: dict, frame: str) -> list[dict]:
+        """The record's images as verl image dicts: decoded PIL image plus the effective bounds."""
+        from data_prep.images import open_image
+
+        out = []
+        for stored in record.get(self.image_key) or []:
+            stored = {"path": stored} if isinstance(stored, str) else dict(stored)
+            if not stored.get("bytes") and stored.get("path") and self.image_root is None:
+                raise ValueError("records store image paths: set data.image_root "
+                                 "(no single local folder holds the data files)")
+            lo, hi = self.pixel_bounds(frame, stored)
+            out.append({"image": open_image(stored, self.image_root), "min_pixels": lo, "max_pixels": hi})
+        return out
+
+    def _stream_row(self, record: dict, stream: str, index: int) -> dict:
+        """A verl row (prompt, images, data_source, extra_info, ...) for one stream of `record`."""
+        frame = self._box_frame(record.get("box_frame"))
+        row = {k: v for k, v in record.items() if k not in _DROPPED_ITEM_KEYS}
+        row[self.prompt_key] = self._stream_prompt(record, stream, frame)
+        images = self._images(record, frame)
+        row[self.image_key] = images
+        source = record.get("data_source") or "unknown"
+        row["data_source"] = self.data_source_format.format(data_source=source, stream=stream)
+        extra = dict(record.get("extra_info") or {})
+        bounds = (images[0]["min_pixels"], images[0]["max_pixels"]) if images else self.pixel_bounds(frame)
+        extra.update(
+            index=int(index), record_index=extra.get("index"), stream=stream, sample_id=record["sample_id"],
+            kind=record.get("kind"), data_source=source, question=record.get("question"),
+            answer=record.get("answer"), answer_type=record.get("answer_type"),
+            choices=list(record["choices"]) if record.get("choices") is not None else None,
+            gt_boxes=[[float(v) for v in box] for box in record.get("gt_boxes") or []],
+            image_size=[int(v) for v in record["image_size"]] if record.get("image_size") is not None else None,
+            box_frame=frame, min_pixels=int(bounds[0]), max_pixels=int(bounds[1]),
+        )
+        row["extra_info"] = extra
+        return row
+
+    def __getitem__(self, item):
+        row_index, stream = self._items[int(item)]
+        row = self._stream_row(self.dataframe[row_index], stream, int(item))
+        return RLHFDataset.__getitem__(_OneRow(self, row), 0)
+
+    def stream_of(self, item: int) -> str:
+        """The stream of dataset item `item` (no image decoding)."""
+        return self._items[int(item)][1]
+
+    # ------------------------------------------------------------------ multimodal (no torchvision)
+    @classmethod
+    def _process_multi_modal_info(cls, messages: list[dict], image_patch_size, config: DictConfig):
+        """(images, videos, audios) of `messages`: image items resized within their own bounds."""
+        images = []
+        for message in messages:
+            content = message.get("content")
+            if not isinstance(content, list):
+                continue
+            for item in content:
+                if not isinstance(item, dict):
+                    continue
+                if item.get("type") == "video" or "video" in item:
+                    raise ValueError("DualStreamDataset supports images only, got a video item")
+                if item.get("type") == "image" or "image" in item or "image_url" in item:
+                    images.append(fetch_image(item, image_patch_size))
+        return (images or None), None, cls._extract_audio_info(messages)
+
+    @classmethod
+    async def process_vision_info(cls, messages: list[dict], image_patch_size, config: DictConfig):
+        images, videos, _ = await cls.process_multi_modal_info(messages, image_patch_size, config)
+        return images, videos
+
+    # ------------------------------------------------------------------ length filter
+    def prompt_length(self, messages: list[dict]) -> int:
+        """Prompt tokens of built messages, measured as verl's base length filter does (processor path)."""
+        from verl.utils.tokenizer import build_multimodal_processor_inputs, normalize_token_ids
+
+        apply_kwargs = dict(_plain(self.apply_chat_template_kwargs) or {})
+        if self.tool_schemas is not None:
+            apply_kwargs["tools"] = self.tool_schemas
+        if self.processor is None:
+            for key in ("tokenize", "return_dict", "return_tensors"):
+                apply_kwargs.pop(key, None)
+            ids = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True,
+                                                     **apply_kwargs)
+            return len(normalize_token_ids(ids))
+        text = self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False, **apply_kwargs)
+        images, videos, audios = self._process_multi_modal_info(messages, self.image_patch_size, self.config)
+        if images is None and videos is None and audios is None:
+            return len(self.processor.tokenizer(text=text, add_special_tokens=False,
+                                                return_attention_mask=False)["input_ids"])
+        inputs = build_multimodal_processor_inputs(self.processor, text=[text], images=images, videos=videos,
+                                                   audio=audios, mm_processor_kwargs=_plain(self.mm_processor_kwargs))
+        return len(inputs["input_ids"][0])
+
+    def sample_prompt_lengths(self, record: dict) -> dict[str, int]:
+        """{stream: prompt tokens} for every enabled stream of one record."""
+        lengths = {}
+        for stream in self._streams_of(record.get("kind")):
+            row = self._stream_row(record, stream, 0)
+            lengths[stream] = self.prompt_length(self._build_messages(row, key=self.prompt_key))
+        return lengths
+
+    def _measure(self, record: dict) -> dict:
+        try:
+            lengths = self.sample_prompt_lengths(record)
+            return {"ivgr_len": max(lengths.values(), default=0), "ivgr_error": ""}
+        except Exception as err:  # noqa: BLE001  (unreadable sample: dropped and counted, like verl's filter)
+            return {"ivgr_len": -1, "ivgr_error": f"{type(err).__name__}: {err}"[:300]}
+
+    def maybe_filter_out_long_prompts(self, dataframe=None):
+        """Keep the samples of enabled kinds; with filter_overlong_prompts, drop whole samples whose
+        prompt of ANY enabled stream exceeds max_prompt_length (or that cannot be read)."""
+        if "kind" not in dataframe.column_names:
+            raise ValueError("DualStreamDataset needs data_prep's record schema (no 'kind' column found)")
+        kinds = list(dataframe["kind"])
+        wanted = [i for i, kind in enumerate(kinds) if self._streams_of(kind)]
+        if len(wanted) != len(kinds):
+            print(f"[DualStreamDataset] streams {list(self.streams)}: skipping {len(kinds) - len(wanted)} samples "
+                  "of disabled kinds")
+            dataframe = dataframe.select(wanted)
+        if not self.filter_overlong_prompts or len(dataframe) == 0:
+            return dataframe
+        measured = dataframe.map(self._measure, remove_columns=dataframe.column_names, num_proc=self.num_workers,
+                                 keep_in_memory=True, load_from_cache_file=False,
+                                 desc=f"Measuring prompts (limit {self.max_prompt_length} tokens)")
+        lengths = np.asarray(measured["ivgr_len"], dtype=np.int64)
+        errors = list(measured["ivgr_error"])
+        too_long = lengths > self.max_prompt_length
+        failed = lengths < 0
+        keep = np.flatnonzero(~too_long & ~failed)
+        rows = np.array([len(self._streams_of(k)) for k in dataframe["kind"]], dtype=np.int64)
+        ids = list(dataframe["sample_id"])
+        dropped = too_long | failed
+        self.filter_stats = {
+            "samples_before": int(len(dataframe)), "samples_kept": int(len(keep)),
+            "samples_dropped": int(dropped.sum()), "too_long": int(too_long.sum()), "errors": int(failed.sum()),
+            "rows_before": int(rows.sum()), "rows_dropped": int(rows[dropped].sum()),
+            "max_kept_length": int(lengths[keep].max()) if len(keep) else 0,
+            "dropped_sample_ids": [ids[i] for i in np.flatnonzero(dropped)[:20]],
+        }
+        stats = self.filter_stats
+        message = (f"[DualStreamDataset] length filter (max_prompt_length {self.max_prompt_length}): kept "
+                   f"{stats['samples_kept']}/{stats['samples_before']} samples; dropped {stats['samples_dropped']} "
+                   f"({stats['too_long']} too long, {stats['errors']} unreadable) = {stats['rows_dropped']} rows; "
+                   f"longest kept prompt {stats['max_kept_length']} tokens")
+        print(message)
+        if stats["samples_dropped"]:
+            logger.warning(message)
+        for i in np.flatnonzero(failed)[:5]:
+            logger.warning("sample %s dropped: %s", ids[i], errors[i])
+        return dataframe.select(keep.tolist())
