@@ -1,0 +1,116 @@
+"""`IVRR1Trainer`: verl's sync v1 trainer plus (1) the per-row ``agent_name`` on training batches,
+(2) the step's ``ivr_r1/`` metrics read from TransferQueue before advantages, (3) optional dumps of
+original vs rectified chains. The rectification itself runs in the rollout phase (agent loop).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import time
+from collections import Counter, defaultdict
+
+import transfer_queue as tq
+from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
+from verl.utils import tensordict_utils as tu
+
+from recipe.ivr_r1.settings import AGENT_NAME
+
+logger = logging.getLogger(__name__)
+STATUS_KEYS = ("rectified", "empty_think", "unattributed", "no_fault", "length_exceeded", "not_verified",
+               "generation_error")
+
+
+def step_metrics(infos: list[dict], scores: list[float], max_rounds: int) -> dict[str, float]:
+    """`ivr_r1/` metrics from every real row's ``extra_fields["ivr_r1"]`` and its final reward."""
+    n = len(infos)
+    if not n:
+        return {}
+    screened = [i for i, info in enumerate(infos) if info.get("screen") == "selected"]
+    status = Counter(infos[i].get("status") for i in screened)
+    screen = Counter(info.get("screen", "missing") for info in infos)
+    m: dict[str, float] = {"ivr_r1/rollouts": float(n), "ivr_r1/screened": float(len(screened)),
+                           "ivr_r1/screened_share": len(screened) / n}
+    for key, count in screen.items():
+        m[f"ivr_r1/screen/{key}"] = float(count)
+    for key in STATUS_KEYS:
+        m[f"ivr_r1/status/{key}"] = float(status.get(key, 0))
+    attempted = [i for i in screened if infos[i].get("attribution")]
+    ok_first = [i for i in attempted if infos[i]["attribution"][0] == "ok"]
+    m["ivr_r1/attribution/success_rate"] = len(ok_first) / len(attempted) if attempted else 0.0
+    outcomes = Counter(o for i in attempted for o in infos[i]["attribution"])
+    for key, count in outcomes.items():
+        m[f"ivr_r1/attribution/{key}"] = float(count)
+    hist = Counter(s for i in attempted for s in infos[i].get("steps", []) if s is not None)
+    for step, count in hist.items():
+        m[f"ivr_r1/attribution/step_{min(step, 16)}{'+' if step >= 16 else ''}"] = float(count)
+    for r in range(1, max_rounds + 1):
+        entered = [i for i in screened if infos[i].get("rounds", 0) >= r]
+        won = [i for i in entered if infos[i].get("status") == "rectified" and infos[i].get("rounds") == r]
+        m[f"ivr_r1/rectify/success_round_{r}"] = len(won) / len(entered) if entered else 0.0
+    m["ivr_r1/rectify/success_rate"] = status.get("rectified", 0) / len(screened) if screened else 0.0
+    rect = [i for i in screened if infos[i].get("status") == "rectified"]
+    others = [i for i in range(n) if i not in set(rect)]
+    m["ivr_r1/score/rectified_mean"] = sum(scores[i] for i in rect) / len(rect) if rect else 0.0
+    m["ivr_r1/score/other_mean"] = sum(scores[i] for i in others) / len(others) if others else 0.0
+    m["ivr_r1/acc/original_screened"] = 0.0  # screened rollouts are wrong by construction
+    m["ivr_r1/acc/original_all"] = sum(1 for info in infos if info.get("correct") is True) / n
+    m["ivr_r1/acc/after_rectification"] = (sum(1 for info in infos if info.get("correct") is True) + len(rect)) / n
+    secs = [infos[i].get("seconds", 0.0) for i in screened]
+    m["ivr_r1/rectify/seconds_mean"] = sum(secs) / len(secs) if secs else 0.0
+    m["ivr_r1/rectify/seconds_max"] = max(secs) if secs else 0.0
+    return m
+
+
+class IVRR1Trainer(PPOTrainerSync):
+    def __init__(self, config):
+        super().__init__(config)
+        ivr = config.ivr_r1
+        self._ivr_enabled = bool(ivr.enable)
+        self._rounds = int(ivr.rereason.rounds)
+        self._dump_every = int(ivr.dump.every_k_steps or 0)
+        self._step_started = None
+
+    def _fetch_one_gen_batch(self):
+        batch = super()._fetch_one_gen_batch()
+        tu.assign_non_tensor_data(batch, "agent_name", AGENT_NAME)  # training rows only; val keeps the default
+        return batch
+
+    def on_step_begin(self):
+        self._step_started = time.perf_counter()
+        return super().on_step_begin()
+
+    def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
+        self.collect_ivr_metrics(batch, metrics)
+        return super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
+
+    def collect_ivr_metrics(self, batch, metrics: dict) -> dict[str, float]:
+        """Read the step's real rows, add `ivr_r1/` metrics, dump chains when due."""
+        real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
+        keys = [batch.keys[i] for i in real]
+        data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["extra_fields", "rm_scores"])
+        infos = [dict((f or {}).get("ivr_r1") or {}) for f in data["extra_fields"]]
+        scores = [float(row.sum()) for row in data["rm_scores"].unbind()]
+        out = step_metrics(infos, scores, self._rounds)
+        if self._step_started is not None:
+            out["ivr_r1/rollout_phase_seconds"] = time.perf_counter() - self._step_started
+        metrics.update(out)
+        if self._dump_every and self.global_steps % self._dump_every == 0:
+            folder = self.config.ivr_r1.dump.dir or os.path.join(self.config.trainer.default_local_dir, "ivr_r1_dumps")
+            write_dump(folder, self.global_steps, keys, infos, scores)
+        return out
+
+
+def write_dump(folder: str, step: int, keys: list[str], infos: list[dict], scores: list[float]) -> str | None:
+    """JSONL with original and rectified chains side by side, for screened rollouts only."""
+    rows = [{"key": k, "score_final": s, **info} for k, info, s in zip(keys, infos, scores)
+            if info.get("screen") == "selected"]
+    if not rows:
+        return None
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"step_{step}.jsonl")
+    with open(path, "w", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False, default=str) + "\n")
+    return path
