@@ -2,18 +2,27 @@
 
 Each request to ``/v1/chat/completions`` takes the next scripted :class:`Reply` (the default one when the
 script is empty). The server records request bodies and headers and the peak number of requests in
-flight. Used by tests only.
+flight. ``GET /v1/models`` lists ``models`` (OpenAI model list) and ``GET /health`` answers 200, as vLLM
+does; neither is recorded. Used by tests only.
+
+Also a stand-in for ``vllm serve`` (tests of scripts/serve_judge.sh)::
+
+    python tests/judge_server.py serve MODEL [--host H] [--port P] [--served-model-name NAME]
+                                 [--startup-delay S] [--exit-code N] [other vllm flags, ignored]
 """
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import json
 import socket
+import sys
 import threading
+import time
 from collections import deque
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from collections.abc import Callable
 from typing import Any
 
 from aiohttp import web
@@ -58,7 +67,8 @@ def dead_port() -> int:
 
 
 class FakeJudgeServer:
-    def __init__(self) -> None:
+    def __init__(self, models: Sequence[str] = ("judge",)) -> None:
+        self.models = list(models)  # what GET /v1/models lists (vLLM: the --served-model-name values)
         self._lock = threading.Lock()
         self._script: deque[Reply] = deque()
         self.default = ok()
@@ -120,17 +130,26 @@ class FakeJudgeServer:
         finally:
             self.inflight -= 1
 
-    async def _start(self) -> None:
+    async def _models(self, request: web.Request) -> web.StreamResponse:
+        data = [{"id": name, "object": "model", "owned_by": "fake", "root": name} for name in list(self.models)]
+        return web.json_response({"object": "list", "data": data})
+
+    async def _health(self, request: web.Request) -> web.StreamResponse:
+        return web.Response(status=200)
+
+    async def _start(self, host: str, port: int) -> None:
         app = web.Application()
         app.router.add_post("/v1/chat/completions", self._handle)
+        app.router.add_get("/v1/models", self._models)
+        app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", 0).start()
+        await web.TCPSite(self._runner, host, port).start()
         self.port = self._runner.addresses[0][1]
 
-    def start(self) -> FakeJudgeServer:
+    def start(self, host: str = "127.0.0.1", port: int = 0) -> FakeJudgeServer:
         self._thread.start()
-        asyncio.run_coroutine_threadsafe(self._start(), self._loop).result(10)
+        asyncio.run_coroutine_threadsafe(self._start(host, port), self._loop).result(10)
         return self
 
     def stop(self) -> None:
@@ -139,3 +158,32 @@ class FakeJudgeServer:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`vllm serve` stand-in: serve until killed (or exit at once with --exit-code)."""
+    parser = argparse.ArgumentParser(prog="judge_server.py")
+    parser.add_argument("command", choices=["serve"])
+    parser.add_argument("model")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8000)
+    parser.add_argument("--served-model-name", default=None)
+    parser.add_argument("--startup-delay", type=float, default=0.0, help="seconds before the port opens")
+    parser.add_argument("--exit-code", type=int, default=None, help="die at once with this status (a failed start)")
+    args, _ignored = parser.parse_known_args(argv)
+    if args.exit_code is not None:
+        print("fake vllm: simulated start-up failure (CUDA out of memory)", flush=True)
+        return args.exit_code
+    time.sleep(args.startup_delay)
+    server = FakeJudgeServer(models=[args.served_model_name or args.model]).start(args.host, args.port)
+    print(f"fake vllm: serving {server.models} on {args.host}:{server.port}", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        server.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
