@@ -1,0 +1,993 @@
+"""Benchmark converters: the public formats of the paper's benchmarks -> ONE eval Parquet schema.
+
+    python -m recipe.ivgr.eval.benchmarks NAME --input PATH [PATH ...] --out data/eval/NAME.parquet \
+        [--image-root DIR] [--seed 0 | --no-shuffle] [--no-embed-images] [--box-format xyxy] [--limit N]
+    python -m recipe.ivgr.eval.benchmarks --list
+
+Eval schema (`EVAL_SCHEMA`, one row per benchmark question)
+----------------------------------------------------------
+- `item_id` (string, unique in a file): `<benchmark>:<source id>`.
+- `benchmark` (string): registry name (`BENCHMARKS`), e.g. `vstar`, `hrbench4k`.
+- `subset` (string | null): the group the benchmark's official score averages over (V*:
+  direct_attributes / relative_position; HR-Bench: FSP / FCP; POPE: random / popular /
+  adversarial; CV-Bench: ADE20K / COCO / Omni3D; MME-RW-Lite: Perception / Reasoning; TreeBench:
+  Perception / Reasoning).
+- `category` (string | null): finer task label (reported per category).
+- `question` (string): question text without options, media placeholders or the source's own
+  answer-format instruction (our prompts add theirs; the dropped instruction is kept in `meta`).
+- `choices` (list<string> | null): option texts in the order SHOWN to the model (after shuffling).
+- `answer` (string): ground truth. Multiple choice: the letter of the correct option in the shown
+  order; yes/no: `yes` / `no`; otherwise the source's answer.
+- `answer_text` (string | null): the correct option's text (multiple choice).
+- `answer_type` (string): one of `reward_score.answers.ANSWER_TYPES` (`choice`, `yes_no`, `number`,
+  `math`, `text`).
+- `source_answer` (string): the answer as the source wrote it (its letter before shuffling).
+- `choice_order` (list<int32> | null): shown option i is source option `choice_order[i]`.
+- `shuffle_seed` (int64 | null): seed of the option shuffle (null: source order kept). The
+  permutation of an item depends only on (seed, item_id), so it is reproducible and does not
+  change when other items are added or removed.
+- `images` (list<struct<bytes, path>>): embedded bytes (win when set) or a path RELATIVE to the
+  image root (`data_prep.images`).
+- `image_size` (list<int32> | null): ORIGINAL `[width, height]` of the first image; null when the
+  image could not be read at conversion time (the evaluation then counts `missing_image`).
+- `gt_boxes` (list<list<float64>>): ground-truth boxes `[x1, y1, x2, y2]` in ORIGINAL pixels of
+  the first image (V*, TreeBench); empty when the benchmark has none.
+- `meta` (string): JSON object with source fields kept for audit (source index, file, cycle, ...).
+
+Multiple-choice options are shuffled by default (`--seed 0`) because some sources always list the
+correct option first (V*: `options[0]`); peer evaluations that forgot to shuffle over-report
+(DeepEyes PR #66). Answers are later compared by letter AND by option text.
+
+Input formats accepted per benchmark (`--input`; a file or a folder):
+
+| name | public formats |
+|---|---|
+| `vstar` | the V* folder (`direct_attributes/`, `relative_position/`: image + JSON with `question`, `options` (correct first), `bbox` [x, y, w, h]) or its `test_questions.jsonl` |
+| `hrbench4k`, `hrbench8k` | `hr_bench_{4k,8k}.tsv` (VLMEvalKit TSV: `index, question, A-D, answer, category, cycle_category, image` base64), or a Parquet/JSONL with those columns |
+| `pope` | lmms-lab/POPE Parquet (`question_id, question, answer, category, image`), the original `coco_pope_{random,popular,adversarial}.json` lines (`question_id, image, text, label`; images under `--image-root`), or a VLMEvalKit TSV |
+| `mme_realworld_lite` | the official JSON (`Question_id, Image, Text, Answer choices, Ground truth, Task, Subtask, Category`) or a VLMEvalKit TSV |
+| `realworldqa` | xai-org/RealworldQA Parquet (`image, question, answer`; options embedded in the question) or a VLMEvalKit TSV |
+| `cvbench2d`, `cvbench3d` | nyu-visionx/CV-Bench Parquet/JSONL (`idx, type, task, image, question, choices, answer, source`); rows of the other type are skipped |
+| `treebench` | the TreeBench TSV (VLMEvalKit layout, `A-E`, `category`, boxes in `target_instances`/`bbox`) |
+
+VLMEvalKit TSVs may store an image only once and refer to it from other rows by its `index`; the
+reader resolves such references. Every dropped source row gets a reason in
+`OUT.summary.json`; unreadable images and unusable GT boxes keep the row (the evaluation counts
+the item as `missing_image` / without GT boxes), so the benchmark's denominator never shrinks.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import binascii
+import csv
+import json
+import os
+import random
+import re
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+EVAL_SCHEMA_VERSION = "1"
+_IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
+EVAL_SCHEMA = pa.schema(
+    [
+        pa.field("item_id", pa.string(), nullable=False),
+        ("benchmark", pa.string()),
+        ("subset", pa.string()),
+        ("category", pa.string()),
+        ("question", pa.string()),
+        ("choices", pa.list_(pa.string())),
+        ("answer", pa.string()),
+        ("answer_text", pa.string()),
+        ("answer_type", pa.string()),
+        ("source_answer", pa.string()),
+        ("choice_order", pa.list_(pa.int32())),
+        ("shuffle_seed", pa.int64()),
+        ("images", pa.list_(_IMAGE)),
+        ("image_size", pa.list_(pa.int32())),
+        ("gt_boxes", pa.list_(pa.list_(pa.float64()))),
+        ("meta", pa.string()),
+    ],
+    metadata={"ivgr.eval_schema_version": EVAL_SCHEMA_VERSION},
+)
+REQUIRED_COLUMNS = ("item_id", "benchmark", "question", "answer", "images")
+LETTERS = "ABCDEFGHIJ"
+
+
+# --------------------------------------------------------------------------------------- registry
+@dataclass(frozen=True)
+class BenchmarkSpec:
+    """What a benchmark is and how its official score is computed.
+
+    `metric`: `accuracy` (micro mean over items), `subset_mean` (mean of the per-subset accuracies,
+    the official HR-Bench and CV-Bench-2D scores) or `f1` (F1 of the "yes" class, VLMEvalKit's POPE
+    "Overall"; accuracy is reported too).
+    """
+
+    name: str
+    title: str  # column name in the paper's tables (method.md §2.6)
+    metric: str = "accuracy"
+    answer_type: str = "choice"
+    has_boxes: bool = False
+    reader: str = ""  # name of the converter function below
+
+
+BENCHMARKS: dict[str, BenchmarkSpec] = {
+    "vstar": BenchmarkSpec("vstar", "V*", has_boxes=True, reader="vstar"),
+    "hrbench4k": BenchmarkSpec("hrbench4k", "HR4K", metric="subset_mean", reader="hrbench"),
+    "hrbench8k": BenchmarkSpec("hrbench8k", "HR8K", metric="subset_mean", reader="hrbench"),
+    "mme_realworld_lite": BenchmarkSpec("mme_realworld_lite", "MME-RW-L", reader="mme_realworld"),
+    "pope": BenchmarkSpec("pope", "POPE", metric="f1", answer_type="yes_no", reader="pope"),
+    "realworldqa": BenchmarkSpec("realworldqa", "RWQA", reader="realworldqa"),
+    "cvbench2d": BenchmarkSpec("cvbench2d", "CV-2D", metric="subset_mean", reader="cvbench"),
+    "cvbench3d": BenchmarkSpec("cvbench3d", "CV-3D", reader="cvbench"),
+    "treebench": BenchmarkSpec("treebench", "TreeBench", has_boxes=True, reader="treebench"),
+}
+# Column order of the paper's main table (method.md §2.6) and of its tool-assisted table (§2.7).
+PAPER_MAIN = ("vstar", "hrbench4k", "hrbench8k", "mme_realworld_lite", "pope", "realworldqa", "cvbench2d", "cvbench3d")
+PAPER_TOOL = ("vstar", "hrbench4k", "hrbench8k")
+
+
+def spec_of(name: str | None) -> BenchmarkSpec:
+    """The registered spec, or a plain-accuracy spec for an unregistered benchmark name."""
+    if name in BENCHMARKS:
+        return BENCHMARKS[name]
+    return BenchmarkSpec(str(name or "custom"), str(name or "custom"), reader="")
+
+
+# ----------------------------------------------------------------------------------- raw items
+@dataclass
+class RawItem:
+    """One benchmark question as read from its source, before images/boxes/shuffle are resolved.
+
+    `options` + `correct` (index into options) for multiple choice; `answer` otherwise.
+    `images` are raw references: bytes, a base64 string wrapped in `B64`, a relative path, or a
+    `{"bytes", "path"}` dict. `boxes` are in `box_format` (see `data_prep.boxes`).
+    """
+
+    source_id: str
+    question: str
+    images: list[Any]
+    options: list[str] | None = None
+    correct: int | None = None
+    answer: str | None = None
+    answer_type: str | None = None
+    subset: str | None = None
+    category: str | None = None
+    boxes: list[Any] = field(default_factory=list)
+    box_format: str = "xyxy"
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+class B64(str):
+    """A base64-encoded image (as in VLMEvalKit TSVs)."""
+
+
+class SkipRow(Exception):
+    """A source row that does not belong to this benchmark (e.g. CV-Bench 3D rows for cvbench2d)."""
+
+
+class RowError(ValueError):
+    """A source row that cannot become an item; `reason` is counted in the summary."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+# ------------------------------------------------------------------------------ text helpers
+_OPTION_LINE = re.compile(r"^\s*(?:\(([A-J])\)|([A-J])[.:)])\s*(.*?)\s*$")
+_LETTER_ONLY = re.compile(r"^\s*\(?([A-J])\)?\s*[.:]?\s*$")
+# A source's own answer-format instruction at the end of a question ("Please answer directly with
+# only the letter ...", "Answer the question using a single word or phrase.", "Please select the
+# correct answer from the options above."): it starts a line or follows a sentence end.
+_INSTRUCTION = re.compile(
+    r"(?:^|(?<=[.?!:]))\s*(?:please\s+)?(?:(?:answer|respond|reply)\s+(?:the\s+question\s+)?"
+    r"(?:directly|with|using|in)\b|(?:select|choose)\s+the\s+(?:correct|best)\s+(?:answer|option|choice)\b)[^\n]*$",
+    re.IGNORECASE,
+)
+
+
+def option_text(text: Any, position: int | None = None) -> str:
+    """An option without its "A." / "(A)" / "A)" prefix (only when the letter fits `position`)."""
+    text = str(text).strip()
+    match = _OPTION_LINE.match(text)
+    if match:
+        letter = match.group(1) or match.group(2)
+        if position is None or letter == LETTERS[position]:
+            return match.group(3).strip()
+    return text
+
+
+def letter_of(answer: Any) -> str | None:
+    """"B", "(B)", "B." -> "B"; anything else None."""
+    match = _LETTER_ONLY.match(str(answer or ""))
+    return match.group(1) if match else None
+
+
+def strip_instruction(question: str) -> tuple[str, str | None]:
+    """(question without a trailing answer-format instruction, the instruction or None)."""
+    lines = question.rstrip().split("\n")
+    dropped: list[str] = []
+    while lines:
+        last = lines[-1]
+        match = _INSTRUCTION.search(last)
+        if not last.strip():
+            lines.pop()
+            continue
+        if match is None:
+            break
+        head = last[: match.start()].rstrip()
+        dropped.insert(0, last[match.start():].strip())
+        if head:
+            lines[-1] = head
+            break
+        lines.pop()
+    text = "\n".join(lines).strip()
+    if not text:  # never strip a question down to nothing
+        return question.strip(), None
+    return text, (" ".join(dropped) or None)
+
+
+def split_embedded_options(text: str) -> tuple[str, list[str] | None, str | None]:
+    """Split "question\\nA. x\\nB. y\\n<instruction>" into (question, options, instruction).
+
+    Options must be consecutive lines lettered A, B, C, ... (at least two); otherwise the text is
+    returned as the question with no options. A trailing answer-format instruction is removed.
+    """
+    lines = str(text).split("\n")
+    start = None
+    options: list[str] = []
+    end = None
+    for index, line in enumerate(lines):
+        match = _OPTION_LINE.match(line)
+        letter = (match.group(1) or match.group(2)) if match else None
+        if start is None:
+            if letter == "A":
+                start, options = index, [match.group(3)]
+        elif letter is not None and letter == LETTERS[len(options)] and index == start + len(options):
+            options.append(match.group(3))
+        else:
+            end = index
+            break
+    if start is None or len(options) < 2:
+        question, instruction = strip_instruction(str(text))
+        return question, None, instruction
+    end = start + len(options) if end is None else end
+    question, head_instruction = strip_instruction("\n".join(lines[:start]))
+    tail = "\n".join(lines[end:]).strip()
+    instruction = " ".join(x for x in (head_instruction, tail) if x) or None
+    return question, [o.strip() for o in options], instruction
+
+
+def shuffle_order(n: int, seed: int | None, item_id: str) -> list[int]:
+    """Permutation of range(n) for one item: depends only on (seed, item_id); identity when seed is None.
+
+    Python's `random.Random(str)` hashes the string with SHA-512 (independent of PYTHONHASHSEED),
+    so the order is the same on every machine and run.
+    """
+    order = list(range(n))
+    if seed is not None and n > 1:
+        random.Random(f"ivgr-eval:{seed}:{item_id}").shuffle(order)
+    return order
+
+
+def _clean(value: Any) -> Any:
+    """NaN/None -> None (pandas TSVs give NaN for empty cells)."""
+    if value is None:
+        return None
+    if isinstance(value, float) and value != value:
+        return None
+    return value
+
+
+def _text(value: Any) -> str:
+    value = _clean(value)
+    return "" if value is None else str(value).strip()
+
+
+# ------------------------------------------------------------------------------------- readers
+def _read_rows(path: Path) -> Iterator[dict]:
+    """Rows of a Parquet / JSONL / JSON-list / TSV file as dicts (TSV image references resolved)."""
+    suffix = path.suffix.lower()
+    if suffix == ".parquet":
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=32):
+            yield from batch.to_pylist()
+    elif suffix == ".jsonl":
+        with open(path, encoding="utf-8") as handle:
+            for number, line in enumerate(handle, 1):
+                if line.strip():
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError as err:
+                        yield {"__error__": f"{path.name}:{number}: {err}"}
+    elif suffix == ".json":
+        with open(path, encoding="utf-8") as handle:
+            data = json.load(handle)
+        if isinstance(data, dict):  # {"data": [...]} or {id: row}
+            data = data.get("data") if isinstance(data.get("data"), list) else list(data.values())
+        yield from (row for row in data if isinstance(row, dict))
+    elif suffix in (".tsv", ".csv"):
+        yield from read_vlmeval_tsv(path)
+    else:
+        raise ValueError(f"unsupported file type {path.name!r} (expected .parquet, .jsonl, .json or .tsv)")
+
+
+def read_vlmeval_tsv(path: Path) -> Iterator[dict]:
+    """Rows of a VLMEvalKit-style TSV, streamed; an `image` cell that names another row's `index`
+    (VLMEvalKit stores a repeated image once) is replaced by that row's base64 image.
+
+    Two passes: the first finds which indices are referenced (without keeping any image), the
+    second keeps only those images in memory.
+    """
+    csv.field_size_limit(2**31 - 1)
+    delimiter = "," if path.suffix.lower() == ".csv" else "\t"
+
+    def rows() -> Iterator[dict]:
+        with open(path, encoding="utf-8", newline="") as handle:
+            yield from csv.DictReader(handle, delimiter=delimiter)
+
+    referenced: set[str] = set()
+    for row in rows():
+        image = (row.get("image") or "").strip()
+        if image and len(image) <= 64 and image.isdigit():
+            referenced.add(image)
+    kept: dict[str, str] = {}
+    for row in rows():
+        index = str(row.get("index", "")).strip()
+        image = (row.get("image") or "").strip()
+        if index in referenced and len(image) > 64:
+            kept[index] = image
+        if image and len(image) <= 64 and image.isdigit():
+            row["image"] = kept.get(image, image)
+        yield row
+
+
+def _files(inputs: Sequence[Path], patterns: tuple[str, ...]) -> list[Path]:
+    """Input files; a folder is searched (non-recursively) for `patterns`."""
+    files: list[Path] = []
+    for path in inputs:
+        if path.is_dir():
+            files.extend(sorted(p for pattern in patterns for p in path.glob(pattern)))
+        else:
+            files.append(path)
+    return files
+
+
+def _tsv_options(row: dict) -> list[str]:
+    options = []
+    for letter in LETTERS:
+        value = _text(row.get(letter))
+        if not value:
+            break
+        options.append(value)
+    return options
+
+
+def _tsv_image(row: dict) -> list[Any]:
+    image = _clean(row.get("image"))
+    if image is not None and str(image).strip():
+        return [B64(str(image).strip())]
+    path = _clean(row.get("image_path"))
+    if path is not None:
+        return [str(path)]
+    return []
+
+
+def _mc_from_letter(options: list[str], answer: Any, row_id: str) -> int:
+    letter = letter_of(answer)
+    if letter is not None and LETTERS.index(letter) < len(options):
+        return LETTERS.index(letter)
+    from reward_score.answers import normalize_text
+
+    wanted = normalize_text(str(answer or ""))
+    matches = [i for i, o in enumerate(options) if normalize_text(o) == wanted]
+    if wanted and len(matches) == 1:
+        return matches[0]
+    raise RowError("answer_not_in_options", f"{row_id}: answer {answer!r} for {len(options)} options")
+
+
+def _each(rows: Iterable[Any], make: Callable[[Any], RawItem]) -> Iterator[RawItem | RowError | SkipRow]:
+    """Apply `make` to every source row; a row that fails yields its error instead of ending the
+    stream (a generator that raises is finished, so errors are yielded, not raised)."""
+    for row in rows:
+        try:
+            yield make(row)
+        except (RowError, SkipRow) as err:
+            yield err
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+            yield RowError("malformed_row", f"{type(err).__name__}: {err}"[:300])
+
+
+# --- V* -----------------------------------------------------------------------------------------
+_IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+
+
+def read_vstar(inputs: Sequence[Path], root: Path) -> Iterator[RawItem | RowError]:
+    """V*: the benchmark folder (two subfolders of image + JSON pairs) or `test_questions.jsonl`."""
+    for path in inputs:
+        if path.is_dir():
+            subdirs = [d for d in sorted(path.iterdir()) if d.is_dir()] or [path]
+            annotations = [anno for sub in subdirs for anno in sorted(sub.glob("*.json"))]
+            yield from _each(annotations, lambda anno: _vstar_from_json(anno, root))
+        else:
+            yield from _each(_read_rows(path), lambda row, path=path: _vstar_from_question_line(row, path, root))
+
+
+def _vstar_image_beside(anno: Path) -> Path | None:
+    for suffix in _IMAGE_SUFFIXES + tuple(s.upper() for s in _IMAGE_SUFFIXES):
+        candidate = anno.with_suffix(suffix)
+        if candidate.exists():
+            return candidate
+    return None
+
+
+def _rel(path: Path, root: Path) -> str:
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise RowError("image_outside_root", f"{path} is not under --image-root {root}") from None
+
+
+def _vstar_boxes(anno: dict) -> list[Any]:
+    boxes = anno.get("bbox") or []
+    if boxes and not isinstance(boxes[0], (list, tuple)):
+        boxes = [boxes]
+    return list(boxes)
+
+
+def _vstar_from_json(anno_path: Path, root: Path) -> RawItem:
+    try:
+        anno = json.loads(anno_path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise RowError("bad_json", f"{anno_path.name}: {err}") from None
+    subset = anno_path.parent.name
+    stem = f"{subset}/{anno_path.stem}"
+    image = _vstar_image_beside(anno_path)
+    options = [str(o).strip() for o in anno.get("options") or []]
+    if len(options) < 2:
+        raise RowError("no_options", stem)
+    return RawItem(
+        source_id=stem, question=_text(anno.get("question")),
+        images=[_rel(image, root)] if image is not None else [_rel(anno_path.with_suffix(".jpg"), root)],
+        options=options, correct=0,  # V* lists the correct option first
+        subset=subset, category=subset, boxes=_vstar_boxes(anno), box_format="xywh",
+        meta={"target_object": anno.get("target_object"), "source_file": anno_path.name},
+    )
+
+
+def _vstar_from_question_line(row: dict, path: Path, root: Path) -> RawItem:
+    if "__error__" in row:
+        raise RowError("bad_json", row["__error__"])
+    image = _text(row.get("image"))
+    question, options, instruction = split_embedded_options(_text(row.get("text") or row.get("question")))
+    if not options:
+        raise RowError("no_options", f"{path.name}: {image}")
+    category = _text(row.get("category")) or (image.split("/")[0] if "/" in image else None)
+    boxes: list[Any] = []
+    anno_path = (path.parent / image).with_suffix(".json")
+    meta: dict[str, Any] = {"question_id": row.get("question_id"), "instruction": instruction}
+    if anno_path.exists():  # the folder layout puts the bbox annotations beside the images
+        try:
+            boxes = _vstar_boxes(json.loads(anno_path.read_text(encoding="utf-8")))
+        except (json.JSONDecodeError, OSError) as err:
+            meta["box_error"] = str(err)[:200]
+    image_rel = _rel(path.parent / image, root) if image else ""
+    # the same id as the folder layout (subfolder/stem), so both formats give identical items and shuffles
+    source_id = str(Path(image).with_suffix("")) if image else str(row.get("question_id"))
+    return RawItem(
+        source_id=source_id, question=question, images=[image_rel] if image_rel else [],
+        options=options, correct=_mc_from_letter(options, row.get("label"), image),
+        subset=category, category=category, boxes=boxes, box_format="xywh", meta=meta,
+    )
+
+
+# --- HR-Bench -------------------------------------------------------------------------------------
+_HR_SUBSETS = {"single": "FSP", "single_instance": "FSP", "fsp": "FSP", "cross": "FCP", "cross_instance": "FCP",
+               "fcp": "FCP"}
+
+
+def read_hrbench(inputs: Sequence[Path], root: Path) -> Iterator[RawItem | RowError]:
+    for path in _files(inputs, ("*.tsv", "*.parquet")):
+        yield from _each(_read_rows(path), lambda row, path=path: _hrbench_item(row, path))
+
+
+def _hrbench_item(row: dict, path: Path) -> RawItem:
+    options = _tsv_options(row)
+    if len(options) < 2:
+        raise RowError("no_options", f"{path.name}: index {row.get('index')}")
+    category = _text(row.get("category"))
+    return RawItem(
+        source_id=_text(row.get("index")), question=_text(row.get("question")), images=_tsv_image(row),
+        options=options, correct=_mc_from_letter(options, row.get("answer"), _text(row.get("index"))),
+        subset=_HR_SUBSETS.get(category.lower(), category or None), category=category or None,
+        meta={"index": _text(row.get("index")), "cycle_category": _text(row.get("cycle_category")) or None,
+              "source_file": path.name},
+    )
+
+
+# --- POPE -----------------------------------------------------------------------------------------
+_POPE_FILE = re.compile(r"pope_(random|popular|adversarial)", re.IGNORECASE)
+
+
+def read_pope(inputs: Sequence[Path], root: Path) -> Iterator[RawItem | RowError]:
+    for path in _files(inputs, ("*.parquet", "*.json", "*.jsonl", "*.tsv")):
+        file_category = _POPE_FILE.search(path.name)
+        # the original POPE files are JSON lines named .json
+        rows = _json_lines_or_list(path) if path.suffix.lower() == ".json" else _read_rows(path)
+        yield from _each(enumerate(rows), lambda pair, path=path, fc=file_category: _pope_item(*pair, path, fc, root))
+
+
+def _pope_item(number: int, row: dict, path: Path, file_category: re.Match | None, root: Path) -> RawItem:
+    if "__error__" in row:
+        raise RowError("bad_json", row["__error__"])
+    question = _text(row.get("question") or row.get("text"))
+    answer = _text(row.get("answer") if row.get("answer") is not None else row.get("label")).lower()
+    if answer not in ("yes", "no"):
+        raise RowError("bad_answer", f"{path.name}:{number}: {answer!r}")
+    category = _text(row.get("category")) or (file_category.group(1).lower() if file_category else None)
+    image = row.get("image")
+    if isinstance(image, str) and path.suffix.lower() == ".tsv":
+        images = _tsv_image(row)
+    elif isinstance(image, str):
+        images = [_rel(_under(root, image), root)]
+    else:
+        images = [image] if image is not None else []
+    qid = _text(row.get("question_id") or row.get("id") or row.get("index")) or str(number)
+    return RawItem(
+        source_id=f"{category or 'all'}/{qid}", question=question, images=images, answer=answer,
+        answer_type="yes_no", subset=category, category=category,
+        meta={"question_id": qid, "image_source": _clean(row.get("image_source")), "source_file": path.name},
+    )
+
+
+def _under(root: Path, relative: str) -> Path:
+    return root / relative
+
+
+def _json_lines_or_list(path: Path) -> Iterator[dict]:
+    text = path.read_text(encoding="utf-8").strip()
+    if text.startswith("["):
+        yield from (row for row in json.loads(text) if isinstance(row, dict))
+        return
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as err:
+                yield {"__error__": f"{path.name}:{number}: {err}"}
+
+
+# --- MME-RealWorld-Lite ---------------------------------------------------------------------------
+def read_mme_realworld(inputs: Sequence[Path], root: Path) -> Iterator[RawItem | RowError]:
+    for path in _files(inputs, ("*.json", "*.tsv", "*.parquet")):
+        yield from _each(enumerate(_read_rows(path)), lambda pair, path=path: _mme_item(*pair, path, root))
+
+
+def _mme_item(number: int, row: dict, path: Path, root: Path) -> RawItem:
+    if "Answer choices" in row or "Ground truth" in row:  # official JSON
+        options = [option_text(o, i) for i, o in enumerate(row.get("Answer choices") or [])]
+        question, _, instruction = split_embedded_options(_text(row.get("Text")))
+        qid = _text(row.get("Question_id")) or str(number)
+        image = _text(row.get("Image"))
+        images = [_rel(_under(root, image), root)] if image else []
+        task, subtask, category = (_text(row.get(k)) or None for k in ("Task", "Subtask", "Category"))
+        source_answer = row.get("Ground truth")
+    else:  # VLMEvalKit TSV
+        options = _tsv_options(row)
+        question, _, instruction = split_embedded_options(_text(row.get("question")))
+        qid = _text(row.get("index")) or str(number)
+        images = _tsv_image(row)
+        task = _text(row.get("l2-category")) or None
+        subtask = category = _text(row.get("category")) or None
+        source_answer = row.get("answer")
+    if len(options) < 2:
+        raise RowError("no_options", f"{path.name}: {qid}")
+    return RawItem(
+        source_id=qid, question=question, images=images, options=options,
+        correct=_mc_from_letter(options, source_answer, qid), subset=task,
+        category="/".join(x for x in (subtask, category) if x) if category != subtask else subtask,
+        meta={"task": task, "subtask": subtask, "category": category, "instruction": instruction,
+              "source_file": path.name},
+    )
+
+
+# --- RealWorldQA ----------------------------------------------------------------------------------
+def read_realworldqa(inputs: Sequence[Path], root: Path) -> Iterator[RawItem | RowError]:
+    for path in _files(inputs, ("*.parquet", "*.tsv", "*.jsonl")):
+        yield from _each(enumerate(_read_rows(path)), lambda pair, path=path: _rwqa_item(*pair, path))
+
+
+def _rwqa_item(number: int, row: dict, path: Path) -> RawItem:
+    from reward_score.answers import detect_answer_type
+
+    qid = _text(row.get("index") if row.get("index") is not None else row.get("id")) or str(number)
+    options = _tsv_options(row)
+    if options:
+        question, _, instruction = split_embedded_options(_text(row.get("question")))
+    else:
+        question, options, instruction = split_embedded_options(_text(row.get("question")))
+    image = row.get("image")
+    images = _tsv_image(row) if path.suffix.lower() == ".tsv" else ([image] if image is not None else [])
+    answer = _text(row.get("answer"))
+    meta = {"index": qid, "instruction": instruction, "source_file": path.name}
+    if options and letter_of(answer) is not None:
+        return RawItem(source_id=qid, question=question, images=images, options=options,
+                       correct=_mc_from_letter(options, answer, qid), category="choice", meta=meta)
+    kind = detect_answer_type(answer)
+    return RawItem(source_id=qid, question=question, images=images, answer=answer,
+                   answer_type="text" if kind == "choice" else kind, category="open", meta=meta)
+
+
+# --- CV-Bench -------------------------------------------------------------------------------------
+def _read_cvbench(inputs: Sequence[Path], root: Path, wanted: str) -> Iterator[RawItem | RowError | SkipRow]:
+    for path in _files(inputs, ("*.parquet", "*.jsonl")):
+        yield from _each(enumerate(_read_rows(path)), lambda pair, path=path: _cvbench_item(*pair, path, root, wanted))
+
+
+def _cvbench_item(number: int, row: dict, path: Path, root: Path, wanted: str) -> RawItem:
+    kind = _text(row.get("type")).upper()
+    if kind and kind != wanted:
+        raise SkipRow(kind)
+    choices = row.get("choices")
+    if isinstance(choices, str):
+        try:
+            choices = json.loads(choices)
+        except json.JSONDecodeError:
+            choices = None
+    options = [option_text(c, i) for i, c in enumerate(choices or [])]
+    if len(options) < 2:
+        raise RowError("no_options", f"{path.name}:{number}")
+    qid = _text(row.get("idx") if row.get("idx") is not None else row.get("index")) or str(number)
+    image = row.get("image")
+    if image is None and row.get("filename"):
+        image = _rel(_under(path.parent, str(row["filename"])), root)
+    question, _, instruction = split_embedded_options(_text(row.get("question")))
+    return RawItem(
+        source_id=qid, question=question, images=[image] if image is not None else [], options=options,
+        correct=_mc_from_letter(options, row.get("answer"), qid), subset=_text(row.get("source")) or None,
+        category=_text(row.get("task")) or None,
+        meta={"idx": qid, "source_dataset": _clean(row.get("source_dataset")),
+              "source_filename": _clean(row.get("source_filename")), "type": kind or None,
+              "instruction": instruction, "source_file": path.name},
+    )
+
+
+def read_cvbench2d(inputs: Sequence[Path], root: Path) -> Iterator[RawItem]:
+    return _read_cvbench(inputs, root, "2D")
+
+
+def read_cvbench3d(inputs: Sequence[Path], root: Path) -> Iterator[RawItem]:
+    return _read_cvbench(inputs, root, "3D")
+
+
+# --- TreeBench ------------------------------------------------------------------------------------
+_TREE_BOX_COLUMNS = ("target_instances", "bbox", "bboxes", "boxes", "gt_bbox")
+
+
+def _tree_boxes(row: dict) -> list[Any]:
+    for column in _TREE_BOX_COLUMNS:
+        value = _clean(row.get(column))
+        if value is None or value == "":
+            continue
+        if isinstance(value, str):
+            try:
+                value = json.loads(value)
+            except json.JSONDecodeError:
+                import ast
+
+                try:
+                    value = ast.literal_eval(value)
+                except (ValueError, SyntaxError) as err:
+                    raise RowError("box_malformed", f"{column}: {str(value)[:80]}") from err
+        if isinstance(value, dict):
+            value = [value]
+        boxes = []
+        for entry in value or []:
+            if isinstance(entry, dict):
+                entry = entry.get("bbox") or entry.get("box") or entry.get("bbox_2d")
+            if entry is not None:
+                boxes.append(entry)
+        if boxes and not isinstance(boxes[0], (list, tuple)):
+            boxes = [boxes]
+        return boxes
+    return []
+
+
+def read_treebench(inputs: Sequence[Path], root: Path) -> Iterator[RawItem | RowError]:
+    for path in _files(inputs, ("*.tsv", "*.parquet", "*.jsonl")):
+        yield from _each(enumerate(_read_rows(path)), lambda pair, path=path: _treebench_item(*pair, path))
+
+
+def _treebench_item(number: int, row: dict, path: Path) -> RawItem:
+    qid = _text(row.get("index")) or str(number)
+    options = _tsv_options(row)
+    if len(options) < 2:
+        raise RowError("no_options", f"{path.name}: {qid}")
+    category = _text(row.get("category")) or None
+    question, _, instruction = split_embedded_options(_text(row.get("question")))
+    try:
+        boxes, box_error = _tree_boxes(row), None
+    except RowError as err:
+        boxes, box_error = [], err.detail
+    return RawItem(
+        source_id=qid, question=question, images=_tsv_image(row), options=options,
+        correct=_mc_from_letter(options, row.get("answer"), qid),
+        subset=category.split("/")[0] if category else None, category=category, boxes=boxes,
+        meta={"index": qid, "instruction": instruction, "box_error": box_error, "source_file": path.name},
+    )
+
+
+READERS: dict[str, Callable[[Sequence[Path], Path], Iterator[RawItem]]] = {
+    "vstar": read_vstar, "hrbench": read_hrbench, "pope": read_pope, "mme_realworld": read_mme_realworld,
+    "realworldqa": read_realworldqa, "treebench": read_treebench,
+}
+
+
+def reader_for(name: str) -> Callable[[Sequence[Path], Path], Iterator[RawItem]]:
+    if name == "cvbench2d":
+        return read_cvbench2d
+    if name == "cvbench3d":
+        return read_cvbench3d
+    spec = BENCHMARKS.get(name)
+    if spec is None:
+        raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
+    return READERS[spec.reader]
+
+
+# ------------------------------------------------------------------------------- item -> row
+@dataclass
+class ConvertOptions:
+    image_root: Path
+    seed: int | None = 0  # None: keep the source's option order
+    embed: bool = True
+    box_format: str | None = None  # override the reader's box format
+
+
+def _load_image(raw: Any, loader) -> tuple[dict, tuple[int, int] | None, str | None]:
+    """(stored image struct, original size or None, failure reason or None)."""
+    from data_prep.images import ImageError
+
+    if isinstance(raw, B64):
+        try:
+            raw = base64.b64decode(str(raw), validate=False)
+        except (binascii.Error, ValueError) as err:
+            return {"bytes": None, "path": None}, None, f"image_corrupt: base64 {err}"
+    try:
+        item, size = loader.load(raw)
+        return item.to_struct(), size, None
+    except ImageError as err:
+        if isinstance(raw, str):  # keep the reference: the image may be provided later
+            return {"bytes": None, "path": raw}, None, f"{err.reason}: {err.detail}"[:300]
+        if isinstance(raw, dict) and raw.get("path") and not raw.get("bytes"):
+            return {"bytes": None, "path": str(raw["path"])}, None, f"{err.reason}: {err.detail}"[:300]
+        data = raw.get("bytes") if isinstance(raw, dict) else raw
+        return {"bytes": bytes(data) if data else None, "path": None}, None, f"{err.reason}: {err.detail}"[:300]
+
+
+def to_row(benchmark: str, raw: RawItem, options: ConvertOptions, loader) -> tuple[dict, list[str]]:
+    """The eval Parquet row for one raw item, plus the soft problems found (kept as reasons)."""
+    from data_prep.boxes import BoxError, prepare_boxes
+    from reward_score.answers import ANSWER_TYPES
+
+    problems: list[str] = []
+    item_id = f"{benchmark}:{raw.source_id}"
+    question = raw.question.replace("<image>", "").strip()
+    if not question:
+        raise RowError("empty_question", item_id)
+    images, size = [], None
+    meta = {k: v for k, v in raw.meta.items() if v is not None}
+    for position, ref in enumerate(raw.images):
+        struct, item_size, failure = _load_image(ref, loader)
+        images.append(struct)
+        if position == 0:
+            size = item_size
+        if failure is not None:
+            problems.append("missing_image")
+            meta.setdefault("image_errors", []).append(failure)
+    if not images:
+        problems.append("missing_image")
+        meta["image_errors"] = ["no image reference"]
+    gt_boxes: list[list[float]] = []
+    if raw.boxes:
+        if size is None:
+            problems.append("gt_boxes_without_image")
+        else:
+            try:
+                gt_boxes = [[float(v) for v in b] for b in
+                            prepare_boxes(raw.boxes, options.box_format or raw.box_format, size)]
+            except BoxError as err:
+                problems.append("gt_box_invalid")
+                meta["box_error"] = f"{err.reason}: {err.detail}"[:300]
+    choices = order = None
+    answer_text = None
+    seed = None
+    if raw.options is not None:
+        if raw.correct is None or not 0 <= raw.correct < len(raw.options):
+            raise RowError("answer_not_in_options", item_id)
+        if len(raw.options) > len(LETTERS):
+            raise RowError("too_many_options", item_id)
+        seed = options.seed
+        order = shuffle_order(len(raw.options), seed, item_id)
+        choices = [raw.options[i] for i in order]
+        shown = order.index(raw.correct)
+        answer, answer_text, answer_type = LETTERS[shown], raw.options[raw.correct], "choice"
+        source_answer = LETTERS[raw.correct]
+    else:
+        answer = _text(raw.answer)
+        if not answer:
+            raise RowError("empty_answer", item_id)
+        answer_type = raw.answer_type or "text"
+        source_answer = answer
+    if answer_type not in ANSWER_TYPES:
+        raise RowError("bad_answer_type", f"{item_id}: {answer_type!r}")
+    row = {
+        "item_id": item_id, "benchmark": benchmark, "subset": raw.subset, "category": raw.category,
+        "question": question, "choices": choices, "answer": answer, "answer_text": answer_text,
+        "answer_type": answer_type, "source_answer": source_answer, "choice_order": order, "shuffle_seed": seed,
+        "images": images, "image_size": [int(size[0]), int(size[1])] if size else None, "gt_boxes": gt_boxes,
+        "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str),
+    }
+    return row, problems
+
+
+# ------------------------------------------------------------------------------------- convert
+def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
+            image_root: str | os.PathLike | None = None, seed: int | None = 0, embed: bool = True,
+            box_format: str | None = None, limit: int | None = None, row_group_rows: int = 64) -> dict:
+    """Convert public benchmark files into `out` (eval schema); returns the summary (also written
+    to `<out stem>.summary.json`). Written atomically: nothing appears unless the run completes."""
+    from data_prep.common import ImageLoader
+
+    paths = [Path(p) for p in inputs]
+    missing = [str(p) for p in paths if not p.exists()]
+    if missing:
+        raise FileNotFoundError(f"input not found: {missing}")
+    root = Path(image_root) if image_root is not None else (paths[0] if paths[0].is_dir() else paths[0].parent)
+    loader = ImageLoader(root, embed=embed)
+    options = ConvertOptions(image_root=root, seed=seed, embed=embed, box_format=box_format)
+    reader = reader_for(benchmark)
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    metadata = dict(EVAL_SCHEMA.metadata or {})
+    metadata.update({b"ivgr.benchmark": benchmark.encode(), b"ivgr.shuffle_seed": str(seed).encode()})
+    schema = EVAL_SCHEMA.with_metadata(metadata)
+    counts: Counter = Counter()
+    problems: Counter = Counter()
+    reasons: Counter = Counter()
+    subsets: Counter = Counter()
+    rejects: list[dict] = []
+    seen: set[str] = set()
+    buffer: list[dict] = []
+    writer = pq.ParquetWriter(tmp, schema)
+    try:
+        iterator = reader(paths, root)
+        while limit is None or counts["written"] < limit:
+            raw = next(iterator, None)
+            if raw is None:
+                break
+            if isinstance(raw, SkipRow):
+                counts["skipped_other_split"] += 1
+                continue
+            counts["read"] += 1
+            if isinstance(raw, RowError):  # the reader could not read this source row
+                reasons[raw.reason] += 1
+                rejects.append({"reason": raw.reason, "detail": raw.detail[:300]})
+                continue
+            try:
+                row, soft = to_row(benchmark, raw, options, loader)
+            except RowError as err:
+                reasons[err.reason] += 1
+                rejects.append({"reason": err.reason, "detail": err.detail[:300]})
+                continue
+            if row["item_id"] in seen:
+                reasons["duplicate_id"] += 1
+                rejects.append({"reason": "duplicate_id", "detail": row["item_id"]})
+                continue
+            seen.add(row["item_id"])
+            problems.update(soft)
+            subsets[row["subset"] or "-"] += 1
+            buffer.append(row)
+            counts["written"] += 1
+            if len(buffer) >= row_group_rows:
+                writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+                buffer = []
+        if buffer:
+            writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
+        writer.close()
+        summary = {
+            "benchmark": benchmark, "output": out.name, "inputs": [str(p) for p in paths],
+            "read": counts["read"], "written": counts["written"], "rejected": sum(reasons.values()),
+            "skipped_other_split": counts["skipped_other_split"], "reasons": dict(sorted(reasons.items())),
+            "kept_with_problems": dict(sorted(problems.items())), "subsets": dict(sorted(subsets.items())),
+            "shuffle_seed": seed, "embedded_images": embed, "rejects": rejects[:50],
+        }
+        os.replace(tmp, out)
+    except BaseException:
+        writer.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    summary_path = out.with_name(out.name.removesuffix(".parquet") + ".summary.json")
+    summary_path.write_text(json.dumps(summary, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    return summary
+
+
+# ---------------------------------------------------------------------------------- loading
+def check_eval_file(path: str | os.PathLike) -> pq.ParquetFile:
+    """Open an eval Parquet and check it has the eval schema's required columns."""
+    parquet = pq.ParquetFile(path)
+    names = set(parquet.schema_arrow.names)
+    missing = [c for c in REQUIRED_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(f"{path}: not an eval file (missing columns {missing}); convert it with "
+                         f"`python -m recipe.ivgr.eval.benchmarks`")
+    return parquet
+
+
+def iter_eval_rows(path: str | os.PathLike, batch_size: int = 64, limit: int | None = None) -> Iterator[dict]:
+    """Rows of an eval Parquet, streamed; missing optional columns default to None."""
+    parquet = check_eval_file(path)
+    names = [f.name for f in EVAL_SCHEMA]
+    count = 0
+    for batch in parquet.iter_batches(batch_size=batch_size):
+        for row in batch.to_pylist():
+            if limit is not None and count >= limit:
+                return
+            count += 1
+            yield {name: row.get(name) for name in names} | {k: v for k, v in row.items() if k not in names}
+
+
+def eval_file_rows(path: str | os.PathLike) -> int:
+    return check_eval_file(path).metadata.num_rows
+
+
+# ---------------------------------------------------------------------------------------- CLI
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m recipe.ivgr.eval.benchmarks",
+                                     description="Convert a public benchmark into the eval Parquet schema.")
+    parser.add_argument("benchmark", nargs="?", choices=sorted(BENCHMARKS), help="benchmark name")
+    parser.add_argument("--input", nargs="+", help="source file(s) or folder")
+    parser.add_argument("--out", type=Path, help="output .parquet")
+    parser.add_argument("--image-root", type=Path, default=None,
+                        help="folder image paths are relative to (default: the input folder / the file's folder)")
+    parser.add_argument("--seed", type=int, default=0, help="option-shuffle seed (default 0)")
+    parser.add_argument("--no-shuffle", action="store_true", help="keep the source's option order")
+    embed = parser.add_mutually_exclusive_group()
+    embed.add_argument("--embed-images", dest="embed", action="store_true", default=True,
+                       help="store image bytes in the Parquet (default)")
+    embed.add_argument("--no-embed-images", dest="embed", action="store_false",
+                       help="store image paths relative to --image-root")
+    parser.add_argument("--box-format", choices=("xyxy", "xywh", "norm1", "norm1000"), default=None,
+                        help="override the GT box format (V*: xywh, TreeBench: xyxy by default)")
+    parser.add_argument("--limit", type=int, default=None, help="write at most N items")
+    parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    args = parser.parse_args(argv)
+    if args.list or args.benchmark is None:
+        for name, spec in BENCHMARKS.items():
+            print(f"{name:20s} {spec.title:10s} metric={spec.metric:12s} boxes={'yes' if spec.has_boxes else 'no'}")
+        return 0
+    if not args.input or args.out is None:
+        parser.error("--input and --out are required")
+    summary = convert(args.benchmark, args.input, args.out, image_root=args.image_root,
+                      seed=None if args.no_shuffle else args.seed, embed=args.embed,
+                      box_format=args.box_format, limit=args.limit)
+    print(f"[eval.benchmarks] {args.out}: read {summary['read']}, wrote {summary['written']}, rejected "
+          f"{summary['rejected']} {summary['reasons']}, kept with problems {summary['kept_with_problems']}, "
+          f"subsets {summary['subsets']}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

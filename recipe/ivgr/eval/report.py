@@ -1,0 +1,216 @@
+"""Summary of an evaluation run: per benchmark x mode scores, IoU, failure counts (JSON + Markdown).
+
+Scores follow each benchmark's official aggregation (`benchmarks.BenchmarkSpec.metric`):
+`accuracy` (micro), `subset_mean` (mean of per-subset accuracies: HR-Bench FSP/FCP, CV-Bench-2D
+ADE20K/COCO) or `f1` (POPE: F1 of "yes", unknown answers count as "no", as VLMEvalKit does; the
+accuracy is reported next to it). Every item counts: an item whose image is missing or whose
+output is unparsable is wrong, never dropped from the denominator.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections import Counter, defaultdict
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from recipe.ivgr.eval.benchmarks import PAPER_MAIN, PAPER_TOOL, spec_of
+from recipe.ivgr.eval.runner import FAILURES, MODES, TOOL_MODES
+
+_DECIDED = ("rule", "lenient", "judge")
+
+
+def _mean(values: Sequence[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def _f1(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    tp = fp = fn = 0
+    for r in records:
+        truth = str(r.get("ground_truth") or "").strip().lower() == "yes"
+        decided = r.get("decided_by") in _DECIDED
+        pred = decided and (truth == bool(r.get("correct")))
+        tp += truth and pred
+        fp += (not truth) and pred
+        fn += truth and not pred
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"f1": f1, "precision": precision, "recall": recall}
+
+
+def summarize_records(records: Sequence[Mapping[str, Any]], benchmark: str | None = None) -> dict[str, Any]:
+    """Metrics of one benchmark x mode from its per-item records."""
+    name = benchmark or (records[0].get("benchmark") if records else None)
+    spec = spec_of(name)
+    n = len(records)
+    correct = sum(bool(r.get("correct")) for r in records)
+    out: dict[str, Any] = {"benchmark": spec.name, "metric": spec.metric, "items": n, "correct": correct,
+                           "accuracy": correct / n if n else None}
+    groups: dict[str, dict[str, list]] = {"subsets": defaultdict(list), "categories": defaultdict(list)}
+    for r in records:
+        groups["subsets"][str(r.get("subset") or "-")].append(bool(r.get("correct")))
+        groups["categories"][str(r.get("category") or "-")].append(bool(r.get("correct")))
+    for key, group in groups.items():
+        out[key] = {k: {"items": len(v), "correct": sum(v), "accuracy": sum(v) / len(v)}
+                    for k, v in sorted(group.items())}
+    if spec.metric == "subset_mean" and out["subsets"]:
+        out["score"] = _mean([g["accuracy"] for g in out["subsets"].values()])
+    elif spec.metric == "f1":
+        out.update(_f1(records))
+        out["score"] = out["f1"] if n else None
+    else:
+        out["score"] = out["accuracy"]
+    failures = Counter(reason for r in records for reason in r.get("failures") or [])
+    out["failures"] = {reason: failures.get(reason, 0) for reason in FAILURES}
+    out["decided_by"] = dict(sorted(Counter(str(r.get("decided_by")) for r in records).items()))
+    with_gt = [r for r in records if "iou" in r]
+    out["grounding"] = {
+        "items_with_gt": len(with_gt),
+        "iou": _mean([r["iou"] for r in with_gt]),
+        "recall_iou": _mean([r["recall_iou"] for r in with_gt]),
+        "precision_iou": _mean([r["precision_iou"] for r in with_gt]),
+    }
+    boxed = [r for r in records if "boxes_model" in r]
+    if boxed:
+        out["boxes"] = {
+            "items": len(boxed),
+            "mean_valid_boxes": _mean([len(r["boxes_model"]) for r in boxed]),
+            "invalid_boxes": sum(int(r.get("invalid_boxes") or 0) for r in boxed),
+            "boxes_outside_image": sum(int(r.get("boxes_outside") or 0) for r in boxed),
+            "empty_crops": sum(int(r.get("empty_crops") or 0) for r in boxed),
+        }
+    tool = [r for r in records if r.get("mode") in TOOL_MODES]
+    if tool:
+        cropped = [r for r in tool if r.get("crops")]
+        out["tool"] = {
+            "items_with_crops": len(cropped),
+            "mean_crops": _mean([len(r["crops"]) for r in cropped]),
+            "textual_fallback": sum(bool(r.get("tool_fallback")) for r in tool),
+        }
+    return out
+
+
+def build_summary(out_dir: str | os.PathLike, benches: Iterable[str], modes: Iterable[str],
+                  run: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Summary of every `<out>/<bench>/<mode>.jsonl` of this run."""
+    from recipe.ivgr.eval.runner import read_records
+
+    results: dict[str, dict[str, Any]] = {}
+    for bench in benches:
+        for mode in modes:
+            path = Path(out_dir) / bench / f"{mode}.jsonl"
+            if not path.exists():
+                continue
+            records = read_records(path)
+            name = records[0].get("benchmark") if records else bench
+            results.setdefault(bench, {})[mode] = summarize_records(records, name)
+    return {"run": dict(run or {}), "results": results}
+
+
+# --------------------------------------------------------------------------------------- markdown
+def _pct(value: float | None) -> str:
+    return "–" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}"
+
+
+def _columns(results: Mapping[str, Any]) -> list[str]:
+    """Benchmarks in the paper's column order first, then the others in run order."""
+    def key(label: str) -> tuple[int, int]:
+        name = next(iter(results[label].values()))["benchmark"] if results[label] else label
+        order = PAPER_MAIN + tuple(x for x in PAPER_TOOL if x not in PAPER_MAIN)
+        return (order.index(name) if name in order else len(order), list(results).index(label))
+    return sorted(results, key=key)
+
+
+def _title(label: str, results: Mapping[str, Any]) -> str:
+    first = next(iter(results[label].values()), None)
+    spec = spec_of(first["benchmark"]) if first else spec_of(label)
+    return spec.title if spec.title and label == spec.name else label
+
+
+def render_markdown(summary: Mapping[str, Any]) -> str:
+    run = summary.get("run") or {}
+    results = summary.get("results") or {}
+    lines = ["# Evaluation summary", ""]
+    facts = [("model", run.get("model")), ("backend", (run.get("backend") or {}).get("backend")),
+             ("box frame", run.get("box_frame")), ("pixel bounds", run.get("pixel_bounds")),
+             ("sampling", (run.get("backend") or {}).get("sampling") or run.get("sampling")),
+             ("finished", run.get("finished"))]
+    lines += [f"- {k}: `{v}`" for k, v in facts if v is not None]
+    lines.append("")
+    if not results:
+        return "\n".join(lines + ["No results.", ""])
+    cols = _columns(results)
+    modes = [m for m in MODES if any(m in results[c] for c in cols)]
+    lines += ["## Scores (%), paper table layout", "",
+              "Each benchmark's official score (accuracy; HR-Bench and CV-2D: mean over subsets; POPE: F1).",
+              "Avg is shown when every benchmark has a score.", ""]
+    lines.append("| mode | " + " | ".join(_title(c, results) for c in cols) + " | Avg |")
+    lines.append("|---|" + "---|" * (len(cols) + 1))
+    for mode in modes:
+        scores = [results[c].get(mode, {}).get("score") for c in cols]
+        avg = _mean([s for s in scores if s is not None]) if all(s is not None for s in scores) else None
+        lines.append(f"| {mode} | " + " | ".join(_pct(s) for s in scores) + f" | {_pct(avg)} |")
+    lines.append("")
+    used = [f for f in FAILURES if any(results[c][m]["failures"].get(f) for c in cols for m in results[c])]
+    lines += ["## Per benchmark and mode", ""]
+    header = ["benchmark", "mode", "items", "score", "metric", "accuracy", *used]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for c in cols:
+        for mode in modes:
+            s = results[c].get(mode)
+            if s is None:
+                continue
+            row = [c, mode, str(s["items"]), _pct(s["score"]), s["metric"], _pct(s["accuracy"]),
+                   *(str(s["failures"].get(f, 0)) for f in used)]
+            lines.append("| " + " | ".join(row) + " |")
+    lines.append("")
+    grounded = [(c, m) for c in cols for m in modes if results[c].get(m, {}).get("boxes")]
+    if grounded:
+        lines += ["## Grounding", "",
+                  "IoU of the predicted boxes with the GT boxes (original pixels; 0 for an item without boxes):",
+                  "the paper's ½·(recall + precision) best-match IoU, its recall side (TreeBench's mIoU) and",
+                  "its precision side.", ""]
+        lines.append("| benchmark | mode | items with GT | IoU | recall IoU | precision IoU | mean boxes | "
+                     "invalid boxes | boxes outside image |")
+        lines.append("|---|---|---|---|---|---|---|---|---|")
+        for c, m in grounded:
+            s = results[c][m]
+            g, b = s["grounding"], s["boxes"]
+            lines.append(f"| {c} | {m} | {g['items_with_gt']} | {_pct(g['iou'])} | {_pct(g['recall_iou'])} | "
+                         f"{_pct(g['precision_iou'])} | {b['mean_valid_boxes']:.2f} | {b['invalid_boxes']} | "
+                         f"{b['boxes_outside_image']} |")
+        lines.append("")
+    tools = [(c, m) for c in cols for m in modes if results[c].get(m, {}).get("tool")]
+    if tools:
+        lines += ["## Tool mode", "", "| benchmark | mode | items with crops | mean crops | textual fallback |",
+                  "|---|---|---|---|---|"]
+        for c, m in tools:
+            t = results[c][m]["tool"]
+            mean = "–" if t["mean_crops"] is None else f"{t['mean_crops']:.2f}"
+            lines.append(f"| {c} | {m} | {t['items_with_crops']} | {mean} | {t['textual_fallback']} |")
+        lines.append("")
+    lines += ["## Subsets", "", "| benchmark | mode | subset | items | accuracy |", "|---|---|---|---|---|"]
+    for c in cols:
+        for mode in modes:
+            for subset, g in (results[c].get(mode) or {}).get("subsets", {}).items():
+                lines.append(f"| {c} | {mode} | {subset} | {g['items']} | {_pct(g['accuracy'])} |")
+    lines.append("")
+    return "\n".join(lines)
+
+
+def write_summary(out_dir: str | os.PathLike, summary: Mapping[str, Any]) -> tuple[Path, Path]:
+    """Write `summary.json` and `summary.md` into `out_dir` (atomically); returns their paths."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = (out / "summary.json", out / "summary.md")
+    texts = (json.dumps(summary, indent=2, sort_keys=True, default=str) + "\n", render_markdown(summary))
+    for path, text in zip(paths, texts):
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+    return paths

@@ -1,0 +1,143 @@
+"""Scoring of one model response against one benchmark item: answer extraction, rule matching
+(`reward_score.answers.match_answer`), lenient option/yes-no fallbacks, optional judge, box IoU.
+
+Answer extraction: the text inside `<answer>` (`reward_score.parsing.parse_response`). Without an
+answer tag the fallback (on by default, `strict=False`) is the text after the last `</think>`, or
+the whole response when there are no think tags (baselines that ignore the format); such items are
+counted as `no_answer_tag`. An opened `<think>` that never closes (truncated reasoning) has no answer.
+Nothing usable is `unparsable_output` (wrong).
+
+Matching, in order:
+1. rules (`match_answer` with the item's answer type and SHOWN options): letters and option texts
+   for multiple choice ("B", "(B)", "B. blue", "the answer is B" and "blue" all name option B),
+   yes/no by the first word, numbers with tolerance, math, normalized exact text;
+2. lenient rules for answers the strict rules leave undecided (`lenient=True`): a lone lower-case
+   letter; exactly one option whose text appears as whole words in the answer (or which contains
+   the whole answer); exactly one of yes/no among the answer's words; for free text, the ground
+   truth as whole words in the answer (`reward_score.answers.contains_answer`);
+3. the LLM judge, only when configured and in scope (`open`: non-multiple-choice items; `all`);
+4. otherwise wrong, counted `undecided`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from reward_score.answers import Verdict, contains_answer, match_answer, normalize_text, options_from_choices
+from reward_score.iou import iou_matrix, iou_reward
+from reward_score.parsing import Box, parse_response
+
+_THINK_CLOSE = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
+_THINK_OPEN = re.compile(r"<\s*think\s*>", re.IGNORECASE)
+_ANY_TAG = re.compile(r"<\s*/?\s*(?:think|answer)\s*>", re.IGNORECASE)
+_LONE_LETTER = re.compile(r"^\(?([a-jA-J])\)?\.?$")
+
+
+@dataclass
+class AnswerScore:
+    """Outcome of scoring one response. `decided_by`: rule | lenient | judge | undecided | empty."""
+
+    answer: str | None
+    answer_source: str  # "tag" | "fallback" | "none"
+    correct: bool
+    rule: str
+    decided_by: str
+
+    @property
+    def undecided(self) -> bool:
+        return self.decided_by == "undecided"
+
+
+def extract_answer(response: str | None, strict: bool = False) -> tuple[str | None, str]:
+    """(answer text, source): source is "tag", "fallback" or "none"."""
+    parsed = parse_response(response or "")
+    if parsed.answer is not None and parsed.answer.strip():
+        return parsed.answer.strip(), "tag"
+    if strict or not response:
+        return None, "none"
+    closers = list(_THINK_CLOSE.finditer(response))
+    if not closers and _THINK_OPEN.search(response):
+        return None, "none"  # reasoning that never finished (usually truncated): no answer in it
+    tail = response[closers[-1].end():] if closers else response
+    tail = _ANY_TAG.sub(" ", tail).strip()
+    return (tail, "fallback") if tail else (None, "none")
+
+
+def _lenient(pred: str, item: Mapping[str, Any]) -> Verdict:
+    """Second-chance rules for answers the strict rules could not decide."""
+    kind = item.get("answer_type")
+    gt = str(item.get("answer") or "")
+    text = pred.strip().strip("\"'`*").strip()
+    if kind == "choice" and item.get("choices"):
+        options = options_from_choices(list(item["choices"]))
+        gt_letter = gt.strip().strip("()").upper()[:1]
+        lone = _LONE_LETTER.match(text)
+        if lone and lone.group(1).upper() in options:
+            return Verdict(lone.group(1).upper() == gt_letter, "lenient_letter")
+        norm = normalize_text(text)
+        padded = f" {norm} "
+        named = [letter for letter, option in options.items() if option and f" {option} " in padded]
+        if len(named) != 1 and len(norm) >= 2:  # the answer is a fragment of exactly one option
+            named = [letter for letter, option in options.items() if f" {norm} " in f" {option} "]
+        if len(named) == 1:
+            return Verdict(named[0] == gt_letter, "lenient_option_text")
+        return Verdict(None, "choice")
+    if kind == "yes_no":
+        words = set(normalize_text(text).split())
+        found = [w for w in ("yes", "no") if w in words]
+        if len(found) == 1:
+            return Verdict(found[0] == normalize_text(gt), "lenient_yes_no")
+        return Verdict(None, "yes_no")
+    if kind in ("text", None) and contains_answer(text, gt):
+        return Verdict(True, "lenient_contains")
+    return Verdict(None, str(kind))
+
+
+def score_answer(item: Mapping[str, Any], response: str | None, *, strict: bool = False,
+                 lenient: bool = True) -> AnswerScore:
+    """Rule-based score of `response` for an eval item (dict with the eval schema's columns)."""
+    answer, source = extract_answer(response, strict)
+    if answer is None:
+        return AnswerScore(None, source, False, "empty", "empty")
+    choices = list(item["choices"]) if item.get("choices") is not None else None
+    verdict = match_answer(answer, str(item.get("answer") or ""), item.get("answer_type"), choices)
+    if verdict.decisive:
+        return AnswerScore(answer, source, bool(verdict.correct), verdict.rule, "rule")
+    if lenient:
+        second = _lenient(answer, item)
+        if second.decisive:
+            return AnswerScore(answer, source, bool(second.correct), second.rule, "lenient")
+    return AnswerScore(answer, source, False, verdict.rule, "undecided")
+
+
+def judge_reference(item: Mapping[str, Any]) -> str:
+    """The ground truth as the judge sees it ("B. blue" for multiple choice)."""
+    if item.get("answer_type") == "choice" and item.get("answer_text"):
+        return f"{item['answer']}. {item['answer_text']}"
+    return str(item.get("answer") or "")
+
+
+def in_judge_scope(item: Mapping[str, Any], scope: str) -> bool:
+    """`open`: only items that are not multiple choice; `all`: every item; `none`: never."""
+    if scope == "all":
+        return True
+    if scope == "open":
+        return item.get("answer_type") != "choice"
+    return False
+
+
+def box_metrics(pred: Sequence[Box], gt: Sequence[Box]) -> dict[str, float]:
+    """IoU of predicted vs GT boxes (same frame; IoU does not change under per-axis scaling, so
+    original pixels are as good as the model frame). `iou` = the paper's ½·(recall + precision)
+    best-match IoU (`reward_score.iou`), `recall_iou` = mean over GT of the best IoU with any
+    prediction (TreeBench's mIoU), `precision_iou` = mean over predictions of their best IoU."""
+    if not gt:
+        return {}
+    if not pred:
+        return {"iou": 0.0, "recall_iou": 0.0, "precision_iou": 0.0}
+    ious = iou_matrix(pred, gt)
+    return {"iou": iou_reward(pred, gt, "paper"), "recall_iou": float(ious.max(axis=0).mean()),
+            "precision_iou": float(ious.max(axis=1).mean())}
