@@ -127,6 +127,16 @@ def upscale_to_min_side(data: bytes, size: tuple[int, int],
     return buffer.getvalue(), new_size, new_size[0] / width, new_size[1] / height
 
 
+def to_rgb(image: Image.Image) -> Image.Image:
+    """As qwen_vl_utils.to_rgb: RGBA composited on a white background, everything else converted to
+    RGB. Training, preparation and evaluation all decode through this, so they see the same pixels."""
+    if image.mode == "RGBA":
+        background = Image.new("RGB", image.size, (255, 255, 255))
+        background.paste(image, mask=image.split()[3])
+        return background
+    return image.convert("RGB")
+
+
 def open_image(item: dict, root: Path | None) -> Image.Image:
     """Decode one stored image struct ({"bytes", "path"}) to an RGB PIL image (bytes win)."""
     if item.get("bytes"):
@@ -140,6 +150,6 @@ def open_image(item: dict, root: Path | None) -> Image.Image:
         raise ImageError("image_no_data", "neither bytes nor path")
     try:
         with Image.open(source) as image:
-            return image.convert("RGB")
+            return to_rgb(image)
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageError("image_corrupt", f"{name}: {type(err).__name__}: {err}"[:200]) from None

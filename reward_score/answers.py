@@ -31,6 +31,7 @@ class Verdict:
 
 _LETTER = r"[A-J]"
 _CHOICE_PREFIX = re.compile(rf"^\(?({_LETTER})\)?(?:[.:)\]]|\s|$)")
+_BARE_LETTER = re.compile(r"\(?([a-jA-J])\)?\.?")
 _CHOICE_PHRASE = re.compile(rf"\b(?:answer|option|choice)\s*(?:is|:)?\s*\(?({_LETTER})\)?(?![A-Za-z])", re.IGNORECASE)
 _OPTION_LINE = re.compile(rf"^\s*\(?({_LETTER})\)?\s*[.:)]\s*(.*)$", re.DOTALL)
 _LEADIN = re.compile(r"^\s*(?:the\s+)?(?:final\s+)?answer\s*(?:is|:)\s*", re.IGNORECASE)
@@ -92,6 +93,9 @@ def _choice_letter(text: str, options: Mapping[str, str]) -> str | None:
     match = _CHOICE_PREFIX.match(stripped)
     if match and (len(stripped) <= 3 or not options or match.group(1) in options):
         return match.group(1).upper()
+    bare = _BARE_LETTER.fullmatch(stripped)
+    if bare:  # "c", "(c)", "c." : a lone letter in any case; "a" alone is never an English answer here
+        return bare.group(1).upper()
     match = _CHOICE_PHRASE.search(stripped)
     if match:
         return match.group(1).upper()

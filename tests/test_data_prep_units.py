@@ -193,3 +193,20 @@ def test_formats_agree_on_original_pixels(width, height, data):
     assert prepare_boxes([scaled], "norm1000", (width, height)) == [expected]
     (box,) = prepare_boxes([[x1, y1, x2, y2]], "xyxy", (width, height))
     assert box == expected and 0 <= box[0] < box[2] <= width and 0 <= box[1] < box[3] <= height
+
+
+def test_transparent_pixels_decode_to_white_as_in_qwen_vl_utils():
+    import io as _io
+
+    from PIL import Image as _Image
+
+    from data_prep.images import open_image
+
+    rgba = _Image.new("RGBA", (4, 4), (255, 0, 0, 0))
+    rgba.putpixel((0, 0), (0, 0, 255, 255))
+    buffer = _io.BytesIO()
+    rgba.save(buffer, format="PNG")
+    image = open_image({"bytes": buffer.getvalue(), "path": None}, None)
+    assert image.mode == "RGB"
+    assert image.getpixel((1, 1)) == (255, 255, 255)  # fully transparent red -> white background
+    assert image.getpixel((0, 0)) == (0, 0, 255)

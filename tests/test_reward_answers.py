@@ -23,6 +23,8 @@ CHOICES = ["A. red", "B. blue", "(C) green", "D) a yellow car"]
         ("B", "blue", CHOICES, True),
         ("C", "B", None, False),
         ("(A) red", "B", CHOICES, False),
+        ("c", "C", CHOICES, True),
+        ("(b).", "B", None, True),
     ],
 )
 def test_multiple_choice_letters_and_option_texts(pred, gt, choices, correct):

@@ -136,21 +136,13 @@ def _frame_for_patch_size(image_patch_size: int) -> str:
                      f"known: {{{', '.join(f'{n}: {s.resize_factor}' for n, s in FRAMES.items())}}}")
 
 
-def _to_rgb(image: Image.Image) -> Image.Image:
-    """As qwen_vl_utils.to_rgb: RGBA on a white background, everything else converted to RGB."""
-    if image.mode == "RGBA":
-        background = Image.new("RGB", image.size, (255, 255, 255))
-        background.paste(image, mask=image.split()[3])
-        return background
-    return image.convert("RGB")
-
-
 def fetch_image(item: dict, image_patch_size: int) -> Image.Image:
     """One image content item resized the way qwen_vl_utils.fetch_image does it, without torchvision.
 
     Accepts a PIL image or a local path under "image" (or "image_url"); resizes within the item's
     `min_pixels`/`max_pixels` (qwen_vl_utils' defaults otherwise) with `reward_score.frames`.
     """
+    from data_prep.images import to_rgb
     from reward_score.frames import resized_size
 
     if "resized_height" in item or "resized_width" in item:
@@ -163,7 +155,7 @@ def fetch_image(item: dict, image_patch_size: int) -> Image.Image:
         image = Image.open(text.removeprefix("file://"))
     if not isinstance(image, Image.Image):
         raise TypeError(f"image item must hold a PIL image or a local path, got {type(image).__name__}")
-    image = _to_rgb(image)
+    image = to_rgb(image)
     factor = int(image_patch_size) * _SPATIAL_MERGE
     min_pixels = item.get("min_pixels") or _FETCH_MIN_TOKENS * factor * factor
     max_pixels = item.get("max_pixels") or _FETCH_MAX_TOKENS * factor * factor
