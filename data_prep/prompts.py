@@ -42,6 +42,10 @@ TEXTUAL_INSTRUCTION = _SHARED_OPENING + " Describe what you see in words only, w
 SINGLE_INSTRUCTION = _SHARED_OPENING + " Keep the final answer short: a letter, a number, a word or an expression."
 
 BOX_FRAMES = tuple(GROUNDED_INSTRUCTIONS)
+# Tool-assisted inference (recipe.ivgr.eval): said right after the images when crops of the model's own
+# boxes follow the full picture.
+CROP_NOTE = {1: "The first image is the full picture; the next image is a zoomed-in crop of a region of it.",
+             2: "The first image is the full picture; the next {n} images are zoomed-in crops of regions of it."}
 _LETTERS = "ABCDEFGHIJ"
 
 Message = dict[str, str]
@@ -81,6 +85,11 @@ def textual_messages(question: str, choices: Sequence[str] | None, num_images: i
 def single_messages(question: str, choices: Sequence[str] | None, num_images: int) -> list[Message]:
     """Prompt of a single-stream sample (general reasoning without boxes)."""
     return _messages(question, choices, num_images, SINGLE_INSTRUCTION)
+
+
+def crop_note_text(num_crops: int) -> str:
+    """The tool-mode sentence for `num_crops` crops following the full image."""
+    return CROP_NOTE[1 if num_crops == 1 else 2].format(n=num_crops)
 
 
 def count_placeholders(messages: Sequence[Message]) -> int:

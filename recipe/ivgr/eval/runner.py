@@ -40,6 +40,7 @@ from typing import Any
 
 from PIL import Image
 
+from data_prep.prompts import CROP_NOTE, crop_note_text
 from recipe.ivgr.eval.backends import Backend, GenerationRequest, GenerationResult
 from recipe.ivgr.eval.crops import crop_images, default_min_side, plan_crops
 from recipe.ivgr.eval.scoring import (
@@ -70,14 +71,6 @@ FAILURES = (
     "tool_fallback",      # tool mode kept the textual answer (no usable crop)
     "internal_error",     # a bug in this code for this item (logged with a traceback)
 )
-# Said to the model in tool mode, right after the images: our own wording. (It belongs with the
-# other templates in data_prep/prompts.py; kept here until that module grows a crop builder.)
-CROP_NOTE = {1: "The first image is the full picture; the next image is a zoomed-in crop of a region of it.",
-             2: "The first image is the full picture; the next {n} images are zoomed-in crops of regions of it."}
-
-
-def crop_note_text(num_crops: int) -> str:
-    return CROP_NOTE[1 if num_crops == 1 else 2].format(n=num_crops)
 
 
 @dataclass
@@ -703,5 +696,5 @@ def timestamp() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S%z")
 
 
-__all__ = ["CROP_NOTE", "FAILURES", "MODES", "TOOL_MODES", "BenchmarkRun", "EvalConfig", "prompt_messages",
+__all__ = ["FAILURES", "MODES", "TOOL_MODES", "BenchmarkRun", "EvalConfig", "prompt_messages",
            "read_records", "resolve_bounds"]
