@@ -27,3 +27,16 @@ def ray_cluster():
     ray.init(num_cpus=8, include_dashboard=False, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def transfer_queue(ray_cluster):
+    """Real TransferQueue on the session's Ray cluster. Each TQ actor (controller + storage units)
+    takes one Ray CPU: verl's default of 8 storage units would never be scheduled here and tq.init()
+    would wait forever, so the tests use 2."""
+    tq = pytest.importorskip("transfer_queue")
+    from omegaconf import OmegaConf
+
+    tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 2}}}))
+    yield tq
+    tq.close()

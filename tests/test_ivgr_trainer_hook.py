@@ -32,15 +32,6 @@ def compose_config(*overrides):
                                                               f"actor_rollout_ref.rollout.n={N}", *overrides])
 
 
-@pytest.fixture(scope="module")
-def transfer_queue(ray_cluster):
-    # Each TransferQueue actor (controller + storage units) takes one Ray CPU: with verl's default of
-    # 8 storage units the 8-CPU test cluster cannot schedule them all and tq.init() waits forever.
-    tq.init(compose_config("transfer_queue.backend.SimpleStorage.num_data_storage_units=2").transfer_queue)
-    yield
-    tq.close()
-
-
 def consistency_from_target(body):
     user = body["messages"][-1]["content"]
     match = re.search(r"say=([0-9.]+)", user.split("target_reasoning>")[1])

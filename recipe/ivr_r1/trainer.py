@@ -51,10 +51,10 @@ def step_metrics(infos: list[dict], scores: list[float], max_rounds: int) -> dic
         m[f"ivr_r1/rectify/success_round_{r}"] = len(won) / len(entered) if entered else 0.0
     m["ivr_r1/rectify/success_rate"] = status.get("rectified", 0) / len(screened) if screened else 0.0
     rect = [i for i in screened if infos[i].get("status") == "rectified"]
-    others = [i for i in range(n) if i not in set(rect)]
+    rect_set = set(rect)
+    others = [i for i in range(n) if i not in rect_set]
     m["ivr_r1/score/rectified_mean"] = sum(scores[i] for i in rect) / len(rect) if rect else 0.0
     m["ivr_r1/score/other_mean"] = sum(scores[i] for i in others) / len(others) if others else 0.0
-    m["ivr_r1/acc/original_screened"] = 0.0  # screened rollouts are wrong by construction
     m["ivr_r1/acc/original_all"] = sum(1 for info in infos if info.get("correct") is True) / n
     m["ivr_r1/acc/after_rectification"] = (sum(1 for info in infos if info.get("correct") is True) + len(rect)) / n
     secs = [infos[i].get("seconds", 0.0) for i in screened]

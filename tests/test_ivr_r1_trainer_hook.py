@@ -1,0 +1,73 @@
+"""IVRR1Trainer's step hook on real TransferQueue (local Ray): it reads the agent loop's per-rollout
+`extra_fields["ivr_r1"]` records of the step's real rows, skips verl's padding rows, logs `ivr_r1/`
+metrics and dumps original vs rectified chains. The trainer is built with `__new__` (its GPU worker
+groups cannot exist on CPU; this method does not use them)."""
+
+import json
+import os
+
+import pytest
+import torch
+from hydra import compose, initialize_config_dir
+from transfer_queue import KVBatchMeta
+from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size
+from verl.utils.tensordict_utils import list_of_dict_to_tensordict
+
+from recipe.ivr_r1.trainer import IVRR1Trainer
+
+CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "recipe", "ivr_r1", "config")
+
+INFOS = [  # one group of 4: two correct, one rectified in round 2, one that could not be attributed
+    {"screen": "correct", "status": "not_screened", "correct": True},
+    {"screen": "correct", "status": "not_screened", "correct": True},
+    {"screen": "selected", "status": "rectified", "correct": False, "rounds": 2, "steps": [3, 5],
+     "attribution": ["ok", "ok"], "verified": [False, True], "seconds": 1.5,
+     "original_text": "<think>1. a\n2. b\n3. wrong</think><answer>A</answer>",
+     "rectified_text": "<think>1. a\n2. b\nLet me look again.</think><answer>B</answer>"},
+    {"screen": "selected", "status": "unattributed", "correct": False, "rounds": 1, "steps": [None],
+     "attribution": ["malformed"], "verified": [None], "seconds": 0.5},
+]
+SCORES = [2.0, 2.0, 2.0, 1.0]
+
+
+def trajectory(i):
+    rm = torch.zeros(4)
+    rm[-1] = SCORES[i]
+    fields = {"uid": "g0", "prompts": torch.arange(3), "responses": torch.arange(4) + 9,
+              "response_mask": torch.ones(4, dtype=torch.int64), "rm_scores": rm,
+              "extra_fields": {"ivr_r1": INFOS[i]}}
+    return fields, {"status": "success", "prompt_len": 3, "response_len": 4, "seq_len": 7, "global_steps": 5}
+
+
+def test_step_metrics_and_dump_from_transfer_queue_rows(transfer_queue, tmp_path):
+    tq = transfer_queue
+    with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base=None):
+        config = compose(config_name="ivr_r1_trainer", overrides=[
+            "actor_rollout_ref.model.path=/nonexistent", "ivr_r1.attributor.judge.base_url=http://127.0.0.1:9/v1",
+            "ivr_r1.dump.every_k_steps=5", f"ivr_r1.dump.dir={tmp_path}"])
+    rows = [trajectory(i) for i in range(4)]
+    keys = [f"g0_{i}_0" for i in range(4)]
+    tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict([r[0] for r in rows]),
+                    tags=[r[1] for r in rows])
+    batch = upsample_batch_to_divisible_size(KVBatchMeta(partition_id="train", keys=keys, tags=[r[1] for r in rows]),
+                                             8, eos_token_id=0)  # 4 padding rows copying row 0's fields
+
+    trainer = IVRR1Trainer.__new__(IVRR1Trainer)
+    trainer.config, trainer.global_steps = config, 5
+    trainer._rounds, trainer._dump_every, trainer._step_started = 2, 5, None
+    metrics = {}
+    out = trainer.collect_ivr_metrics(batch, metrics)
+
+    assert out["ivr_r1/rollouts"] == 4.0  # padding rows are not counted
+    assert out["ivr_r1/screened_share"] == 0.5
+    assert out["ivr_r1/status/rectified"] == 1.0 and out["ivr_r1/status/unattributed"] == 1.0
+    assert out["ivr_r1/attribution/success_rate"] == 0.5
+    assert out["ivr_r1/attribution/step_3"] == 1.0 and out["ivr_r1/attribution/step_5"] == 1.0
+    assert out["ivr_r1/rectify/success_round_1"] == 0.0 and out["ivr_r1/rectify/success_round_2"] == 1.0
+    assert out["ivr_r1/acc/original_all"] == 0.5 and out["ivr_r1/acc/after_rectification"] == 0.75
+    assert out["ivr_r1/score/rectified_mean"] == 2.0
+    assert metrics == out
+    dumped = [json.loads(line) for line in open(tmp_path / "step_5.jsonl")]
+    assert [d["status"] for d in dumped] == ["rectified", "unattributed"]
+    assert dumped[0]["original_text"] != dumped[0]["rectified_text"]
+    tq.kv_clear(keys=batch.keys, partition_id="train")
