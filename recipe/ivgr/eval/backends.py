@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -60,7 +61,7 @@ class GenerationResult:
     error: str | None = None
 
 
-class Backend:
+class Backend(ABC):
     """Base class: subclasses implement `_generate_batch`; `generate` adds batching and isolation."""
 
     name = "base"
@@ -107,8 +108,9 @@ class Backend:
             logger.warning("generation failed for %s (%s): %s", request.item_id, request.pass_name, err)
             return GenerationResult(error=f"{type(err).__name__}: {err}"[:500])
 
+    @abstractmethod
     def _generate_batch(self, requests: list[GenerationRequest]) -> list[GenerationResult]:
-        raise NotImplementedError
+        """One result per request, in order (the engine-specific part)."""
 
     def close(self) -> None:
         """Release resources (GPU memory)."""
