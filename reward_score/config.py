@@ -37,6 +37,9 @@ class RewardConfig:
     duplicate_penalty: str = "precision"
     # "tolerant" (ours: spaces, floats, bbox_2d JSON) or "strict" (official: integers, no spaces)
     box_syntax: str = "tolerant"
+    # "ours": exact <think>…</think><answer>…</answer>, grounded needs a valid box in <think>, textual
+    # and single no box; "paper": the official regex <think>.*</think>.*<answer>.*</answer>, no box rules
+    format_rule: str = "ours"
     # box payloads beyond this count are invalid ("over_limit"); bounds the duplicate check
     max_boxes: int = 64
     # relative tolerance for non-integer numeric answers
@@ -58,6 +61,8 @@ class RewardConfig:
             raise ValueError(f"duplicate_penalty {self.duplicate_penalty!r} not in {DUPLICATE_PENALTIES}")
         if self.box_syntax not in ("tolerant", "strict"):
             raise ValueError(f"box_syntax {self.box_syntax!r} not in ('tolerant', 'strict')")
+        if self.format_rule not in ("ours", "paper"):
+            raise ValueError(f"format_rule {self.format_rule!r} not in ('ours', 'paper')")
         if self.undecided_fallback not in ("zero", "contains"):
             raise ValueError(f"undecided_fallback {self.undecided_fallback!r} not in ('zero', 'contains')")
 

@@ -63,6 +63,8 @@ class ParsedResponse:
     (surrounding whitespace allowed) with no further think/answer tags inside.
     `box_tags` counts `<box>` openings anywhere in the text (the textual stream must have none).
     `think_span` is the character span of `think` inside the text.
+    `paper_structure_ok` is the official rule, `<think>.*</think>.*<answer>.*</answer>` over the whole
+    text (anything may stand between and inside the blocks).
     """
 
     think: str | None
@@ -70,6 +72,7 @@ class ParsedResponse:
     structure_ok: bool
     box_tags: int
     think_span: tuple[int, int] | None = None
+    paper_structure_ok: bool = False
 
 
 def _first_pair(tags: list[re.Match], name: str) -> tuple[int, int] | None:
@@ -106,7 +109,27 @@ def parse_response(text: str) -> ParsedResponse:
         structure_ok,
         len(_BOX_OPEN.findall(text)),
         think_span,
+        _paper_structure(text, tags),
     )
+
+
+def _paper_structure(text: str, tags: list[re.Match]) -> bool:
+    """The official regex rule, decided from the tag positions (linear time): the text starts with
+    `<think>` and ends with `</answer>` (whitespace aside) and has a `</think>` before an `<answer>`."""
+    if len(tags) < 4 or (tags[0].group(1), tags[0].group(2).lower()) != ("", "think"):
+        return False
+    if (tags[-1].group(1), tags[-1].group(2).lower()) != ("/", "answer"):
+        return False
+    if text[: tags[0].start()].strip() or text[tags[-1].end() :].strip():
+        return False
+    seen_think_close = False
+    for tag in tags[1:-1]:
+        kind = (tag.group(1), tag.group(2).lower())
+        if kind == ("/", "think"):
+            seen_think_close = True
+        elif kind == ("", "answer") and seen_think_close:
+            return True
+    return False
 
 
 def _parse_payload(payload: str) -> Box | str:

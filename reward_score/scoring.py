@@ -69,7 +69,7 @@ def _rule_part(solution_str: str, ground_truth: Any, extra_info: Mapping[str, An
     strict = cfg.box_syntax == "strict"
     if stream == "grounded":
         all_boxes = parse_boxes(solution_str, max_boxes=cfg.max_boxes, strict=strict)
-        result["format"] = format_reward(parsed, stream, all_boxes)
+        result["format"] = format_reward(parsed, stream, all_boxes, cfg.format_rule)
         try:
             gt = gt_boxes_in_model_frame(extra_info, cfg.default_box_frame)
         except (ValueError, TypeError) as err:
@@ -81,7 +81,7 @@ def _rule_part(solution_str: str, ground_truth: Any, extra_info: Mapping[str, An
         result.update(box_valid=box_valid, iou=iou, num_boxes=float(all_boxes.total),
                       invalid_boxes=float(num_invalid), duplicate_boxes=float(duplicates))
     else:
-        result["format"] = format_reward(parsed, stream)
+        result["format"] = format_reward(parsed, stream, rule=cfg.format_rule)
     verdict = match_answer(parsed.answer, "" if ground_truth is None else str(ground_truth),
                            extra_info.get("answer_type"), extra_info.get("choices"),
                            number_rel_tol=cfg.number_rel_tol, max_answer_chars=cfg.max_answer_chars)

@@ -120,3 +120,27 @@ def test_verl_loads_and_calls_it_as_custom_reward_function():
         if asyncio.iscoroutine(out):
             out = asyncio.run(out)
         assert out["score"] == pytest.approx(1.0 + 2.0)
+
+
+@pytest.mark.parametrize(
+    "text, ours, paper",
+    [
+        ("<think>red</think><answer>red</answer>", 1.0, 1.0),
+        ("<think>red</think> so: <answer>red</answer>", 0.0, 1.0),  # text between the blocks
+        ("<think></think><answer>red</answer>", 0.0, 1.0),  # empty reasoning
+        ("<think>a<think>b</think><answer>red</answer>", 0.0, 1.0),  # nested opener
+        ("<think><box>[1,2,3,4]</box></think><answer>red</answer>", 0.0, 1.0),  # box in the textual stream
+        ("hi <think>red</think><answer>red</answer>", 0.0, 0.0),
+        ("<think>red</think><answer>red</answer> bye", 0.0, 0.0),
+        ("<answer>red</answer><think>red</think>", 0.0, 0.0),
+    ],
+)
+def test_paper_format_rule_is_a_switch(text, ours, paper):
+    assert compute_score("s", text, "red", {"stream": "textual"})["format"] == ours
+    assert compute_score("s", text, "red", {"stream": "textual"}, format_rule="paper")["format"] == paper
+
+
+def test_paper_format_rule_asks_no_box_of_the_grounded_stream():
+    text = "<think>the red cup</think><answer>red</answer>"
+    assert compute_score("s", text, "red", grounded())["format"] == 0.0
+    assert compute_score("s", text, "red", grounded(), format_rule="paper")["format"] == 1.0
