@@ -144,9 +144,32 @@ def test_config_composition_and_preflight():
     assert settings.rereason.rounds == 2 and settings.rereason.prefix_mask == 0
     with pytest.raises(ValueError, match="base_url"):
         check_config(compose_config())
-    with pytest.raises(ValueError, match="aux_nll"):
+    with pytest.raises(ValueError, match="loss_mode=ivr_r1_aux_nll"):
         check_config(compose_config("ivr_r1.optimization.mode=aux_nll", "ivr_r1.attributor.kind=policy"))
+    aux = check_config(compose_config("ivr_r1.optimization.mode=aux_nll", "ivr_r1.attributor.kind=policy",
+                                      "actor_rollout_ref.actor.policy_loss.loss_mode=ivr_r1_aux_nll"))
+    assert aux.optimization_mode == "aux_nll" and aux.aux_nll_weight == 0.1
+    # every Ray worker registers the loss on `import verl`
+    env = compose_config().ray_kwargs.ray_init.runtime_env.env_vars
+    assert env.VERL_USE_EXTERNAL_MODULES == "recipe.ivr_r1.losses"
     with pytest.raises(ValueError, match="qualify"):
         check_config(compose_config("ivr_r1.screening.qualify=some", "ivr_r1.attributor.kind=policy"))
     assert check_config(compose_config("ivr_r1.attributor.kind=policy", "ivr_r1.optimization.prefix_in_loss=true")
                         ).rereason.prefix_mask == 1
+
+
+def test_aux_nll_mode_adds_the_demonstration_before_the_flawed_rollout(judge_server, tokenizer):
+    from recipe.ivr_r1.settings import DEMO_FIELD
+
+    judge_server.reset()
+    judge_server.script(default=ok(json.dumps({"step": 2, "reason": "miscounted"})))
+    config = compose_config(f"ivr_r1.attributor.judge.base_url={judge_server.url}", f"ivr_r1.rereason.cue='{CUE}'",
+                            "ivr_r1.screening.cap_per_group=1", "ivr_r1.optimization.mode=aux_nll",
+                            f"actor_rollout_ref.rollout.agent.agent_loop_config_path={AGENT_LOOP_CONFIG}")
+    outputs, _ = run_group(config, tokenizer, [FLAWED, CORRECT, CORRECT, CORRECT])
+    demo, flawed = outputs[0]  # a multi-output session: verl's GRPO reads the LAST output of a session
+    assert demo.extra_fields[DEMO_FIELD] is True and DEMO_FIELD not in flawed.extra_fields
+    assert tokenizer.decode(flawed.response_ids, skip_special_tokens=True) == FLAWED
+    assert tokenizer.decode(demo.response_ids, skip_special_tokens=True) == "<think>There is a cup.\n\n" + CUE + CONTINUATION
+    assert flawed.extra_fields["ivr_r1"]["status"] == "rectified"
+    assert all(not isinstance(o, list) for o in outputs[1:])

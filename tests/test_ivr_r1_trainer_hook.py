@@ -71,3 +71,33 @@ def test_step_metrics_and_dump_from_transfer_queue_rows(transfer_queue, tmp_path
     assert [d["status"] for d in dumped] == ["rectified", "unattributed"]
     assert dumped[0]["original_text"] != dumped[0]["rectified_text"]
     tq.kv_clear(keys=batch.keys, partition_id="train")
+
+
+def test_aux_nll_marks_demonstration_tokens_for_the_loss(transfer_queue):
+    from recipe.ivr_r1.settings import DEMO_FIELD
+
+    tq = transfer_queue
+    masks = [[1, 1, 1, 1], [0, 0, 1, 1], [1, 1, 1, 1]]  # row 1: a demonstration whose prefix and cue are masked
+    fields, tags = [], []
+    for i, mask in enumerate(masks):
+        extra = {"ivr_r1": INFOS[2]}
+        if i == 1:
+            extra[DEMO_FIELD] = True
+        fields.append({"uid": "g1", "prompts": torch.arange(3), "responses": torch.arange(4) + 9,
+                       "response_mask": torch.tensor(mask), "rm_scores": torch.zeros(4), "extra_fields": extra})
+        tags.append({"status": "success", "prompt_len": 3, "response_len": 4, "seq_len": 7, "global_steps": 1})
+    keys = ["g1_0_0", "g1_0_1", "g1_1_0"]
+    tq.kv_batch_put(keys=keys, partition_id="train", fields=list_of_dict_to_tensordict(fields), tags=tags)
+    batch = upsample_batch_to_divisible_size(KVBatchMeta(partition_id="train", keys=keys, tags=tags), 4, eos_token_id=0)
+
+    trainer = IVRR1Trainer.__new__(IVRR1Trainer)
+    trainer._aux_nll_weight = 0.25
+    metrics = {}
+    assert trainer.mark_demonstrations(batch, metrics) == 1
+    weights = tq.kv_batch_get(keys=batch.keys, partition_id="train", select_fields=["rollout_is_weights"])
+    rows = [w.tolist() for w in weights["rollout_is_weights"].unbind()]
+    assert rows[0] == [1.0] * 4 and rows[2] == [1.0] * 4
+    assert rows[1] == [0.0, 0.0, -0.25, -0.25]
+    assert all(set(r) == {1.0} for r in rows[3:])  # padding row
+    assert metrics["ivr_r1/aux_nll/demonstrations"] == 1.0
+    tq.kv_clear(keys=batch.keys, partition_id="train")

@@ -35,7 +35,7 @@ from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentL
 from recipe.ivr_r1.attribution import JudgeAttributor, PolicyAttributor
 from recipe.ivr_r1.rereason import Generation, Trajectory, rectify
 from recipe.ivr_r1.screening import screen_group
-from recipe.ivr_r1.settings import IVRR1Settings
+from recipe.ivr_r1.settings import DEMO_FIELD, IVRR1Settings
 from reward_score.answers import match_answer
 from reward_score.parsing import parse_response
 
@@ -142,7 +142,7 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
                                 self.ivr.send_reference_answer)
 
     # ------------------------------------------------------------------ the loop
-    async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput:
+    async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput | list[AgentLoopOutput]:
         output = await super().run(sampling_params, **kwargs)
         if not self.ivr.enable:
             return output
@@ -180,7 +180,7 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
         if self.ivr.keep_texts:
             info["original_text"] = original_text
             info["rectified_text"] = result.rounds[-1].text if result.rounds else ""
-        if result.status != "rectified" or self.ivr.optimization_mode != "replace":
+        if result.status != "rectified":
             output.extra_fields["ivr_r1"] = info
             return output
         t = result.trajectory
@@ -190,4 +190,10 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
             "routed_experts": None, "num_turns": output.num_turns + 1,
             "extra_fields": {**output.extra_fields, "ivr_r1": info},
         })
-        return rectified
+        if self.ivr.optimization_mode == "replace":
+            return rectified
+        # aux_nll: the demonstration goes first, the flawed rollout last: verl's GRPO uses the last output
+        # of a session for the group statistics and the trainer marks the demonstration for the NLL term
+        rectified.extra_fields[DEMO_FIELD] = True
+        output.extra_fields["ivr_r1"] = info
+        return [rectified, output]

@@ -47,8 +47,16 @@ def check_config(config: DictConfig) -> IVRR1Settings:
     if not config.trainer.use_v1 or config.trainer.v1.trainer_mode != "sync":
         raise ValueError("IVR-R1 runs on verl's v1 sync trainer: trainer.use_v1=true trainer.v1.trainer_mode=sync")
     if settings.optimization_mode == "aux_nll":
-        raise ValueError("ivr_r1.optimization.mode=aux_nll is not implemented yet (see README, IVR-R1: what is "
-                         "missing); use replace")
+        from recipe.ivr_r1.losses import LOSS_MODE
+
+        if config.actor_rollout_ref.actor.policy_loss.loss_mode != LOSS_MODE:
+            raise ValueError(f"ivr_r1.optimization.mode=aux_nll needs actor_rollout_ref.actor.policy_loss.loss_mode="
+                             f"{LOSS_MODE}")
+        if config.algorithm.rollout_correction.get("rollout_is") is not None:
+            raise ValueError("aux_nll marks demonstration tokens in rollout_is_weights: disable "
+                             "algorithm.rollout_correction.rollout_is")
+        if settings.aux_nll_weight <= 0:
+            raise ValueError("ivr_r1.optimization.aux_nll_weight must be > 0")
     if settings.enable and settings.attributor_kind == "judge" and not settings.attributor_judge.get("base_url"):
         raise ValueError("ivr_r1.attributor.kind=judge needs ivr_r1.attributor.judge.base_url (or "
                          "ATTRIBUTOR_BASE_URL); or set ivr_r1.attributor.kind=policy")

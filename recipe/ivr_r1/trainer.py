@@ -11,11 +11,12 @@ import os
 import time
 from collections import Counter, defaultdict
 
+import torch
 import transfer_queue as tq
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
 
-from recipe.ivr_r1.settings import AGENT_NAME
+from recipe.ivr_r1.settings import AGENT_NAME, DEMO_FIELD
 
 logger = logging.getLogger(__name__)
 STATUS_KEYS = ("rectified", "empty_think", "unattributed", "no_fault", "length_exceeded", "not_verified",
@@ -71,6 +72,7 @@ class IVRR1Trainer(PPOTrainerSync):
         self._rounds = int(ivr.rereason.rounds)
         self._dump_every = int(ivr.dump.every_k_steps or 0)
         self._step_started = None
+        self._aux_nll_weight = float(ivr.optimization.aux_nll_weight) if ivr.optimization.mode == "aux_nll" else 0.0
 
     def _fetch_one_gen_batch(self):
         batch = super()._fetch_one_gen_batch()
@@ -85,13 +87,43 @@ class IVRR1Trainer(PPOTrainerSync):
         self.collect_ivr_metrics(batch, metrics)
         return super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
 
+    def _compute_advantage(self, batch, metrics: dict):
+        batch = super()._compute_advantage(batch, metrics)
+        if self._aux_nll_weight:
+            self.mark_demonstrations(batch, metrics)
+        return batch
+
+    def mark_demonstrations(self, batch, metrics: dict) -> int:
+        """aux_nll mode: write `rollout_is_weights` (1 on ordinary rows, -λ on a demonstration's loss
+        tokens; see recipe.ivr_r1.losses) so the registered policy loss trains demonstrations with NLL."""
+        from tensordict import TensorDict
+
+        from recipe.ivr_r1.losses import demo_weights
+
+        data = tq.kv_batch_get(keys=batch.keys, partition_id=batch.partition_id,
+                               select_fields=["extra_fields", "response_mask"])
+        rows, demos = [], 0
+        for tag, fields, mask in zip(batch.tags, data["extra_fields"], data["response_mask"].unbind()):
+            is_demo = not tag.get("is_padding", False) and bool((fields or {}).get(DEMO_FIELD))
+            demos += is_demo
+            rows.append(demo_weights(mask.numel(), mask if is_demo else None, self._aux_nll_weight))
+        weights = torch.nested.as_nested_tensor(rows, layout=torch.jagged)
+        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id,
+                        fields=TensorDict({"rollout_is_weights": weights}, batch_size=len(batch.keys)))
+        metrics["ivr_r1/aux_nll/demonstrations"] = float(demos)
+        return demos
+
     def collect_ivr_metrics(self, batch, metrics: dict) -> dict[str, float]:
         """Read the step's real rows, add `ivr_r1/` metrics, dump chains when due."""
         real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
         keys = [batch.keys[i] for i in real]
         data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["extra_fields", "rm_scores"])
-        infos = [dict((f or {}).get("ivr_r1") or {}) for f in data["extra_fields"]]
-        scores = [float(row.sum()) for row in data["rm_scores"].unbind()]
+        # aux_nll demonstrations repeat their flawed rollout's record: count each rollout once
+        rows = [(k, f, s) for k, f, s in zip(keys, data["extra_fields"], data["rm_scores"].unbind())
+                if not (f or {}).get(DEMO_FIELD)]
+        keys = [k for k, _, _ in rows]
+        infos = [dict((f or {}).get("ivr_r1") or {}) for _, f, _ in rows]
+        scores = [float(s.sum()) for _, _, s in rows]
         out = step_metrics(infos, scores, self._rounds)
         if self._step_started is not None:
             out["ivr_r1/rollout_phase_seconds"] = time.perf_counter() - self._step_started
