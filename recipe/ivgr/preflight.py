@@ -118,19 +118,22 @@ def file_list(value: Any) -> list[str]:
     return [str(v) for v in value]
 
 
-def compose_config(overrides: Sequence[str]):
-    """The config `python -m recipe.ivgr.main <overrides>` runs with (the `hydra` node excluded)."""
+def compose_config(overrides: Sequence[str], config_dir: Path = CONFIG_DIR, config_name: str = CONFIG_NAME):
+    """The config `python -m recipe.ivgr.main <overrides>` runs with (the `hydra` node excluded);
+    another recipe passes its own config folder and name."""
     from hydra import compose, initialize_config_dir
 
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base=None):
-        return compose(config_name=CONFIG_NAME, overrides=list(overrides))
+    with initialize_config_dir(config_dir=str(config_dir), version_base=None):
+        return compose(config_name=config_name, overrides=list(overrides))
 
 
-def run_check_config(config, findings: Findings) -> None:
-    """`recipe.ivgr.main.check_config`: verl's validate_config plus the recipe's own invariants."""
+def run_check_config(config, findings: Findings, check_config=None) -> None:
+    """The recipe's `check_config` (default `recipe.ivgr.main.check_config`): verl's validate_config plus
+    the recipe's own invariants."""
     logging.disable(logging.WARNING)  # verl's import-time "no accelerator" chatter on CPU boxes
     try:
-        from recipe.ivgr.main import check_config
+        if check_config is None:
+            from recipe.ivgr.main import check_config
     finally:
         logging.disable(logging.NOTSET)
     buffer = io.StringIO()
@@ -425,48 +428,55 @@ def check_model(config, findings: Findings) -> None:
 
 # --------------------------------------------------------------------------- judge
 def check_judge(config, findings: Findings, timeout_s: float) -> str:
-    """Probe `GET {base_url}/models`; returns a one-line status for the summary."""
-    base_url = select(config, "ivgr.judge.base_url")
-    model = str(select(config, "ivgr.judge.model", "judge"))
-    uses_judge = bool(select(config, "ivgr.consistency.enable", True)) or bool(select(config, "ivgr.judge_accuracy", True))
-    if not base_url:
-        if uses_judge:
+    """Probe the iVGR judge (`ivgr.judge`); returns a one-line status for the summary."""
+    if not select(config, "ivgr.judge.base_url"):
+        if bool(select(config, "ivgr.consistency.enable", True)) or bool(select(config, "ivgr.judge_accuracy", True)):
             findings.warn("judge: not configured (ivgr.judge.base_url / JUDGE_BASE_URL unset): the consistency "
                           "reward stays 0 and undecided answers score ivgr.reward.undecided_fallback; start one with "
                           "scripts/serve_judge.sh")
+        return "not configured"
+    return check_endpoint(config, findings, timeout_s, "ivgr.judge", "judge")
+
+
+def check_endpoint(config, findings: Findings, timeout_s: float, prefix: str, label: str) -> str:
+    """Probe `GET {<prefix>.base_url}/models` of an OpenAI-compatible server: reachable, serves
+    `<prefix>.model`, reachable from every node; returns a one-line status for the summary."""
+    base_url = select(config, f"{prefix}.base_url")
+    model = str(select(config, f"{prefix}.model", "judge"))
+    if not base_url:
         return "not configured"
     base = str(base_url).strip().rstrip("/")
     nnodes = int(select(config, "trainer.nnodes", 1))
     host = urllib.parse.urlparse(base).hostname or ""
     if nnodes > 1 and host in ("localhost", "127.0.0.1", "::1", "0.0.0.0"):
-        findings.problem(f"ivgr.judge.base_url={base} points at {host} but trainer.nnodes={nnodes}: reward workers on "
-                         "the other nodes cannot reach it; use the judge machine's address")
+        findings.problem(f"{prefix}.base_url={base} points at {host} but trainer.nnodes={nnodes}: workers on "
+                         "the other nodes cannot reach it; use the server machine's address")
     url = f"{base}/models"
     request = urllib.request.Request(url, headers={"Accept": "application/json"})
-    key_env = str(select(config, "ivgr.judge.api_key_env", "JUDGE_API_KEY"))
+    key_env = str(select(config, f"{prefix}.api_key_env", "JUDGE_API_KEY"))
     if os.environ.get(key_env):
         request.add_header("Authorization", f"Bearer {os.environ[key_env]}")
     try:
         with urllib.request.urlopen(request, timeout=timeout_s) as response:  # noqa: S310 (user-configured URL)
             body = response.read()
     except urllib.error.HTTPError as err:
-        findings.problem(f"judge: GET {url} answered HTTP {err.code} ({err.reason})"
+        findings.problem(f"{label}: GET {url} answered HTTP {err.code} ({err.reason})"
                          + (f"; set {key_env} if the server needs a key" if err.code in (401, 403) else ""))
         return "error"
     except (urllib.error.URLError, OSError, ValueError) as err:
         reason = getattr(err, "reason", err)
-        findings.problem(f"judge: cannot reach {url}: {reason} (is the judge running? scripts/serve_judge.sh)")
+        findings.problem(f"{label}: cannot reach {url}: {reason} (is the server running? scripts/serve_judge.sh)")
         return "unreachable"
     try:
         served = [str(entry.get("id")) for entry in json.loads(body).get("data", [])]
     except (ValueError, AttributeError, TypeError):
-        findings.problem(f"judge: GET {url} did not return an OpenAI model list (is {base} the /v1 root?)")
+        findings.problem(f"{label}: GET {url} did not return an OpenAI model list (is {base} the /v1 root?)")
         return "error"
     if model not in served:
-        findings.problem(f"judge: {base} serves {served} but ivgr.judge.model={model!r} (JUDGE_MODEL): set it to the "
+        findings.problem(f"{label}: {base} serves {served} but {prefix}.model={model!r}: set it to the "
                          "served name (vLLM --served-model-name)")
         return "wrong model"
-    findings.note(f"judge: {base} serves {model!r} (checked from this machine only)")
+    findings.note(f"{label}: {base} serves {model!r} (checked from this machine only)")
     return f"{model} at {base}"
 
 
@@ -704,8 +714,8 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
     return _report(findings, summary_rows(config, train, judge, ckpt, logger_), out)
 
 
-def _report(findings: Findings, rows: list[tuple[str, str]], out) -> int:
-    print("iVGR preflight (no GPU, no Ray)", file=out)
+def _report(findings: Findings, rows: list[tuple[str, str]], out, title: str = "iVGR preflight") -> int:
+    print(f"{title} (no GPU, no Ray)", file=out)
     for note in findings.notes:
         print(f"  ok    {note}", file=out)
     if rows:

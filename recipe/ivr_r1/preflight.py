@@ -1,37 +1,55 @@
-"""`python -m recipe.ivr_r1.preflight [overrides]`: compose the IVR-R1 config with the launch overrides
-and run verl's validate_config plus the recipe's checks, without Ray or GPUs. Prints the ivr_r1 section."""
+"""`python -m recipe.ivr_r1.preflight [key=value ...]` (`bash scripts/train_ivr_r1_7b.sh --dry-run`):
+the iVGR preflight's checks on the IVR-R1 config, without Ray or GPUs.
+
+Composes `config/ivr_r1_trainer.yaml` with the launch overrides, runs `recipe.ivr_r1.main.check_config`
+(verl's validate_config plus the IVR-R1 rules), validates the data files, checks sizes, checkpoints and
+logger like `recipe.ivgr.preflight`, and probes the attributor and the verification judge
+(`GET /models`). Exit 1 with one line per problem.
+"""
 
 from __future__ import annotations
 
-import os
 import sys
+from collections.abc import Sequence
+from pathlib import Path
 
-from hydra import compose, initialize_config_dir
-from omegaconf import OmegaConf
+from recipe.ivgr import preflight as shared
 
-from recipe.ivr_r1.main import check_config
-
-CONFIG_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config")
-
-
-def preflight(overrides: list[str]):
-    with initialize_config_dir(config_dir=CONFIG_DIR, version_base=None):
-        config = compose(config_name="ivr_r1_trainer", overrides=overrides)
-    settings = check_config(config)
-    return config, settings
+CONFIG_DIR = Path(__file__).resolve().parent / "config"
+ENDPOINTS = (("ivr_r1.attributor.judge", "attributor"), ("ivr_r1.verify.judge", "verify judge"))
 
 
-def main(argv: list[str]) -> int:
+def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64, timeout_s: float = 5.0,
+        out=None) -> int:
+    """Every check with these Hydra overrides; the report goes to `out`; 0 = sound, 1 = problems."""
+    from recipe.ivr_r1.main import check_config
+
+    out = out or sys.stdout
+    findings = shared.Findings()
     try:
-        config, settings = preflight(argv)
-    except Exception as e:  # noqa: BLE001 - report any config error as a failed preflight
-        print(f"PREFLIGHT FAILED: {type(e).__name__}: {e}", file=sys.stderr)
-        return 1
-    print(OmegaConf.to_yaml(config.ivr_r1))
-    print(f"preflight ok: {settings.attributor_kind} attributor, rounds={settings.rereason.rounds}, "
-          f"qualify={settings.screen.qualify}, cap={settings.screen.cap_per_group}, mode={settings.optimization_mode}")
-    return 0
+        config = shared.compose_config(list(overrides), CONFIG_DIR, "ivr_r1_trainer")
+    except Exception as err:  # noqa: BLE001  (Hydra composition and override parse errors)
+        findings.problem(f"config: Hydra cannot compose ivr_r1_trainer with these overrides: {err}".splitlines()[0])
+        return shared._report(findings, [], out, "IVR-R1 preflight")
+    shared.check_install(findings)
+    shared.run_check_config(config, findings, check_config)
+    shared.check_model(config, findings)
+    stats = shared.check_data(config, findings, decode, sample_rows)
+    shared.check_frames(config, stats, findings)
+    shared.check_sizes(config, stats.get("train"), findings)
+    status = {label: shared.check_endpoint(config, findings, timeout_s, prefix, label) for prefix, label in ENDPOINTS}
+    if status["attributor"] == "not configured" and shared.select(config, "ivr_r1.attributor.kind") == "judge":
+        findings.warn("attributor: ivr_r1.attributor.judge.base_url unset (check_config refuses it for kind=judge)")
+    ckpt = shared.check_checkpoints(config, findings)
+    logger_ = shared.check_logger(config, findings)
+    rows = shared.summary_rows(config, stats.get("train"), status["verify judge"], ckpt, logger_)
+    rows.append(("attributor", f"{shared.select(config, 'ivr_r1.attributor.kind')}: {status['attributor']}"))
+    return shared._report(findings, rows, out, "IVR-R1 preflight")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return run(list(sys.argv[1:] if argv is None else argv))
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(main())
