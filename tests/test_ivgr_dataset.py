@@ -487,3 +487,8 @@ def test_recipe_yaml_data_section_builds_the_dataset_and_pair_loader(env):
     loader = build_train_dataloader(ds, config.data, collate_fn)
     for batch in _Fetcher(loader).batches(2 * len(loader)):
         _check_pairing(batch)
+
+
+def test_split_is_refused_because_it_would_separate_pairs(ds):
+    with pytest.raises(ValueError, match="two rows of a sample"):
+        ds.split(2)

@@ -258,7 +258,8 @@ class DualStreamDataset(RLHFDataset):
         return len(self._items)
 
     def split(self, num_splits: int):
-        raise NotImplementedError("DualStreamDataset does not support split(): it would separate sample pairs")
+        """Refused: verl's row-wise split would separate the two streams of a sample."""
+        raise ValueError("DualStreamDataset cannot be split(): it would separate the two rows of a sample")
 
     # ------------------------------------------------------------------ pixel bounds
     def _processor_bound_limits(self) -> list[tuple[int | None, int | None, str]]:
