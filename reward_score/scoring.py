@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from reward_score.answers import Verdict, contains_answer, match_answer
@@ -169,10 +169,3 @@ def shared_judge_client(judge_settings: Mapping[str, Any] | None):
     if key not in _clients:
         _clients[key] = JudgeClient(JudgeConfig.from_mapping(judge_settings))
     return _clients[key]
-
-
-def batch_means(results: Sequence[Mapping[str, float]]) -> dict[str, float]:
-    """Mean of every result key over a list of compute_score results (for logging)."""
-    if not results:
-        return {}
-    return {k: sum(r[k] for r in results) / len(results) for k in results[0]}

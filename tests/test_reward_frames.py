@@ -64,3 +64,14 @@ def test_bad_sizes_and_frames_raise_clear_errors():
         resized_size(10_000, 10)
     with pytest.raises(ValueError, match="unknown box_frame"):
         to_model_frame([[0, 0, 1, 1]], (10, 10), "llava")
+
+
+def test_resize_comes_from_transformers_when_qwen_vl_utils_cannot_import():
+    from reward_score.frames import resize_source
+
+    try:
+        import qwen_vl_utils  # noqa: F401
+    except Exception:  # noqa: BLE001  (needs torchvision: absent on CPU machines)
+        assert resize_source() == "transformers"
+    else:
+        assert resize_source() == "qwen_vl_utils"
