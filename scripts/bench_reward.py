@@ -94,7 +94,7 @@ def _serve(port: int, latency: float, ready) -> None:
     app = web.Application()
     app.router.add_post("/v1/chat/completions", chat)
     ready.set()
-    web.run_app(app, host="127.0.0.1", port=port, print=None, backlog=1024)
+    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=1024)
 
 
 def _free_port() -> int:
