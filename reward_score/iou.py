@@ -60,15 +60,17 @@ def iou_reward(
     gt: Sequence[Box],
     variant: str = "paper",
     zero_precision: np.ndarray | None = None,
+    ious: np.ndarray | None = None,
 ) -> float:
     """IoU reward in [0, 1] of predictions `pred` against `gt` (same frame).
 
     `zero_precision` marks predictions that must count as misses (duplicates under the default
-    penalty): they score 0 on the precision side and cannot be matched.
+    penalty): they score 0 on the precision side and cannot be matched. `ious` is the precomputed
+    `iou_matrix(pred, gt)`, when the caller has it.
     """
     if len(pred) == 0 or len(gt) == 0:
         return 0.0
-    ious = iou_matrix(pred, gt)
+    ious = iou_matrix(pred, gt) if ious is None else ious.copy()
     if zero_precision is not None and zero_precision.any():
         ious[zero_precision] = 0.0
     if variant == "paper":
@@ -113,10 +115,15 @@ def box_scores(
     if total == 0 or len(gt) == 0:
         return 0.0, 0.0, 0
     if duplicate_penalty == "precision":
-        dup = duplicate_mask(valid)
+        if not valid:
+            return 0.0, 0.0, 0
+        # one IoU matrix for both questions (hot path: ~5,000 rollouts a step)
+        both = iou_matrix(valid, [*valid, *gt])
+        n = len(valid)
+        dup = (np.triu(both[:, :n], k=1) > DUPLICATE_IOU).any(axis=0)
         num_dup = int(dup.sum())
-        box_valid = (len(valid) - num_dup) / total
-        return box_valid, iou_reward(valid, gt, variant, zero_precision=dup), num_dup
+        box_valid = (n - num_dup) / total
+        return box_valid, iou_reward(valid, gt, variant, zero_precision=dup, ious=both[:, n:]), num_dup
     iou = iou_reward(valid, gt, variant)
     if duplicate_penalty == "paper" and paper_duplicate_flag(valid):
         return 0.0, iou, int(duplicate_mask(valid).sum())
