@@ -246,7 +246,8 @@ class JudgeClient:
         key = self._api_key()
         return text.replace(key, "***") if key else text
 
-    def _body(self, messages: list[dict], n: int) -> dict[str, Any]:
+    def _body(self, messages: list[dict], n: int) -> bytes:
+        """The request body, serialized once: it is both what is sent and what the cache key hashes."""
         c = self.config
         body: dict[str, Any] = {
             "model": c.model,
@@ -258,13 +259,12 @@ class JudgeClient:
         }
         if c.seed is not None:
             body["seed"] = c.seed
-        return body
+        return json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
 
     @staticmethod
-    def _key(body: dict[str, Any], parse: Callable) -> str:
+    def _key(body: bytes, parse: Callable) -> str:
         parser = f"{getattr(parse, '__module__', '')}.{getattr(parse, '__qualname__', type(parse).__qualname__)}"
-        blob = json.dumps([body, parser], sort_keys=True, ensure_ascii=False, default=str)
-        return hashlib.sha256(blob.encode("utf-8")).hexdigest()
+        return hashlib.sha256(body + b"\0" + parser.encode("utf-8")).hexdigest()
 
     async def complete(
         self, messages: list[dict], parse: Callable[[str], T | None], *, n: int = 1
@@ -305,7 +305,7 @@ class JudgeClient:
         return result
 
     async def _fetch(
-        self, st: _LoopState, body: dict[str, Any], parse: Callable, n: int, key: str, messages: list[dict]
+        self, st: _LoopState, body: bytes, parse: Callable, n: int, key: str, messages: list[dict]
     ) -> JudgeResult:
         """Send the request with retries; cache and count the result (run once per in-flight key)."""
         import aiohttp
@@ -358,13 +358,13 @@ class JudgeClient:
         self._log_failure(outcome, attempts, latency, detail, messages)
         return JudgeResult(None, outcome, attempts, latency, raw)
 
-    async def _post(self, st: _LoopState, body: dict[str, Any]) -> tuple[int, str]:
+    async def _post(self, st: _LoopState, body: bytes) -> tuple[int, str]:
         headers = {"Content-Type": "application/json"}
         key = self._api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
         url = f"{self.config.base_url}/chat/completions"
-        async with st.session.post(url, json=body, headers=headers) as resp:
+        async with st.session.post(url, data=body, headers=headers) as resp:
             return resp.status, await resp.text(errors="replace")
 
     def _log_failure(self, outcome: str, attempts: int, latency_s: float, detail: str, messages: list[dict]) -> None:
