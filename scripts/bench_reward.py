@@ -15,10 +15,10 @@ import argparse
 import asyncio
 import json
 import math
-import multiprocessing as mp
 import random
-import socket
 import time
+
+from fake_judge import fake_judge
 
 from reward_score import compute_score, compute_score_async
 
@@ -81,28 +81,6 @@ def make_batch(n: int, seed: int = 0, tag: str = "step 1") -> list[tuple[str, st
     return batch
 
 
-def _serve(port: int, latency: float, ready) -> None:
-    from aiohttp import web
-
-    async def chat(request: web.Request) -> web.Response:
-        body = await request.json()
-        await asyncio.sleep(latency)
-        choices = [{"index": i, "message": {"role": "assistant", "content": "Verdict: 1"}, "finish_reason": "stop"}
-                   for i in range(body.get("n", 1))]
-        return web.json_response({"id": "x", "object": "chat.completion", "choices": choices})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    ready.set()
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=1024)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 async def _judge_passes(batches, judge: dict) -> list[tuple[float, dict]]:
     """Score each batch with the judge, one after another on one event loop (one connection pool)."""
     from reward_score.scoring import shared_judge_client
@@ -137,15 +115,10 @@ def main() -> None:
     print(f"rule-only: {rule_s:.3f} s, {len(batch) / rule_s:,.0f} rollouts/s on one core")
     print(f"rules decide {decided:.1%} of answers without the judge")
 
-    port, ready = _free_port(), mp.Event()
-    server = mp.Process(target=_serve, args=(port, args.latency, ready), daemon=True)
-    server.start()
-    ready.wait(30)
-    time.sleep(0.5)
-    try:
+    with fake_judge(args.latency, "Verdict: 1") as url:
         figures = {"rule_rollouts_per_s": round(len(batch) / rule_s), "rule_decided_share": round(decided, 4)}
         print(f"judge path: fake judge on 127.0.0.1, latency {args.latency * 1000:.0f} ms, concurrency {args.concurrency}")
-        judge = {"base_url": f"http://127.0.0.1:{port}/v1", "max_concurrency": args.concurrency,
+        judge = {"base_url": url, "max_concurrency": args.concurrency,
                  "timeout_s": 30, "max_retries": 1}
         # step 1 opens the connection pool (cold, as in a job's first step); step 2 is a fresh batch
         # (nothing cached) on the warm pool that every later step has
@@ -160,9 +133,6 @@ def main() -> None:
             print(f"    without the {rule_s:.3f} s of rule scoring that runs before the first judge request "
                   f"(all {len(batch)} rollouts submitted at once): {(wall - rule_s) / bound:.3f}x")
         print(json.dumps(figures))
-    finally:
-        server.terminate()
-        server.join(5)
 
 
 if __name__ == "__main__":

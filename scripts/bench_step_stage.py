@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import math
-import multiprocessing as mp
 import random
-import socket
 import time
 
 import torch
+from fake_judge import fake_judge
 
 from recipe.ivgr.archive import RolloutArchive
 from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage
@@ -27,29 +26,6 @@ from reward_score.judge import JudgeClient, JudgeConfig
 
 THINK = ("I look at the left part of the image, where a small object sits next to the window; its colour "
          "and outline match the description in the question. ") * 10
-
-
-def _serve(port: int, latency: float, ready) -> None:
-    import asyncio
-
-    from aiohttp import web
-
-    async def chat(request: web.Request) -> web.Response:
-        await request.json()
-        await asyncio.sleep(latency)
-        return web.json_response({"choices": [{"index": 0, "message": {"role": "assistant",
-                                                                      "content": "Comparison done. Score: 0.7"}}]})
-
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", chat)
-    ready.set()
-    web.run_app(app, host="127.0.0.1", port=port, print=None, access_log=None, backlog=1024)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def make_rows(num_textual: int, n: int, step: int, seed: int = 0):
@@ -92,13 +68,8 @@ def main() -> None:
     loop = BackgroundLoop()
     results = {}
     for latency in (0.0, args.latency):
-        port, ready = _free_port(), mp.Event()
-        server = mp.Process(target=_serve, args=(port, latency, ready), daemon=True)
-        server.start()
-        ready.wait(30)
-        time.sleep(0.5)
-        try:
-            judge = JudgeClient(JudgeConfig(base_url=f"http://127.0.0.1:{port}/v1", max_concurrency=args.concurrency,
+        with fake_judge(latency, "Comparison done. Score: 0.7") as url:
+            judge = JudgeClient(JudgeConfig(base_url=url, max_concurrency=args.concurrency,
                                             timeout_s=30, max_retries=1))
             stage = ConsistencyStage(ConsistencySettings(), RolloutArchive(), judge)
             # step 1 opens the connection pool; step 2 (new reasoning texts, nothing cached) is steady state
@@ -106,9 +77,6 @@ def main() -> None:
                 infos, fields = make_rows(args.textual, args.n, step)
                 results[(latency, step)] = run_stage(stage, loop, infos, fields, step)
             loop.run(judge.aclose())
-        finally:
-            server.terminate()
-            server.join(5)
 
     overhead, _ = results[(0.0, 2)]
     print(f"step: {args.textual} textual + {args.textual} grounded rollouts, judge concurrency {args.concurrency}")
