@@ -124,7 +124,7 @@ ivgr_build_overrides() {
     IVGR_OVERRIDES+=("${EXTRA_OVERRIDES[@]}")
 }
 
-# Multi-node: the Ray cluster must already be up (README, "Multi-node"), with enough GPUs.
+# Multi-node: the Ray cluster must already be up (scripts/README.md, "Multi-node"), with enough GPUs.
 ivgr_check_ray_cluster() {
     "$PYTHON" - "$NNODES" "$GPUS_PER_NODE" <<'PY' || ivgr_die "Ray cluster check failed (see above)"
 import logging, sys
@@ -134,7 +134,7 @@ try:
     ray.init(address="auto", logging_level=logging.ERROR, log_to_driver=False)
 except Exception as err:  # ConnectionError when no cluster runs
     sys.exit(f"no running Ray cluster ({err}); start it first: `ray start --head` on node 0, "
-             f"`ray start --address=<head>:6379` on the others (README, Multi-node)")
+             f"`ray start --address=<head>:6379` on the others (scripts/README.md, Multi-node)")
 nodes = [n for n in ray.nodes() if n["Alive"] and n["Resources"].get("GPU", 0) > 0]
 gpus = sum(n["Resources"].get("GPU", 0) for n in nodes)
 ray.shutdown()

@@ -7,7 +7,7 @@
 #   bash scripts/train_ivgr_32b_multinode.sh --dry-run [key=value ...]       # preflight on any machine (no GPU, no Ray)
 #   bash scripts/train_ivgr_32b_multinode.sh --print-overrides [key=value ...]
 #
-# Start the Ray cluster first and run this on the head node (README, "Multi-node": `ray start --head`
+# Start the Ray cluster first and run this on the head node (scripts/README.md, "Multi-node": `ray start --head`
 # on node 0, `ray start --address=<head>:6379` on the others; same venv and `pip install -e .` on
 # every node). Data files, IMAGE_ROOT, a local MODEL_PATH and CKPT_DIR must be at the same path on
 # every node (shared filesystem), and JUDGE_BASE_URL reachable from every node.
@@ -15,7 +15,7 @@
 # Every variable below can be set in the environment (NNODES=4 bash scripts/train_ivgr_32b_multinode.sh);
 # every extra argument is a Hydra override of recipe/ivgr/config/ivgr_trainer.yaml and wins over the
 # script's own (e.g. trainer.total_training_steps=20). Memory levers and the reasoning behind these
-# defaults: README, "Launch".
+# defaults: scripts/README.md, "Launch".
 set -euo pipefail
 IVGR_SCRIPT=train_ivgr_32b_multinode.sh
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

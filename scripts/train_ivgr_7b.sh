@@ -9,7 +9,7 @@
 # Every variable below can be set in the environment (TRAIN_FILES=... bash scripts/train_ivgr_7b.sh);
 # every extra argument is a Hydra override of recipe/ivgr/config/ivgr_trainer.yaml and wins over the
 # script's own (e.g. trainer.total_training_steps=20). Memory levers and the reasoning behind these
-# defaults: README, "Launch".
+# defaults: scripts/README.md, "Launch".
 set -euo pipefail
 IVGR_SCRIPT=train_ivgr_7b.sh
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)

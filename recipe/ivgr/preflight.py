@@ -163,7 +163,7 @@ def check_recipe_settings(config, findings: Findings) -> None:
     if select(config, "reward.reward_model.enable", False):
         findings.problem("reward.reward_model.enable=true: the iVGR recipe does not read verl's reward model; its "
                          "judge is ivgr.judge.base_url (an OpenAI-compatible server, scripts/serve_judge.sh). See "
-                         "README 'Judge inside the Ray cluster?'")
+                         "scripts/README.md 'Judge inside the Ray cluster?'")
     if select(config, "reward.custom_reward_function.path") is not None:
         findings.warn("reward.custom_reward_function.path is set but the recipe's IVGRRewardManager ignores it")
 

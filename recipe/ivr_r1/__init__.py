@@ -2,5 +2,5 @@
 and a re-reasoning loop that rectifies flawed rollouts inside a custom agent loop.
 
 Only the paper's abstract is public; every open choice is a switch in `config/ivr_r1_trainer.yaml`
-(`ivr_r1:` section) and is documented in the README section "IVR-R1".
+(`ivr_r1:` section) and is documented in recipe/ivr_r1/README.md.
 """
