@@ -94,17 +94,30 @@ def build_tokenizer(vocab_size: int = 1200):
                                    chat_template=CHAT_TEMPLATE)
 
 
+@lru_cache(maxsize=1)
 def _video_processor_class():
     from transformers import BaseVideoProcessor
+    from transformers.utils import PushToHubMixin
 
-    class NoVideoProcessor(BaseVideoProcessor):
+    class NoVideoProcessor(BaseVideoProcessor, PushToHubMixin):
         """Placeholder: without torchvision transformers' video processors are dummies, and
-        `Qwen2_5_VLProcessor` only checks the type. Images only; never called for videos here."""
+        `Qwen2_5_VLProcessor` only checks the type. Images only; never called for videos here.
+        Serializes to an empty dict so the processor's repr/to_dict work."""
+
+        _auto_class = None
 
         def __init__(self, **kwargs):  # noqa: D107 - deliberately does nothing
             pass
 
+        def to_dict(self) -> dict:
+            return {}
+
     return NoVideoProcessor
+
+
+def image_only_video_processor():
+    """An instance of the image-only video processor (see `_video_processor_class`)."""
+    return _video_processor_class()()
 
 
 @lru_cache(maxsize=8)
@@ -119,4 +132,4 @@ def build_processor(min_pixels: int = 56 * 56, max_pixels: int = 1280 * 28 * 28,
 
     image_processor = Qwen2VLImageProcessorPil(min_pixels=min_pixels, max_pixels=max_pixels, patch_size=patch_size)
     return Qwen2_5_VLProcessor(image_processor=image_processor, tokenizer=build_tokenizer(),
-                               video_processor=_video_processor_class()(), chat_template=CHAT_TEMPLATE)
+                               video_processor=image_only_video_processor(), chat_template=CHAT_TEMPLATE)

@@ -97,7 +97,6 @@ ivgr_build_overrides() {
         "actor_rollout_ref.rollout.n=$ROLLOUT_N"
         "actor_rollout_ref.rollout.enable_chunked_prefill=false"
         "actor_rollout_ref.rollout.max_model_len=$((MAX_PROMPT_LENGTH + MAX_RESPONSE_LENGTH))"
-        "actor_rollout_ref.rollout.multi_stage_wake_up=true"
         "++actor_rollout_ref.rollout.limit_images=$LIMIT_IMAGES"
         "ivgr.box_frame=$BOX_FRAME"
         "ivgr.judge.base_url=$judge_url"

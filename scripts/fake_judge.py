@@ -1,6 +1,9 @@
-"""A fake OpenAI-compatible judge for the benchmark scripts: an aiohttp server on 127.0.0.1 in its own
-process (so it does not share a core with the code being measured) that answers every chat completion
-with a fixed reply after a fixed latency. Imported by scripts/bench_*.py (scripts/ is on their path)."""
+"""A fake OpenAI-compatible judge for the benchmark scripts and the CPU smoke run: an aiohttp server on
+127.0.0.1 in its own process (so it does not share a core with the code being measured) that answers
+every chat completion with a fixed reply after a fixed latency. Imported by scripts/bench_*.py
+(scripts/ is on their path); `python scripts/fake_judge.py --port-file F` serves until killed
+(scripts/smoke_cpu.sh), replying to answer-equivalence prompts ("Verdict") and consistency prompts
+("Score") each in its own form."""
 
 from __future__ import annotations
 
@@ -12,13 +15,22 @@ import time
 from collections.abc import Iterator
 
 
-def _serve(port: int, latency_s: float, reply: str, ready) -> None:
+def _reply_for(body: dict, reply: str | dict[str, str]) -> str:
+    """`reply`, or with a {keyword: reply} mapping the reply of the first keyword found in the prompt."""
+    if isinstance(reply, str):
+        return reply
+    prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
+    return next((text for key, text in reply.items() if key in prompt), next(iter(reply.values())))
+
+
+def _serve(port: int, latency_s: float, reply: str | dict[str, str], ready) -> None:
     from aiohttp import web
 
     async def chat(request: web.Request) -> web.Response:
         body = await request.json()
         await asyncio.sleep(latency_s)
-        choices = [{"index": i, "message": {"role": "assistant", "content": reply}, "finish_reason": "stop"}
+        content = _reply_for(body, reply)
+        choices = [{"index": i, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
                    for i in range(body.get("n", 1))]
         return web.json_response({"id": "bench", "object": "chat.completion", "choices": choices})
 
@@ -29,7 +41,7 @@ def _serve(port: int, latency_s: float, reply: str, ready) -> None:
 
 
 @contextlib.contextmanager
-def fake_judge(latency_s: float, reply: str) -> Iterator[str]:
+def fake_judge(latency_s: float, reply: str | dict[str, str]) -> Iterator[str]:
     """Run the server for the duration of the block; yields its base URL (`http://127.0.0.1:PORT/v1`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -44,3 +56,27 @@ def fake_judge(latency_s: float, reply: str) -> Iterator[str]:
     finally:
         server.terminate()
         server.join(5)
+
+
+# replies of the smoke run's judge: answers judged different, textual reasoning judged mostly consistent
+SMOKE_REPLIES = {"Verdict": "The answers differ.\nVerdict: 0", "Score": "Mostly consistent.\nScore: 0.7"}
+
+
+def main() -> int:
+    import argparse
+    import signal
+
+    parser = argparse.ArgumentParser(description="serve the fake judge on 127.0.0.1 until killed")
+    parser.add_argument("--port-file", required=True, help="file to write the base URL to once serving")
+    parser.add_argument("--latency", type=float, default=0.0)
+    args = parser.parse_args()
+    with fake_judge(args.latency, SMOKE_REPLIES) as url:
+        with open(args.port_file, "w", encoding="utf-8") as f:
+            f.write(url)
+        signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # after the server started
+        signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

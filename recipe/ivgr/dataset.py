@@ -40,7 +40,8 @@ Images
 Embedded ``bytes`` win; otherwise ``path`` is resolved under ``data.image_root`` (default: the
 folder of the data files when they share one folder, like ``python -m data_prep.validate``).
 Absolute paths, URLs and paths that escape the root are refused (`data_prep.images`). Each image
-reaches ``raw_prompt`` as ``{"type": "image", "image": <PIL RGB>, "min_pixels": lo, "max_pixels": hi}``.
+reaches ``raw_prompt`` as ``{"type": "image", "image": <PIL RGB>, "min_pixels": lo, "max_pixels": hi}``,
+the picture already smart-resized within those bounds (verl copies it into every trajectory).
 
 Pixel bounds (what the model sees must be what the reward assumes)
 -------------------------------------------------------------------
@@ -51,9 +52,11 @@ every bound the processor will apply later: ``data.mm_processor_kwargs.min_pixel
 (passed to the training processor and to vLLM) and the processor's own image-processor bounds
 (``size.shortest_edge/longest_edge``). Effective ``min = max(mins)``, ``max = min(maxes)`` (a
 warning is logged once when narrowing changes a requested value). Images are resized ONCE, by
-`_process_multi_modal_info`, within these bounds; a later smart-resize by the processor or vLLM
-is then the identity (a size that is a multiple of the factor and within bounds is a fixed point),
-and `compute_score` maps the ground truth with the same bounds from ``extra_info``.
+the dataset when it builds the row (`_images`), within these bounds; the agent loop's resize
+(`_process_multi_modal_info`) and a later smart-resize by the processor or vLLM are then the
+identity (a size that is a multiple of the factor and within bounds is a fixed point), the image
+that travels through TransferQueue with every trajectory is the small one, and `compute_score`
+maps the ground truth from the original size with the same bounds from ``extra_info``.
 
 `_process_multi_modal_info` (used by the length filter) and thus ``process_multi_modal_info``
 (used by verl's agent loop on every rollout) are image-only and need no torchvision: they resize
@@ -323,8 +326,15 @@ class DualStreamDataset(RLHFDataset):
         return messages
 
     def _images(self, record: dict, frame: str) -> list[dict]:
-        """The record's images as verl image dicts: decoded PIL image plus the effective bounds."""
+        """The record's images as verl image dicts: the PIL image ALREADY resized to what the model sees
+        (smart-resize within the effective bounds) plus those bounds.
+
+        verl stores the prompt's images with every trajectory (2 streams x n rollouts), so the original
+        picture must not travel; the agent loop's resize and the reward's box mapping (both from the
+        original size and the same bounds) then find the image at its fixed point.
+        """
         from data_prep.images import open_image
+        from reward_score.frames import resized_size
 
         out = []
         for stored in record.get(self.image_key) or []:
@@ -333,7 +343,11 @@ class DualStreamDataset(RLHFDataset):
                 raise ValueError("records store image paths: set data.image_root "
                                  "(no single local folder holds the data files)")
             lo, hi = self.pixel_bounds(frame, stored)
-            out.append({"image": open_image(stored, self.image_root), "min_pixels": lo, "max_pixels": hi})
+            image = open_image(stored, self.image_root)
+            size = resized_size(image.width, image.height, frame, lo, hi)
+            if size != image.size:
+                image = image.resize(size)
+            out.append({"image": image, "min_pixels": lo, "max_pixels": hi})
         return out
 
     def _stream_row(self, record: dict, stream: str, index: int) -> dict:

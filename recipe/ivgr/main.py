@@ -44,8 +44,14 @@ def check_config(config: DictConfig) -> None:
     filter_groups = config.algorithm.get("filter_groups") or {}
     if filter_groups.get("enable", False):
         raise ValueError("algorithm.filter_groups refills one prompt at a time and splits pairs; keep it disabled")
-    if config.data.shuffle and config.ivgr.pair_sampler:
-        raise ValueError("set data.shuffle=false: the recipe's pair sampler does the shuffling")
+    if config.data.shuffle:
+        raise ValueError("set data.shuffle=false: verl's row-level shuffle splits the two streams of a sample "
+                         "across batches" + ("; the recipe's pair sampler does the shuffling" if config.ivgr.pair_sampler
+                                             else " (keep ivgr.pair_sampler=true for a pair-level shuffle)"))
+    sync_step = (config.trainer.v1.get(config.trainer.v1.trainer_mode) or {}).get("parameter_sync_step", 1)
+    if int(sync_step or 1) > 1:
+        raise ValueError(f"trainer.v1.{config.trainer.v1.trainer_mode}.parameter_sync_step={sync_step}: sub-batch "
+                         "sampling orders rows arbitrarily and splits pairs; keep it 1")
 
 
 @hydra.main(config_path="config", config_name="ivgr_trainer", version_base=None)

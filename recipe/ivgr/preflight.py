@@ -481,6 +481,30 @@ def check_endpoint(config, findings: Findings, timeout_s: float, prefix: str, la
 
 
 # --------------------------------------------------------------------------- sizes
+def check_step_target(config, train: DataStats | None, rows: int, findings: Findings) -> None:
+    """The steps the run really makes: verl stops after trainer.total_epochs even before
+    trainer.total_training_steps (IVGRTrainer raises the epochs; say so, with the numbers)."""
+    from recipe.ivgr.sampler import epochs_for_steps
+
+    total, epochs = select(config, "trainer.total_training_steps"), select(config, "trainer.total_epochs", 1)
+    if train is None or not train.rows or not rows:
+        return
+    per_epoch = train.rows // rows
+    if per_epoch == 0:
+        findings.problem(f"data: {train.rows} train rows do not fill one batch of data.train_batch_size={rows}")
+        return
+    if total is None:
+        findings.note(f"steps: {per_epoch * int(epochs)} ({epochs} epochs of {per_epoch} steps)")
+        return
+    needed = epochs_for_steps(int(total), per_epoch)
+    if needed > int(epochs):
+        findings.warn(f"steps: trainer.total_training_steps={total} needs {needed} epochs of {per_epoch} steps, but "
+                      f"trainer.total_epochs={epochs} would stop verl at step {per_epoch * int(epochs)} (before the "
+                      f"final checkpoint and validation); the recipe's trainer raises total_epochs to {needed}")
+    else:
+        findings.note(f"steps: {total} ({total / per_epoch:.1f} epochs of {per_epoch} steps)")
+
+
 def check_sizes(config, train: DataStats | None, findings: Findings) -> None:
     def integer(key: str, default: int = 0) -> int:
         try:
@@ -494,6 +518,7 @@ def check_sizes(config, train: DataStats | None, findings: Findings) -> None:
     rows = integer("data.train_batch_size")
     n = integer("actor_rollout_ref.rollout.n", 1)
     mini = integer("actor_rollout_ref.actor.ppo_mini_batch_size")
+    check_step_target(config, train, rows, findings)
     sp = max(integer("actor_rollout_ref.actor.ulysses_sequence_parallel_size", 1),
              integer("actor_rollout_ref.actor.fsdp_config.ulysses_sequence_parallel_size", 1))
     tp = integer("actor_rollout_ref.rollout.tensor_model_parallel_size", 1)

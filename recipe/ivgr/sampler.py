@@ -247,6 +247,11 @@ class PairBatchSampler(Sampler[int]):
         return epoch, position
 
 
+def epochs_for_steps(total_steps: int, steps_per_epoch: int) -> int:
+    """Epochs a run of `total_steps` needs at `steps_per_epoch` batches per epoch (rounded up)."""
+    return -(-int(total_steps) // max(1, int(steps_per_epoch)))
+
+
 def build_train_dataloader(dataset, data_config, collate_fn=None):
     """verl's `StatefulDataLoader` over `dataset` with a `PairBatchSampler` (see module doc).
 

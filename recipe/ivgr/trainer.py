@@ -18,14 +18,16 @@ from typing import Any
 
 import torch
 import transfer_queue as tq
-from omegaconf import OmegaConf
+from omegaconf import OmegaConf, open_dict
 from tensordict import TensorDict
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from recipe.ivgr.archive import RolloutArchive
+from recipe.ivgr.sampler import epochs_for_steps
 from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage, RolloutRecord, StageOutput, StepStage
 
 logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 STAGE_FIELDS = ["extra_info", "extra_fields", "rm_scores"]
 
 
@@ -106,6 +108,21 @@ class IVGRTrainer(PPOTrainerSync):
 
             self.train_dataloader = build_train_dataloader(self.train_dataset, self.config.data, collate_fn)
             self.train_dataloader_it = None
+        self._reach_step_target()
+
+    def _reach_step_target(self) -> None:
+        """verl stops after `trainer.total_epochs` even when `total_training_steps` is not reached (and then
+        skips the final checkpoint and validation); raise the epochs so the step target is met."""
+        target = self.config.trainer.total_training_steps
+        per_epoch = len(self.train_dataloader)
+        if not target or not per_epoch:
+            return
+        needed = epochs_for_steps(int(target), per_epoch)
+        if needed > self.config.trainer.total_epochs:
+            logger.warning("trainer.total_training_steps=%d needs %d epochs of %d steps: trainer.total_epochs "
+                           "raised from %d to %d", target, needed, per_epoch, self.config.trainer.total_epochs, needed)
+            with open_dict(self.config):
+                self.config.trainer.total_epochs = needed
 
     # ---------------------------------------------------------------- step stage
     def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
@@ -162,6 +179,10 @@ class IVGRTrainer(PPOTrainerSync):
         folder = os.path.abspath(folder)
         if not load_stage_states(self.stages, folder):
             logger.warning("no ivgr stage state in %s: the rollout archive starts empty", folder)
+            return
+        archive = next((s.archive for s in self.stages if isinstance(s, ConsistencyStage)), None)
+        logger.info("ivgr stage state restored from %s at step %d: rollout archive of %d references", folder,
+                    self.global_steps, len(archive) if archive is not None else 0)
 
 
 def save_stage_states(stages: list[StepStage], folder: str) -> str:

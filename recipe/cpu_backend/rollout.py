@@ -1,0 +1,266 @@
+"""A vLLM-free rollout for verl 0.9.1 on CPU: a Ray server actor that generates with the Hugging Face
+model, registered as `actor_rollout_ref.rollout.name=hf_cpu`.
+
+Pieces, mirroring verl's vLLM rollout (`workers/rollout/vllm_rollout/`):
+- `HFCPUServer`: the Ray actor holding the model and its processor. verl's agent loop calls
+  `generate(prompt_ids, sampling_params, request_id, image_data=...)` on it (`llm_server.py`) with
+  prompt ids that already hold the expanded `<|image_pad|>` tokens and the images already resized
+  by the dataset's `process_vision_info`; the server applies the image processor to get
+  `pixel_values`/`image_grid_thw` and samples with `model.generate`.
+- `HFCPUReplica`: the `RolloutReplica` that starts one server per replica (hybrid mode).
+- `HFCPUServerAdapter`: the `BaseRollout` in the trainer worker. With
+  `rollout.checkpoint_engine.backend=naive`, verl calls its `update_weights` in-process after every
+  actor update; it sends the state dict to the server, so the next step samples from the updated policy.
+
+For a CPU smoke run of the whole training loop on a tiny model, not for throughput: requests are
+served one at a time. Each weight update and generation is logged with a weight fingerprint, so a
+run's log shows that the rollout policy follows the actor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterable
+from typing import Any, Optional
+
+import ray
+import torch
+
+from verl.workers.rollout.base import BaseRollout
+from verl.workers.rollout.replica import RolloutReplica, TokenOutput
+
+logger = logging.getLogger(__name__)
+logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
+
+SERVER_PREFIX = "hf_cpu_"
+
+
+def server_name(replica_rank: int) -> str:
+    return f"{SERVER_PREFIX}server_{replica_rank}"
+
+
+def weight_fingerprint(tensors: Iterable[torch.Tensor]) -> float:
+    """Sum of the float32 L2 norms of the tensors: changes whenever any weight changes."""
+    return float(sum(t.detach().float().norm().item() for t in tensors))
+
+
+def _sampling_kwargs(params: dict[str, Any]) -> dict[str, Any]:
+    """vLLM-style sampling params -> `generate` kwargs (temperature 0 = greedy, top_k -1 = off)."""
+    temperature = float(params.get("temperature", 1.0))
+    if temperature <= 0:
+        return {"do_sample": False}
+    kwargs: dict[str, Any] = {"do_sample": True, "temperature": temperature,
+                              "top_p": float(params.get("top_p", 1.0))}
+    top_k = int(params.get("top_k", -1) or -1)
+    kwargs["top_k"] = top_k if top_k > 0 else 0
+    if params.get("repetition_penalty") not in (None, 1.0):
+        kwargs["repetition_penalty"] = float(params["repetition_penalty"])
+    return kwargs
+
+
+class HFCPUServer:
+    """Token-in/token-out generation with a transformers model (one request at a time)."""
+
+    def __init__(self, config, model_config, replica_rank: int) -> None:
+        from transformers import AutoModelForImageTextToText
+
+        from verl.utils.config import omega_conf_to_dataclass
+        from verl.workers.config import HFModelConfig
+
+        self.config = config
+        self.replica_rank = replica_rank
+        model_config = omega_conf_to_dataclass(model_config, dataclass_type=HFModelConfig)
+        path = model_config.local_path
+        self.tokenizer = model_config.tokenizer
+        self.processor = model_config.processor
+        self.model = AutoModelForImageTextToText.from_pretrained(path, dtype=torch.float32).eval()
+        self.global_steps: Optional[int] = None
+        self.weights_version = 0  # number of weight updates received
+        self.fingerprint = weight_fingerprint(self.model.state_dict().values())
+        eos = {self.tokenizer.eos_token_id}
+        generation_eos = getattr(self.model.generation_config, "eos_token_id", None)
+        eos.update(generation_eos if isinstance(generation_eos, list) else [generation_eos])
+        self.eos_ids = sorted(i for i in eos if i is not None)
+        self.generated = 0
+        self.generated_version = -1
+        self._lock = asyncio.Lock()
+        logger.info("hf_cpu rollout server %d: %s loaded, weight fingerprint %.6f", replica_rank, path,
+                    self.fingerprint)
+
+    # ------------------------------------------------------------------ generation
+    def _vision_inputs(self, prompt_ids: list[int], image_data, mm_processor_kwargs) -> dict[str, torch.Tensor]:
+        if not image_data:
+            return {}
+        if self.processor is None:
+            raise ValueError("the prompt has images but the model folder has no processor")
+        out = self.processor.image_processor(images=image_data, return_tensors="pt", **(mm_processor_kwargs or {}))
+        grid = out["image_grid_thw"]
+        merge = getattr(self.processor.image_processor, "merge_size", 2)
+        expected = int((grid.prod(dim=-1) // (merge * merge)).sum())
+        image_token = self.model.config.image_token_id
+        found = sum(1 for t in prompt_ids if t == image_token)
+        if found != expected:
+            raise ValueError(f"prompt holds {found} image tokens but the images give {expected} "
+                             f"(grid {grid.tolist()}): the agent loop and the server resized differently")
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": grid}
+
+    def _max_tokens(self, prompt_len: int, params: dict[str, Any]) -> int:
+        room = self.config.max_model_len - prompt_len if self.config.max_model_len else self.config.response_length
+        wanted = params.pop("max_tokens", None) or params.pop("max_new_tokens", None)
+        if wanted is None:
+            wanted = min(self.config.response_length,
+                         self.config.prompt_length + self.config.response_length - prompt_len)
+        if room < 1:
+            raise ValueError(f"prompt length {prompt_len} leaves no room within max_model_len "
+                             f"{self.config.max_model_len}")
+        return max(1, min(int(wanted), room))
+
+    def _generate_sync(self, prompt_ids: list[int], params: dict[str, Any], image_data,
+                       mm_processor_kwargs) -> TokenOutput:
+        params = dict(params)
+        want_logprobs = bool(params.pop("logprobs", False))
+        max_new = self._max_tokens(len(prompt_ids), params)
+        vision = self._vision_inputs(prompt_ids, image_data, mm_processor_kwargs)
+        input_ids = torch.tensor([prompt_ids], dtype=torch.long)
+        with torch.no_grad():
+            out = self.model.generate(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **vision,
+                max_new_tokens=max_new, eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id,
+                output_logits=want_logprobs, return_dict_in_generate=True, **_sampling_kwargs(params))
+        tokens = out.sequences[0, len(prompt_ids):].tolist()
+        if any(t in self.eos_ids for t in tokens):  # keep the stop token, drop anything after it
+            tokens = tokens[: next(i for i, t in enumerate(tokens) if t in self.eos_ids) + 1]
+        log_probs = None
+        if want_logprobs:
+            log_probs = [torch.log_softmax(out.logits[i][0].float(), dim=-1)[t].item() for i, t in enumerate(tokens)]
+        if self.generated_version != self.weights_version:
+            self.generated_version = self.weights_version
+            logger.warning("hf_cpu rollout server %d: generating with weights version %d (step %s), fingerprint %.6f",
+                           self.replica_rank, self.weights_version, self.global_steps, self.fingerprint)
+        self.generated += 1
+        # vLLM reports both "stop" and "length" finishes as "completed"
+        return TokenOutput(token_ids=tokens, log_probs=log_probs, stop_reason="completed",
+                           extra_fields={"global_steps": self.global_steps, "weights_version": self.weights_version})
+
+    async def generate(self, prompt_ids: list[int], sampling_params: dict[str, Any], request_id: str,
+                       image_data: Optional[list[Any]] = None, video_data: Optional[list[Any]] = None,
+                       audio_data: Optional[list[Any]] = None, mm_processor_kwargs: Optional[dict[str, Any]] = None,
+                       priority: int = 0, **kwargs) -> TokenOutput:
+        if video_data or audio_data:
+            raise ValueError("the hf_cpu rollout serves text and images only")
+        async with self._lock:
+            return await asyncio.to_thread(self._generate_sync, list(prompt_ids), sampling_params, image_data,
+                                           mm_processor_kwargs)
+
+    # ------------------------------------------------------------------ weights
+    def update_weights(self, named_tensors: dict[str, torch.Tensor], global_steps: Optional[int] = None) -> dict:
+        """Load the actor's (HF-named) weights; unknown or missing names raise, so a silent partial
+        update cannot happen. Returns the new fingerprint and version."""
+        state = self.model.state_dict()
+        unknown = [k for k in named_tensors if k not in state]
+        if unknown:
+            raise KeyError(f"hf_cpu rollout: {len(unknown)} weight names unknown to the model, e.g. {unknown[:3]}")
+        with torch.no_grad():
+            for name, tensor in named_tensors.items():
+                state[name].copy_(tensor.to(state[name].dtype))
+        tied = getattr(self.model.config, "tie_word_embeddings", False)
+        missing = [k for k in state if k not in named_tensors and not (tied and k == "lm_head.weight")]
+        self.weights_version += 1
+        before, self.fingerprint = self.fingerprint, weight_fingerprint(self.model.state_dict().values())
+        logger.warning("hf_cpu rollout server %d: weights update %d (step %s): %d tensors, %d not sent, "
+                       "fingerprint %.6f -> %.6f", self.replica_rank, self.weights_version, global_steps,
+                       len(named_tensors), len(missing), before, self.fingerprint)
+        return {"weights_version": self.weights_version, "fingerprint": self.fingerprint, "not_sent": len(missing)}
+
+    def stats(self) -> dict:
+        return {"weights_version": self.weights_version, "fingerprint": self.fingerprint, "generated": self.generated}
+
+    # ------------------------------------------------------------------ lifecycle (no device memory to manage)
+    async def set_global_steps(self, global_steps: int):
+        self.global_steps = global_steps
+
+    async def wake_up(self, tags: Optional[list[str]] = None):
+        return None
+
+    async def sleep(self):
+        return None
+
+    async def clear_kv_cache(self):
+        return None
+
+    async def release_kv_cache(self):
+        return None
+
+    async def resume_kv_cache(self):
+        return None
+
+    async def abort_all_requests(self, reset_prefix_cache: bool = True, reject_request: bool = False) -> dict:
+        return {"aborted_count": 0, "request_ids": []}
+
+    async def abort_request(self, request_id: str, reset_prefix_cache: bool = True) -> dict:
+        return {"aborted": False, "request_id": request_id}
+
+    async def resume_generation(self):
+        return None
+
+    async def start_profile(self, **kwargs):
+        return None
+
+    async def stop_profile(self):
+        return None
+
+
+class HFCPUReplica(RolloutReplica):
+    """One `HFCPUServer` per replica; hybrid mode (the actor workers hold the training engine)."""
+
+    async def launch_servers(self):
+        if self.world_size != 1:
+            raise ValueError("the hf_cpu rollout runs one process per replica: set "
+                             "rollout.tensor_model_parallel_size=1 (and data/pipeline parallel 1)")
+        server = ray.remote(HFCPUServer).options(
+            name=server_name(self.replica_rank), num_cpus=0, max_concurrency=self.max_concurrency,
+        ).remote(config=self.config, model_config=self.model_config, replica_rank=self.replica_rank)
+        self.servers = [server]
+        self._server_handle = server
+        self._server_address = f"hf-cpu-replica-{self.replica_rank}"
+        await server.stats.remote()  # wait until the model is loaded
+
+
+class HFCPUServerAdapter(BaseRollout):
+    """The trainer worker's side of the hf_cpu rollout: pushes weights to its replica's server."""
+
+    def __init__(self, config, model_config, device_mesh, replica_rank: int = -1, **kwargs):
+        super().__init__(config, model_config, device_mesh)
+        rank = int(os.environ.get("RANK", 0))
+        self.replica_rank = rank if replica_rank == -1 else replica_rank
+        self._server = None
+        self._previous: Optional[dict[str, torch.Tensor]] = None
+
+    def _handle(self):
+        if self._server is None:
+            self._server = ray.get_actor(server_name(self.replica_rank))
+        return self._server
+
+    async def resume(self, tags: list[str]):
+        return None
+
+    async def release(self):
+        return None
+
+    async def update_weights(self, weights, wire_format: str = "named_tensors", **kwargs):
+        if wire_format != "named_tensors":
+            raise ValueError(f"the hf_cpu rollout takes full named tensors, not {wire_format!r}")
+        named = {}
+        for name, tensor in weights:
+            if hasattr(tensor, "full_tensor"):  # DTensor shard from FSDP2
+                tensor = tensor.full_tensor()
+            named[name] = tensor.detach().to("cpu", copy=True)
+        if self._previous is not None:
+            delta = sum((named[k].float() - self._previous[k].float()).norm().item()
+                        for k in named if k in self._previous)
+            logger.warning("hf_cpu actor weights: L2 change since the last update %.6e over %d tensors", delta,
+                           len(named))
+        self._previous = named
+        await self._handle().update_weights.remote(named, global_steps=kwargs.get("global_steps"))

@@ -1,0 +1,104 @@
+#!/usr/bin/env bash
+# shellcheck source-path=SCRIPTDIR
+# CPU smoke run: real GRPO steps of the recipe through verl 0.9.1's own trainer, on a laptop.
+#
+#   bash scripts/smoke_cpu.sh [ivgr|ivr_r1] [key=value ...]
+#
+# Builds a tiny Qwen2.5-VL (recipe.cpu_backend.tiny_model, warm-started on the smoke set), prepares a
+# small synthetic grounded set, starts a loopback judge on 127.0.0.1, then runs the launch script
+# (scripts/train_ivgr_7b.sh, or train_ivr_r1_7b.sh) with its own overrides plus the CPU overlay below:
+# run 1 does steps 1-2 and checkpoints at step 2, run 2 resumes from that checkpoint and does step 3.
+# Everything in between is verl's: agent-loop rollouts (hf_cpu rollout server, with images), the
+# reward workers, the recipe's step stage, advantages, the FSDP2 actor update, checkpoint and resume.
+# At the end it prints the per-step ivgr/ metrics and the checks (recipe.cpu_backend.smoke_report),
+# and exits non-zero when a step or a check failed. Extra arguments are Hydra overrides for both runs.
+#
+# Variables: PYTHON (default python3), SMOKE_DIR (default outputs/smoke_cpu/<recipe>; wiped first),
+# SMOKE_SAMPLES (synthetic samples, default 12), SMOKE_WARM_STEPS (tiny-model warm start, default 400),
+# SMOKE_MODEL (reuse a tiny model folder made by an earlier smoke run instead of building one).
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+RECIPE=ivgr
+case "${1:-}" in
+    ivgr|ivr_r1) RECIPE=$1; shift ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | grep -v '^# shellcheck' >&2; exit 0 ;;
+esac
+PYTHON=${PYTHON:-python3}
+SMOKE_DIR=${SMOKE_DIR:-$ROOT/outputs/smoke_cpu/$RECIPE}
+SMOKE_SAMPLES=${SMOKE_SAMPLES:-12}
+SMOKE_WARM_STEPS=${SMOKE_WARM_STEPS:-400}
+log() { printf '[smoke_cpu] %s\n' "$*" >&2; }
+
+[[ "$SMOKE_DIR" == /* ]] || SMOKE_DIR=$PWD/$SMOKE_DIR
+rm -rf "$SMOKE_DIR"
+mkdir -p "$SMOKE_DIR"
+cd "$ROOT"
+start=$(date +%s)
+
+log "data: $SMOKE_SAMPLES synthetic samples in $SMOKE_DIR/data"
+"$PYTHON" -m data_prep.synthetic --out "$SMOKE_DIR/data" --num "$SMOKE_SAMPLES" --seed 0 --quiet
+if [[ -n "${SMOKE_MODEL:-}" ]]; then
+    log "model: $SMOKE_MODEL (SMOKE_MODEL, not rebuilt)"
+    cp -r "$SMOKE_MODEL" "$SMOKE_DIR/model"
+else
+    log "model: tiny Qwen2.5-VL warm-started for $SMOKE_WARM_STEPS steps in $SMOKE_DIR/model"
+    "$PYTHON" -m recipe.cpu_backend.tiny_model --out "$SMOKE_DIR/model" --warm-start "$SMOKE_DIR/data/train.parquet" \
+        --steps "$SMOKE_WARM_STEPS" 2> "$SMOKE_DIR/tiny_model.log" || { cat "$SMOKE_DIR/tiny_model.log" >&2; exit 1; }
+fi
+
+"$PYTHON" scripts/fake_judge.py --port-file "$SMOKE_DIR/judge.url" &
+judge_pid=$!
+trap 'kill "$judge_pid" 2>/dev/null || true' EXIT
+for _ in $(seq 1 100); do [[ -s "$SMOKE_DIR/judge.url" ]] && break; sleep 0.2; done
+[[ -s "$SMOKE_DIR/judge.url" ]] || { log "ERROR: the loopback judge did not start"; exit 1; }
+JUDGE_BASE_URL=$(cat "$SMOKE_DIR/judge.url")
+log "loopback judge: $JUDGE_BASE_URL"
+
+# The CPU backend in every process: the driver gets the environment, Ray workers the runtime_env.
+export VERL_PLATFORM=cpu VERL_USE_EXTERNAL_MODULES=recipe.cpu_backend
+export RAY_DEDUP_LOGS=0 TOKENIZERS_PARALLELISM=false
+CPU_OVERLAY=(
+    "trainer.device=cpu"
+    "+ray_kwargs.ray_init.num_gpus=1"                       # resource pools count Ray GPUs: declare one
+    "+ray_kwargs.ray_init.num_cpus=8"                       # TransferQueue and the workers need CPU slots
+    "++ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM=cpu"
+    "++ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=recipe.cpu_backend"
+    "++ray_kwargs.ray_init.runtime_env.env_vars.RAY_DEDUP_LOGS='0'"
+    "actor_rollout_ref.rollout.name=hf_cpu"
+    "actor_rollout_ref.rollout.checkpoint_engine.backend=naive"  # weights pushed in-process after each update
+    "actor_rollout_ref.rollout.agent.num_workers=1"
+    "+actor_rollout_ref.model.override_config.attn_implementation=sdpa"
+    "actor_rollout_ref.model.use_remove_padding=false"
+    "actor_rollout_ref.model.enable_gradient_checkpointing=false"
+    "actor_rollout_ref.model.use_fused_kernels=false"
+    "reward.num_workers=1"
+    "data.filter_overlong_prompts_workers=1"
+    "data.dataloader_num_workers=0"
+    "data.ivgr_min_pixels=3136"
+    "data.ivgr_max_pixels=12544"                            # the tiny model's bounds (4..16 image tokens)
+    "transfer_queue.backend.SimpleStorage.num_data_storage_units=1"  # each unit is a ~400 MB process
+    "trainer.val_before_train=false"
+    "ivgr.dump.every_k_steps=1"
+)
+# sizes: 2 samples (4 rows) per step, 2 rollouts each, short responses; the launch script's
+# variables, so the overrides it builds are the ones a GPU run uses
+export MODEL_PATH=$SMOKE_DIR/model DATA_DIR=$SMOKE_DIR/data CKPT_DIR=$SMOKE_DIR/checkpoints
+export TRAIN_BATCH_SIZE=4 PPO_MINI_BATCH_SIZE=2 ROLLOUT_N=2 MAX_PROMPT_LENGTH=512 MAX_RESPONSE_LENGTH=48
+export TP=1 NNODES=1 GPUS_PER_NODE=1 MAX_TOKENS_PER_GPU=2048 REF_OFFLOAD=false FUSED_KERNELS=false
+export LOGGER=console SAVE_FREQ=2 TEST_FREQ=-1 VAL_MAX_SAMPLES=4 PREFLIGHT=0 JUDGE_BASE_URL
+export PYTHON
+script=scripts/train_ivgr_7b.sh
+[[ "$RECIPE" == ivr_r1 ]] && script=scripts/train_ivr_r1_7b.sh
+
+status=0
+log "run 1: steps 1-2, checkpoint at step 2 ($script)"
+TOTAL_STEPS=2 bash "$script" "${CPU_OVERLAY[@]}" "$@" > "$SMOKE_DIR/run1.log" 2>&1 || status=$?
+if [[ $status == 0 ]]; then
+    log "run 2: resume from the step-2 checkpoint, step 3"
+    TOTAL_STEPS=3 bash "$script" "${CPU_OVERLAY[@]}" "$@" > "$SMOKE_DIR/run2.log" 2>&1 || status=$?
+fi
+[[ $status == 0 ]] || log "a training run failed (exit $status); its log: $(ls -t "$SMOKE_DIR"/run*.log | head -1)"
+
+[[ -n "${SMOKE_NO_REPORT:-}" ]] && exit "$status"
+"$PYTHON" -m recipe.cpu_backend.smoke_report --dir "$SMOKE_DIR" --recipe "$RECIPE" --run-status "$status" \
+    --seconds "$(( $(date +%s) - start ))"
