@@ -168,11 +168,13 @@ def test_items_carry_stream_prompt_and_reward_inputs(env, ds):
         assert user["content"][-1]["text"].endswith(instruction)
         assert user["content"][-1]["text"].startswith(sample.question)
         (image,) = _image_items(item["raw_prompt"])
-        assert isinstance(image["image"], Image.Image) and image["image"].size == tuple(sample.image_size)
+        seen = resized_size(*sample.image_size, "qwen2_5_vl", 56 * 56, MAX_PIXELS)
+        assert isinstance(image["image"], Image.Image) and image["image"].size == seen  # resized, not original
         assert (image["min_pixels"], image["max_pixels"]) == (56 * 56, MAX_PIXELS)
     # the image stored by path (resolved under the parquet's folder) is the same picture
     index = next(i for i, (s, _) in enumerate(expected) if s.sample_id == PATH_SAMPLE)
     stored = Image.open(env["tmp"] / "images" / "p0.png").convert("RGB")
+    stored = stored.resize(resized_size(*stored.size, "qwen2_5_vl", 56 * 56, MAX_PIXELS))
     assert _image_items(ds[index]["raw_prompt"])[0]["image"].tobytes() == stored.tobytes()
 
 
@@ -196,6 +198,25 @@ def test_images_reach_the_model_with_the_bounds_the_reward_uses(env, ds):
         t, h, w = (int(v) for v in out["image_grid_thw"][0])
         assert (w * 14, h * 14) == seen  # the processor does not resize again
         assert list(out["input_ids"][0]).count(pad) == t * h * w // 4
+
+
+def test_images_travel_resized_and_the_later_resize_is_the_identity(env, ds):
+    """verl stores raw_prompt's images with every trajectory: they must already be the model-sized
+    picture, so qwen_vl_utils-style resizing in the agent loop changes nothing (same size, same pixels)."""
+    import numpy as np
+
+    from recipe.ivgr.dataset import fetch_image
+
+    for index in range(0, len(ds), 2):
+        item = ds[index]
+        extra = item["extra_info"]
+        (image_item,) = _image_items(item["raw_prompt"])
+        width, height = extra["image_size"]  # the ORIGINAL size: the reward maps boxes from it
+        seen = resized_size(width, height, "qwen2_5_vl", extra["min_pixels"], extra["max_pixels"])
+        assert image_item["image"].size == seen and seen[0] * seen[1] < width * height
+        again = fetch_image(dict(image_item), image_patch_size=14)
+        assert again.size == seen
+        assert np.array_equal(np.asarray(again), np.asarray(image_item["image"]))
 
 
 def test_perfect_grounded_response_scores_iou_1(ds):
@@ -270,7 +291,8 @@ def test_image_paths_stay_under_the_root(env):
     _write(tmp / "data" / "paths.parquet", samples)
     files = [str(tmp / "data" / "paths.parquet")]
     loose = make(env, files, image_root=str(tmp / "root"))
-    assert _image_items(loose[0]["raw_prompt"])[0]["image"].size == tuple(donor.image_size)
+    assert _image_items(loose[0]["raw_prompt"])[0]["image"].size == resized_size(
+        *donor.image_size, "qwen2_5_vl", 56 * 56, MAX_PIXELS)
     with pytest.raises(ImageError, match="escapes_root"):
         loose[2]
     with pytest.raises(ImageError, match="image_missing"):  # default root: the parquet's own folder

@@ -1,23 +1,9 @@
 """Every change the CPU backend makes to verl 0.9.1 (and transformers 5.9) at run time, in one place.
 
-Each entry names the module it touches, why, and the version it was written against. A patch is
-applied right after its module is first imported (a post-import hook), so processes that never
-import a module never pay for it, and nothing here runs unless `VERL_PLATFORM=cpu`.
-
-| module (verl 0.9.1 unless stated) | change | why |
-|---|---|---|
-| `verl.utils.distributed` | process groups on `gloo` only | verl builds `cpu:gloo,<device>:<backend>`, which is `cpu:gloo,cpu:gloo` on CPU and rejected as a duplicate device type (`utils/distributed.py` ~63, ~89) |
-| `verl.workers.engine.fsdp.transformer_impl` | FSDP engines also registered for device `cpu` | `EngineRegistry` registers them for `cuda`/`npu` only (~1143, ~1594) |
-| `verl.workers.engine.fsdp.transformer_impl` | FSDP2 offload policy without pinned memory | the reference model (`forward_only`) always gets `CPUOffloadPolicy(pin_memory=True)` (~462), and pinning needs an accelerator |
-| `verl.workers.rollout.replica`, `verl.workers.rollout.base` | `hf_cpu` rollout registered | only vLLM/SGLang/TRT-LLM servers are registered; the HF/naive rollouts are legacy and unreachable |
-| `transformers.models.auto.video_processing_auto` (5.9) | image-only video processor when torchvision is missing | without torchvision `AutoProcessor` cannot load any Qwen-VL processor, verl then runs with `processor=None` and drops every image row |
-
-Not patched, set in the smoke overlay instead (`scripts/smoke_cpu.sh`): sdpa attention
-(`workers/config/model.py` ~185 defaults to flash_attention_2), `use_remove_padding=false`,
-`use_fused_kernels=false`, and Ray `GPU` resources declared on the CPU
-cluster (`ray_kwargs.ray_init.num_gpus`: resource pools count only GPU/NPU, `single_controller/ray/base.py`
-~226). `PlatformCPU.current_device()` returns `torch.device("cpu")` rather than an index because
-verl uses `get_device_id()` as a device (`fsdp_utils.py` ~507, `transformer_impl.py` ~935).
+`PATCHES` names each patched module and what changes; the README next to this file gives every
+patch's reason with verl's file and line (a test keeps the two lists equal). A patch is applied right
+after its module is first imported (a post-import hook), so processes that never import a module
+never pay for it, and nothing here runs unless `VERL_PLATFORM=cpu`.
 """
 
 from __future__ import annotations

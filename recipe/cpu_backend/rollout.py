@@ -168,6 +168,8 @@ class HFCPUServer:
         tied = getattr(self.model.config, "tie_word_embeddings", False)
         missing = [k for k in state if k not in named_tensors and not (tied and k == "lm_head.weight")]
         self.weights_version += 1
+        if global_steps is not None:  # the weight version verl tags trajectories with (as vLLM's server)
+            self.global_steps = global_steps
         before, self.fingerprint = self.fingerprint, weight_fingerprint(self.model.state_dict().values())
         logger.warning("hf_cpu rollout server %d: weights update %d (step %s): %d tensors, %d not sent, "
                        "fingerprint %.6f -> %.6f", self.replica_rank, self.weights_version, global_steps,

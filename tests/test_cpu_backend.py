@@ -1,0 +1,151 @@
+"""The CPU backend (`recipe.cpu_backend`) piece by piece, each in a fresh interpreter because verl
+resolves its platform once per process: inert unless `VERL_PLATFORM=cpu`, the platform verl then
+reports, the verl classes the patches reach (engine registry, rollout registries, gloo process group,
+verl's own `hf_processor` on a saved tiny checkpoint), and the `hf_cpu` server's generation with an
+image and its weight updates. The whole loop runs in tests/test_smoke_cpu.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _python(code: str, cpu: bool = True, timeout: float = 240) -> dict:
+    """Run `code` (which prints one JSON line last) in a fresh interpreter; return that JSON."""
+    env = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "VERL_USE_EXTERNAL_MODULES")}
+    env["VERL_USE_EXTERNAL_MODULES"] = "recipe.cpu_backend"
+    if cpu:
+        env["VERL_PLATFORM"] = "cpu"
+    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=ROOT, capture_output=True,
+                            text=True, timeout=timeout)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def tiny_checkpoint(tmp_path_factory):
+    from recipe.cpu_backend.tiny_model import save_tiny_checkpoint
+
+    return save_tiny_checkpoint(tmp_path_factory.mktemp("tiny") / "model")
+
+
+def test_without_verl_platform_cpu_nothing_changes():
+    out = _python("""
+        import json, verl
+        from verl.workers.engine.base import EngineRegistry
+        import verl.workers.engine  # registers the built-in engines
+        from verl.workers.rollout.base import _ROLLOUT_REGISTRY
+        from verl.workers.rollout.replica import RolloutReplicaRegistry
+        from verl.plugin.platform.platform_manager import PlatformRegistry
+        import verl.utils.distributed as d
+        print(json.dumps({"engines": sorted(map(str, EngineRegistry._engines["language_model"]["fsdp2"])),
+                          "rollouts": sorted(n for n, _ in _ROLLOUT_REGISTRY),
+                          "replicas": sorted(RolloutReplicaRegistry._registry),
+                          "platforms": sorted(PlatformRegistry.registered_names()),
+                          "dist_patched": "gloo_process_groups" in d.initialize_global_process_group_ray.__qualname__}))
+    """, cpu=False)
+    assert "cpu" not in out["engines"] and "hf_cpu" not in out["rollouts"] and "hf_cpu" not in out["replicas"]
+    assert "cpu" not in out["platforms"] and not out["dist_patched"]
+
+
+def test_platform_and_patches_reach_verls_own_classes(tiny_checkpoint):
+    out = _python(f"""
+        import json, os, torch, verl
+        from verl.utils.device import get_device_name, get_device_id, get_nccl_backend, get_torch_device
+        from verl.utils import hf_processor
+        import verl.workers.engine
+        from verl.workers.engine.base import EngineRegistry
+        from verl.workers.rollout.replica import get_rollout_replica_class
+        from verl.workers.rollout.base import get_rollout_class
+        from verl.utils.distributed import initialize_global_process_group_ray
+        os.environ.update(RANK="0", WORLD_SIZE="1", MASTER_ADDR="127.0.0.1", MASTER_PORT="29533")
+        initialize_global_process_group_ray()
+        t = torch.ones(3); torch.distributed.all_reduce(t)
+        processor = hf_processor({str(tiny_checkpoint)!r})
+        print(json.dumps({{
+            "device": get_device_name(), "device_id": str(get_device_id()), "backend": get_nccl_backend(),
+            "group_backend": torch.distributed.get_backend(), "reduced": t.tolist(),
+            "rss": get_torch_device().memory_allocated() > 0,
+            "engine": EngineRegistry.get_engine_cls("language_model", "fsdp2").__name__,
+            "replica": get_rollout_replica_class("hf_cpu").__name__,
+            "adapter": get_rollout_class("hf_cpu").__name__,
+            "processor": type(processor).__name__, "rope": hasattr(processor, "get_rope_index"),
+            "image_processor": type(processor.image_processor).__name__}}))
+    """)
+    assert (out["device"], out["device_id"], out["backend"], out["group_backend"]) == ("cpu", "cpu", "gloo", "gloo")
+    assert out["reduced"] == [1.0, 1.0, 1.0] and out["rss"]
+    assert out["engine"] == "FSDPEngineWithLMHead"
+    assert (out["replica"], out["adapter"]) == ("HFCPUReplica", "HFCPUServerAdapter")
+    # verl's own loader (AutoProcessor + get_rope_index binding) works without torchvision
+    assert out["processor"] == "Qwen2_5_VLProcessor" and out["rope"]
+    assert out["image_processor"] == "Qwen2VLImageProcessorPil"
+
+
+def test_server_generates_with_an_image_and_follows_weight_updates(tiny_checkpoint):
+    out = _python(f"""
+        import asyncio, json, torch
+        from omegaconf import OmegaConf
+        from PIL import Image
+        import verl
+        from verl.utils import hf_processor
+        from verl.workers.config import RolloutConfig
+        from recipe.cpu_backend.rollout import HFCPUServer
+        path = {str(tiny_checkpoint)!r}
+        config = RolloutConfig(name="hf_cpu", prompt_length=256, response_length=12, max_model_len=268)
+        server = HFCPUServer(config, OmegaConf.create({{"path": path}}), replica_rank=0)
+        processor = hf_processor(path)
+        messages = [{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": "What shape?"}}]}}]
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        image = Image.new("RGB", (112, 84), (10, 200, 30))
+        ids = list(processor(text=[text], images=[image])["input_ids"][0])
+        greedy = {{"temperature": 0.0, "logprobs": True}}
+        first = asyncio.run(server.generate(ids, dict(greedy), "r1", image_data=[image]))
+        again = asyncio.run(server.generate(ids, dict(greedy), "r2", image_data=[image]))
+        bad = None
+        try:
+            pad = ids.index(server.model.config.image_token_id)  # one image token short of the picture
+            asyncio.run(server.generate(ids[:pad] + ids[pad + 1:], dict(greedy), "r3", image_data=[image]))
+        except ValueError as err:
+            bad = str(err)
+        state = {{k: v.clone() for k, v in server.model.state_dict().items() if k != "lm_head.weight"}}
+        for v in state.values():
+            v.add_(0.05 * torch.randn_like(v))
+        update = server.update_weights(state, global_steps=3)
+        changed = asyncio.run(server.generate(ids, dict(greedy), "r4", image_data=[image]))
+        unknown = None
+        try:
+            server.update_weights({{"model.no_such.weight": torch.zeros(1)}})
+        except KeyError as err:
+            unknown = str(err)
+        print(json.dumps({{"first": first.token_ids, "again": again.token_ids, "n_logprobs": len(first.log_probs),
+                          "first_lp": first.log_probs, "changed_lp": changed.log_probs,
+                          "logprobs_ok": all(lp <= 0 for lp in first.log_probs), "stop": first.stop_reason,
+                          "bad": bad, "update": update, "changed": changed.token_ids,
+                          "steps": changed.extra_fields["global_steps"], "unknown": unknown}}))
+    """)
+    assert 1 <= len(out["first"]) <= 12 and out["first"] == out["again"]  # greedy is deterministic
+    assert out["n_logprobs"] == len(out["first"]) and out["logprobs_ok"] and out["stop"] == "completed"
+    assert out["bad"] is not None and "image tokens" in out["bad"]
+    assert out["update"]["weights_version"] == 1 and out["update"]["not_sent"] == 0
+    # the next generation comes from the new weights (the same tokens may win, their log-probs move)
+    assert (out["changed"], out["changed_lp"]) != (out["first"], out["first_lp"]) and out["steps"] == 3
+    assert out["unknown"] is not None and "unknown" in out["unknown"]
+
+
+def test_every_patch_is_listed_in_the_readme_with_its_reason():
+    from recipe.cpu_backend.patches import PATCHES
+
+    readme = (ROOT / "recipe" / "cpu_backend" / "README.md").read_text(encoding="utf-8")
+    table = re.findall(r"^\| `([\w.]+)` \| (.+?) \| (.+?) \|$", readme, flags=re.M)
+    listed = {module for module, _, reason in table if reason.strip()}
+    assert {patch.module for patch in PATCHES} <= listed
