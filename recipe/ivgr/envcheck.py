@@ -72,6 +72,11 @@ class Pins:
         return {"torch-cuda": self.torch_cuda, "torch-index": self.torch_index}.get(key) or self.versions.get(key)
 
     @property
+    def stack(self) -> str:
+        """"verl 0.9.1": whose extras the pins are."""
+        return f"verl {self.versions.get('verl', '?')}"
+
+    @property
     def cuda_major(self) -> str:
         """"cu130" -> "13" (torch.version.cuda of that build starts with "13.")."""
         digits = self.torch_cuda.removeprefix("cu")
@@ -201,7 +206,7 @@ def _import(module: str) -> tuple[object | None, str | None]:
     try:
         with contextlib.redirect_stdout(sink):
             return importlib.import_module(module), None
-    except BaseException as err:  # noqa: BLE001  (ImportError, OSError for a missing .so, RuntimeError, SystemExit)
+    except (Exception, SystemExit) as err:  # noqa: BLE001  (ImportError, OSError for a missing .so, RuntimeError)
         text = str(err).strip().splitlines()
         return None, f"{type(err).__name__}: {text[0] if text else ''}".rstrip(": ")
 
@@ -254,8 +259,8 @@ def check(pins: Pins, gpus: int | None = None, allow_no_gpu: bool = False) -> Re
             continue
         if pin and public(installed) != pin:
             row.status = "MISMATCH"
-            report.problems.append(f"{dist} {installed} is installed; the stack pins {dist}=={pin} (verl 0.9.1, "
-                                   f"{pins.path.name}). Fix: {_fix(dist, pins)}")
+            report.problems.append(f"{dist} {installed} is installed; the stack pins {dist}=={pin} "
+                                   f"({pins.stack}, {pins.path.name}). Fix: {_fix(dist, pins)}")
             if dist != "torch":  # torch is still imported: its CUDA build and GPUs are worth knowing
                 continue
         if required and _satisfies(installed, required) is False:
@@ -266,7 +271,7 @@ def check(pins: Pins, gpus: int | None = None, allow_no_gpu: bool = False) -> Re
         loaded, error = _import(module)
         if loaded is None:
             row.status, row.detail = "BROKEN", error or ""
-            hint = (" (a flash-attn built against another torch: FLASH_ATTN_REINSTALL=1 " + INSTALLER + ")"
+            hint = (f" Fix: FLASH_ATTN_REINSTALL=1 {INSTALLER} (a flash-attn built against another torch)"
                     if dist == "flash-attn" else f" Fix: pip install --force-reinstall --no-deps "
                     f"{dist}=={public(installed)}, or {INSTALLER}")
             report.problems.append(f"{dist} {installed} is installed but `import {module}` fails: {error}.{hint}")
@@ -297,7 +302,7 @@ def render(report: Report, pins: Pins, out) -> int:
         for message in report.problems:
             print(f"PROBLEM: {message}", file=out)
         return 1
-    print("ENV CHECK OK: the GPU stack matches verl 0.9.1's pins and imports", file=out)
+    print(f"ENV CHECK OK: the GPU stack matches the pins of {pins.stack} and imports", file=out)
     return 0
 
 
