@@ -89,9 +89,9 @@ else
             && pip_install --no-build-isolation "${reinstall[@]}" -c "$PINS" "$wheel"; then
         :
     else
-        # Source build: nvcc of CUDA 13, about 20-30 min on 32 cores for two architectures (3-5 min on 64
-        # cores for flash-attn's own default set, hours without ninja); each compile job takes several GB
-        # of RAM, so MAX_JOBS follows free memory.
+        # Source build: needs nvcc of CUDA 13; about 20-30 min on a 32-core box (verl's install docs), 3-5 min
+        # on 64 cores (flash-attn's README), hours without ninja; each compile job takes several GB of RAM,
+        # so MAX_JOBS follows free memory.
         [[ "${FLASH_ATTN_SOURCE:-0}" == 1 ]] || log "no prebuilt wheel could be installed: building flash-attn $FLASH_ATTN from source"
         nvcc=$(command -v nvcc || true)
         [[ -z "$nvcc" && -x "${CUDA_HOME:-/usr/local/cuda}/bin/nvcc" ]] && nvcc=${CUDA_HOME:-/usr/local/cuda}/bin/nvcc
@@ -99,8 +99,8 @@ else
 and none was found: install the CUDA 13 toolkit (or use the Dockerfile's nvidia/cuda devel base), or give a wheel: FLASH_ATTN_WHEEL=<url or file>"
         cores=$(nproc 2>/dev/null || echo 4)
         free_gb=$(awk '/MemAvailable/ {print int($2 / 1048576)}' /proc/meminfo 2>/dev/null || echo 24)
-        jobs=$(( free_gb / 6 )); (( jobs > cores )) && jobs=$cores; (( jobs < 1 )) && jobs=1
-        export MAX_JOBS=${MAX_JOBS:-$jobs} FLASH_ATTN_CUDA_ARCHS=${FLASH_ATTN_CUDA_ARCHS:-80;90} FLASH_ATTENTION_FORCE_BUILD=TRUE
+        n_jobs=$(( free_gb / 6 )); (( n_jobs > cores )) && n_jobs=$cores; (( n_jobs < 1 )) && n_jobs=1
+        export MAX_JOBS=${MAX_JOBS:-$n_jobs} FLASH_ATTN_CUDA_ARCHS=${FLASH_ATTN_CUDA_ARCHS:-80;90} FLASH_ATTENTION_FORCE_BUILD=TRUE
         log "source build: MAX_JOBS=$MAX_JOBS (free RAM ${free_gb} GB, $cores cores), FLASH_ATTN_CUDA_ARCHS=$FLASH_ATTN_CUDA_ARCHS"
         pip_install -c "$PINS" ninja packaging psutil wheel setuptools
         pip_install --no-build-isolation --no-binary flash-attn "${reinstall[@]}" -c "$PINS" "flash-attn==$FLASH_ATTN"
