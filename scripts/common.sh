@@ -144,6 +144,15 @@ print(f"Ray cluster: {len(nodes)} GPU nodes, {gpus:g} GPUs", file=sys.stderr)
 PY
 }
 
+# This node's GPU stack (python -m recipe.ivgr.preflight --env): a half-installed node stops here,
+# with the fix printed, before Ray starts.
+ivgr_check_env() {
+    [[ "${ENV_CHECK:-1}" == 1 ]] || return 0
+    ivgr_log "environment check (ENV_CHECK=0 skips it)"
+    "$PYTHON" -m recipe.ivgr.preflight --env --gpus "${GPUS_PER_NODE:-8}" \
+        || ivgr_die "this node's GPU stack is incomplete (PROBLEM lines above): bash scripts/install_gpu.sh fixes it, or ENV_CHECK=0 to launch anyway"
+}
+
 ivgr_launch() {
     local mode=train
     case "${1:-}" in
@@ -173,6 +182,7 @@ ivgr_launch() {
     elif [[ -z "${JUDGE_BASE_URL:-}" ]]; then
         ivgr_log "WARNING: JUDGE_BASE_URL is not set: training without the judge (consistency reward 0); see scripts/serve_judge.sh"
     fi
+    ivgr_check_env
     if (( NNODES > 1 )); then
         ivgr_check_ray_cluster
     fi

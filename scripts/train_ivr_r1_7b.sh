@@ -49,4 +49,5 @@ ARGS=(
 if [[ $DRY_RUN == 1 ]]; then
   exec "$PYTHON" -m recipe.ivr_r1.preflight "${ARGS[@]}" "$@"
 fi
+ivgr_check_env
 exec "$PYTHON" -m recipe.ivr_r1.main "${ARGS[@]}" "$@"

@@ -766,6 +766,11 @@ def _report(findings: Findings, rows: list[tuple[str, str]], out, title: str = "
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--env" in argv:  # the GPU node's installed stack instead of a config: recipe/ivgr/envcheck.py
+        from recipe.ivgr.envcheck import main as env_main
+
+        return env_main([a for a in argv if a != "--env"], prog="python -m recipe.ivgr.preflight --env")
     parser = argparse.ArgumentParser(prog="python -m recipe.ivgr.preflight",
                                      description="Check an iVGR training config without GPUs (see module doc).")
     parser.add_argument("--decode", choices=("sample", "all", "none"), default="sample",
