@@ -86,6 +86,8 @@ export MODEL_PATH=$SMOKE_DIR/model DATA_DIR=$SMOKE_DIR/data CKPT_DIR=$SMOKE_DIR/
 export TRAIN_BATCH_SIZE=4 PPO_MINI_BATCH_SIZE=2 ROLLOUT_N=2 MAX_PROMPT_LENGTH=512 MAX_RESPONSE_LENGTH=48
 export TP=1 NNODES=1 GPUS_PER_NODE=1 MAX_TOKENS_PER_GPU=2048 REF_OFFLOAD=false FUSED_KERNELS=false
 export LOGGER=console SAVE_FREQ=2 TEST_FREQ=-1 VAL_MAX_SAMPLES=4 PREFLIGHT=0 JUDGE_BASE_URL
+# the GPU stack check (CUDA torch, vLLM, flash-attn) does not apply to the CPU backend
+export ENV_CHECK=0
 export PYTHON
 script=scripts/train_ivgr_7b.sh
 [[ "$RECIPE" == ivr_r1 ]] && script=scripts/train_ivr_r1_7b.sh

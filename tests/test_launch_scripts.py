@@ -344,3 +344,46 @@ def test_ivr_r1_dry_run_uses_the_shared_preflight(data, tmp_path):
     assert dead.returncode == 1
     assert "attributor: cannot reach" in dead.stdout
     assert "PROBLEM" in dead.stdout and "train_batch_size" in dead.stdout
+
+
+# --------------------------------------------------------------------------- training-loop guards
+def test_a_small_dataset_reaches_the_step_target(tmp_path, data):
+    """72 train rows at 32 rows/step = 2 steps/epoch: verl's default 30 epochs stop at step 60 of 360."""
+    overrides = script_overrides("train_ivgr_7b.sh", data["qwen2_5_vl"], tmp_path / "ckpt", **SMALL)
+    code, out = preflight(overrides)
+    assert "WARNING: steps: trainer.total_training_steps=360 needs 180 epochs of 2 steps, but " \
+           "trainer.total_epochs=30 would stop verl at step 60" in out
+    code, out = preflight([*overrides, "trainer.total_training_steps=40"])
+    assert "steps: 40 (20.0 epochs of 2 steps)" in out and "would stop verl" not in out
+
+
+def test_the_trainer_raises_total_epochs_to_the_step_target():
+    from omegaconf import OmegaConf
+
+    from recipe.ivgr.trainer import IVGRTrainer
+
+    trainer = IVGRTrainer.__new__(IVGRTrainer)  # only the dataloader-length logic, no workers
+    trainer.config = OmegaConf.create({"trainer": {"total_training_steps": 360, "total_epochs": 30}})
+    OmegaConf.set_struct(trainer.config, True)
+    trainer.train_dataloader = [None] * 7  # 7 batches per epoch
+    trainer._reach_step_target()
+    assert trainer.config.trainer.total_epochs == 52  # 52 x 7 = 364 >= 360 > 51 x 7
+    trainer.config.trainer.total_training_steps = 70
+    trainer._reach_step_target()
+    assert trainer.config.trainer.total_epochs == 52  # never lowered
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["ivgr.pair_sampler=false", "data.shuffle=true"], "set data.shuffle=false: verl's row-level shuffle splits"),
+    (["data.shuffle=true"], "set data.shuffle=false"),
+    (["+trainer.v1.sync.parameter_sync_step=2"], "trainer.v1.sync.parameter_sync_step=2: sub-batch sampling"),
+])
+def test_settings_that_split_pairs_are_refused(tmp_path, data, extra, message):
+    from recipe.ivgr.main import check_config
+    from recipe.ivgr.preflight import compose_config
+
+    overrides = script_overrides("train_ivgr_7b.sh", data["qwen2_5_vl"], tmp_path / "ckpt", **SMALL)
+    with pytest.raises(ValueError, match=re.escape(message)):
+        check_config(compose_config([*overrides, *extra]))
+    code, out = preflight([*overrides, *extra])
+    assert code == 1 and message in out
