@@ -13,6 +13,7 @@ from collections import Counter, defaultdict
 
 import torch
 import transfer_queue as tq
+from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
 
@@ -90,12 +91,18 @@ class IVRR1Trainer(PPOTrainerSync):
     def _compute_advantage(self, batch, metrics: dict):
         batch = super()._compute_advantage(batch, metrics)
         if self._aux_nll_weight:
-            self.mark_demonstrations(batch, metrics)
+            batch = self.mark_demonstrations(batch, metrics)
         return batch
 
-    def mark_demonstrations(self, batch, metrics: dict) -> int:
+    def mark_demonstrations(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         """aux_nll mode: write `rollout_is_weights` (1 on ordinary rows, -λ on a demonstration's loss
-        tokens; see recipe.ivr_r1.losses) so the registered policy loss trains demonstrations with NLL."""
+        tokens; see recipe.ivr_r1.losses) so the registered policy loss trains demonstrations with NLL.
+
+        Returns the batch metadata to hand on: TransferQueue records a batch's field list in the
+        metadata a write returns, and the actor worker loads exactly those fields
+        (`async_kv_batch_meta2batch_meta` -> `select_fields(meta.fields)`); metadata from before this
+        write would make the worker fetch no `rollout_is_weights` and train the demonstration with
+        PPO on its flawed sibling's advantage."""
         from tensordict import TensorDict
 
         from recipe.ivr_r1.losses import demo_weights
@@ -108,10 +115,14 @@ class IVRR1Trainer(PPOTrainerSync):
             demos += is_demo
             rows.append(demo_weights(mask.numel(), mask if is_demo else None, self._aux_nll_weight))
         weights = torch.nested.as_nested_tensor(rows, layout=torch.jagged)
-        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id,
-                        fields=TensorDict({"rollout_is_weights": weights}, batch_size=len(batch.keys)))
+        written = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id,
+                                  fields=TensorDict({"rollout_is_weights": weights}, batch_size=len(batch.keys)))
+        if "rollout_is_weights" not in (written.fields or []):
+            raise RuntimeError("TransferQueue did not record rollout_is_weights for the step's rows")
         metrics["ivr_r1/aux_nll/demonstrations"] = float(demos)
-        return demos
+        # the put's field list, with the step's own tags (order) and extra_info
+        return KVBatchMeta(keys=list(batch.keys), tags=batch.tags, partition_id=batch.partition_id,
+                           fields=written.fields, extra_info=batch.extra_info)
 
     def collect_ivr_metrics(self, batch, metrics: dict) -> dict[str, float]:
         """Read the step's real rows, add `ivr_r1/` metrics, dump chains when due."""
