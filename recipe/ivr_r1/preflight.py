@@ -3,8 +3,8 @@ the iVGR preflight's checks on the IVR-R1 config, without Ray or GPUs.
 
 Composes `config/ivr_r1_trainer.yaml` with the launch overrides, runs `recipe.ivr_r1.main.check_config`
 (verl's validate_config plus the IVR-R1 rules), validates the data files, checks sizes, checkpoints and
-logger like `recipe.ivgr.preflight`, and probes the attributor and the verification judge
-(`GET /models`). Exit 1 with one line per problem.
+logger like `recipe.ivgr.preflight`, and probes the attributor and the judge (`ivgr.judge`, which
+serves both the reward and the screening verdict; `GET /models`). Exit 1 with one line per problem.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from pathlib import Path
 from recipe.ivgr import preflight as shared
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
-ENDPOINTS = (("ivr_r1.attributor.judge", "attributor"), ("ivr_r1.verify.judge", "verify judge"))
+ENDPOINTS = (("ivr_r1.attributor.judge", "attributor"), ("ivgr.judge", "judge"))
 
 
 def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64, timeout_s: float = 5.0,
@@ -42,7 +42,7 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
         findings.warn("attributor: ivr_r1.attributor.judge.base_url unset (check_config refuses it for kind=judge)")
     ckpt = shared.check_checkpoints(config, findings)
     logger_ = shared.check_logger(config, findings)
-    rows = shared.summary_rows(config, stats.get("train"), status["verify judge"], ckpt, logger_)
+    rows = shared.summary_rows(config, stats.get("train"), status["judge"], ckpt, logger_)
     rows.append(("attributor", f"{shared.select(config, 'ivr_r1.attributor.kind')}: {status['attributor']}"))
     return shared._report(findings, rows, out, "IVR-R1 preflight")
 

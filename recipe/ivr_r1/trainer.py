@@ -17,7 +17,7 @@ from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
 
-from recipe.ivr_r1.settings import AGENT_NAME, DEMO_FIELD
+from recipe.ivr_r1.settings import AGENT_NAME, DEMO_FIELD, GROUP_N_FIELD
 
 logger = logging.getLogger(__name__)
 STATUS_KEYS = ("rectified", "empty_think", "unattributed", "no_fault", "length_exceeded", "not_verified",
@@ -55,7 +55,10 @@ def step_metrics(infos: list[dict], scores: list[float], max_rounds: int) -> dic
     rect = [i for i in screened if infos[i].get("status") == "rectified"]
     rect_set = set(rect)
     others = [i for i in range(n) if i not in rect_set]
-    m["ivr_r1/score/rectified_mean"] = sum(scores[i] for i in rect) / len(rect) if rect else 0.0
+    # a rectified rollout's own reward: in aux_nll mode its row keeps the flawed rollout (and its reward),
+    # the demonstration's reward is the session's `rectified_score`
+    rect_scores = [float(infos[i].get("rectified_score", scores[i])) for i in rect]
+    m["ivr_r1/score/rectified_mean"] = sum(rect_scores) / len(rect) if rect else 0.0
     m["ivr_r1/score/other_mean"] = sum(scores[i] for i in others) / len(others) if others else 0.0
     m["ivr_r1/acc/original_all"] = sum(1 for info in infos if info.get("correct") is True) / n
     m["ivr_r1/acc/after_rectification"] = (sum(1 for info in infos if info.get("correct") is True) + len(rect)) / n
@@ -78,6 +81,8 @@ class IVRR1Trainer(PPOTrainerSync):
     def _fetch_one_gen_batch(self):
         batch = super()._fetch_one_gen_batch()
         tu.assign_non_tensor_data(batch, "agent_name", AGENT_NAME)  # training rows only; val keeps the default
+        if "__rollout_n__" in batch.keys():  # verl pops it before the agent loop: the group barrier needs it
+            batch.set(GROUP_N_FIELD, batch.get("__rollout_n__").clone())
         return batch
 
     def on_step_begin(self):
