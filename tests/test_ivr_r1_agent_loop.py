@@ -387,3 +387,66 @@ def test_aux_nll_rectified_score_is_the_demonstrations_own_reward(judge_server, 
     assert all(DEMO_FIELD not in r.extra_fields for r in rows)
     m = step_metrics([r.extra_fields["ivr_r1"] for r in rows], [r.reward_score for r in rows], max_rounds=2)
     assert m["ivr_r1/score/rectified_mean"] == pytest.approx(demo_reward)
+
+
+# ------------------------------------------------------------------ self-attribution on the rollout server
+def _is_attribution(text):
+    from recipe.ivr_r1.attribution import ATTRIBUTOR_SYSTEM
+
+    return ATTRIBUTOR_SYSTEM.split("\n")[0] in text
+
+
+def _policy_server(tokenizer, attribution, flawed=FLAWED):
+    def reply(text, params):
+        if _is_attribution(text):
+            return attribution(params)
+        if text.endswith(CUE):
+            return CONTINUATION
+        return flawed if session_of(text) == 0 else CORRECT
+
+    return Server(tokenizer, reply)
+
+
+def test_self_attribution_retry_samples_with_a_new_seed(tokenizer):
+    """The greedy first reply is unusable; a retry at temperature 0 would repeat it, so the retry samples
+    (retry_temperature) with a seed, and a deterministic server then answers differently."""
+    def attribution(params):  # deterministic: the reply depends only on the request's sampling params
+        if params["temperature"] == 0:
+            return "<think>hmm</think><answer>Step 2 is the wrong one.</answer>"
+        return '<think>recount</think><answer>{"step": 2, "reason": "three cups"}</answer>'
+
+    server = _policy_server(tokenizer, attribution)
+    outputs = run_sessions(loop_config("ivr_r1.attributor.kind=policy", "ivr_r1.screening.cap_per_group=1"),
+                           tokenizer, server, [{**row(i), "uid": "u6"} for i in range(N)])
+    assert outputs[0].extra_fields["ivr_r1"]["status"] == "rectified"
+    calls = [c["params"] for c in server.calls if _is_attribution(c["text"])]
+    assert [c["temperature"] for c in calls] == [0.0, 0.7] and "seed" not in calls[0] and "seed" in calls[1]
+    # retry_temperature 0 with a greedy first request: no identical retries
+    server = _policy_server(tokenizer, attribution)
+    outputs = run_sessions(loop_config("ivr_r1.attributor.kind=policy", "ivr_r1.screening.cap_per_group=1",
+                                       "ivr_r1.attributor.policy.retry_temperature=0"),
+                           tokenizer, server, [{**row(i), "uid": "u7"} for i in range(N)])
+    info = outputs[0].extra_fields["ivr_r1"]
+    assert (info["status"], info["attribution"]) == ("unattributed", ["malformed"])
+    assert sum(1 for c in server.calls if _is_attribution(c["text"])) == 1
+
+
+def test_self_attribution_prompt_shortens_long_steps_to_fit(tokenizer):
+    long_step = "I look at the table and describe it: " + "the wooden table has a cup on it, " * 20
+    flawed = f"<think>{long_step.strip()}\n\nI see 2 cups.\n\nSo 2.</think><answer>2</answer>"
+    ok_reply = lambda params: '{"step": 2, "reason": "three cups"}'  # noqa: E731
+    base = ("ivr_r1.attributor.kind=policy", "ivr_r1.screening.cap_per_group=1",
+            "actor_rollout_ref.rollout.response_length=800")
+    server = _policy_server(tokenizer, ok_reply, flawed)
+    run_sessions(loop_config(*base), tokenizer, server, [{**row(i), "uid": "u8"} for i in range(N)])
+    full = next(c for c in server.calls if _is_attribution(c["text"]))
+    assert "characters omitted" not in full["text"]
+    limit = len(full["prompt_ids"]) - 1  # the full view no longer fits; the rollout prompt does
+    server = _policy_server(tokenizer, ok_reply, flawed)
+    outputs = run_sessions(loop_config(*base, f"actor_rollout_ref.rollout.prompt_length={limit}"), tokenizer, server,
+                           [{**row(i), "uid": "u9"} for i in range(N)])
+    info = outputs[0].extra_fields["ivr_r1"]
+    assert (info["status"], info["attribution"], info["steps"]) == ("rectified", ["ok"], [2])
+    shortened = [c for c in server.calls if _is_attribution(c["text"])]
+    assert len(shortened) == 1 and len(shortened[0]["prompt_ids"]) <= limit
+    assert "characters omitted" in shortened[0]["text"] and "[2] I see 2 cups." in shortened[0]["text"]
