@@ -189,3 +189,41 @@ def test_aux_nll_demonstration_reaches_the_actor_loss_as_nll(transfer_queue):
             offset += seq_len
     assert demo_checked
     tq.kv_clear(keys=meta.keys, partition_id="train")
+
+
+def test_aux_nll_demonstrations_do_not_add_a_padding_mini_batch():
+    """2048 rollouts (256 prompts x 8) + 100 demonstrations, dp=8, ppo_mini_batch_size=64. verl's sizing
+    pads to a multiple of 512: 2560 rows, 5 optimizer steps, the 5th of 100 real rows in 512. The recipe
+    keeps verl's 4 updates: padded to a multiple of 4 x lcm(8, 8), 4 mini-batches of 544 rows. The number
+    of updates is counted as the actor worker does (EngineWorker.train_mini_batch's arithmetic)."""
+    from verl.trainer.ppo.v1.trainer_base import PPOTrainer
+
+    with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base=None):
+        config = compose(config_name="ivr_r1_trainer", overrides=[
+            "actor_rollout_ref.model.path=/nonexistent", "ivr_r1.attributor.kind=policy",
+            "ivr_r1.optimization.mode=aux_nll", "actor_rollout_ref.actor.policy_loss.loss_mode=ivr_r1_aux_nll"])
+    trainer = IVRR1Trainer.__new__(IVRR1Trainer)
+    trainer.config, trainer._aux_nll_weight, trainer.use_critic, trainer.global_steps = config, 0.1, False, 1
+    dp, rows = 8, 256 * 8 + 100
+
+    def padded(multiple):
+        return -(-rows // multiple) * multiple
+
+    verl_rows = padded(PPOTrainer._get_required_batch_multiple(trainer, dp))
+    assert (verl_rows, verl_rows // (64 * 8)) == (2560, 5)  # measured: 412 padding rows, one extra update
+    ours = padded(trainer._get_required_batch_multiple(dp))
+    assert ours - rows < 32
+
+    class ActorGroup:  # the GPU worker group cannot exist on CPU: record what verl dispatches to it
+        def update_actor(self, batch):
+            self.extra_info = dict(batch.extra_info)
+            return {"metrics": {"mfu": [0.0]}}
+
+    trainer.actor_rollout_wg, trainer.distillation_config = ActorGroup(), None
+    batch = KVBatchMeta(partition_id="train", keys=[f"k{i}_0_0" for i in range(ours)], tags=[{}] * ours)
+    trainer._update_actor(batch, {})
+    info = trainer.actor_rollout_wg.extra_info
+    per_gpu = info["mini_batch_size"] // dp  # EngineWorker.train_mini_batch
+    assert info["mini_batch_size"] % dp == 0 and (ours // dp) // per_gpu * info["epochs"] == 4
+    assert info["global_batch_size"] == info["mini_batch_size"] == ours // 4
+    assert config.actor_rollout_ref.actor.ppo_mini_batch_size == 64  # restored

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections import Counter, defaultdict
@@ -92,6 +93,36 @@ class IVRR1Trainer(PPOTrainerSync):
     def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
         self.collect_ivr_metrics(batch, metrics)
         return super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
+
+    # ---------------------------------------------------------------- aux_nll mini-batches
+    def _aux_nll_updates(self) -> int | None:
+        """aux_nll mode: the optimizer steps per training step verl plans for the batch without
+        demonstrations (train_batch_size / ppo_mini_batch_size); None when verl's own sizing applies."""
+        if not self._aux_nll_weight or self.use_critic or self.config.trainer.critic_warmup > self.global_steps:
+            return None
+        return max(1, int(self.config.data.train_batch_size) // int(self.config.actor_rollout_ref.actor.ppo_mini_batch_size))
+
+    def _get_required_batch_multiple(self, dp_size: int) -> int:
+        """verl pads the batch to a multiple of the PPO mini-batch (ppo_mini_batch_size x n rows): the D extra
+        demonstration rows of aux_nll mode would cost a whole extra, mostly-padding mini-batch (one more
+        optimizer step per training step). Instead keep verl's number of updates k and pad only to a
+        multiple of k x lcm(dp, n): each of the k mini-batches grows by about D/k rows."""
+        updates = self._aux_nll_updates()
+        if updates is None:
+            return super()._get_required_batch_multiple(dp_size)
+        return updates * math.lcm(dp_size, int(self.config.actor_rollout_ref.rollout.n))
+
+    def _update_actor(self, batch, metrics: dict):
+        updates = self._aux_nll_updates()
+        if updates is None:
+            return super()._update_actor(batch, metrics)
+        actor, n = self.config.actor_rollout_ref.actor, int(self.config.actor_rollout_ref.rollout.n)
+        planned = int(actor.ppo_mini_batch_size)
+        actor.ppo_mini_batch_size = len(batch) // updates // n  # verl reads it as prompts, x n sequences
+        try:
+            return super()._update_actor(batch, metrics)
+        finally:
+            actor.ppo_mini_batch_size = planned
 
     def _compute_advantage(self, batch, metrics: dict):
         batch = super()._compute_advantage(batch, metrics)
