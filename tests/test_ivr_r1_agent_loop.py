@@ -450,3 +450,11 @@ def test_self_attribution_prompt_shortens_long_steps_to_fit(tokenizer):
     shortened = [c for c in server.calls if _is_attribution(c["text"])]
     assert len(shortened) == 1 and len(shortened[0]["prompt_ids"]) <= limit
     assert "characters omitted" in shortened[0]["text"] and "[2] I see 2 cups." in shortened[0]["text"]
+
+
+def test_session_score_is_handed_to_verl_only_for_the_recipe_reward():
+    from recipe.ivr_r1.settings import owns_reward
+
+    assert owns_reward(compose_config())
+    assert not owns_reward(compose_config("reward.reward_manager.source=register", "reward.reward_manager.name=naive"))
+    assert not owns_reward(compose_config("reward.reward_model.enable=true"))

@@ -81,7 +81,8 @@ def test_parse_attribution_ok(text, expected):
     '{"step": "2", "reason": "x"}', '{"step": 2.0, "reason": "x"}', '{"step": true, "reason": "x"}',
     '{"step": 2}', '{"step": 2, "reason": "x", "confidence": 1}', '[2, "x"]', "", "Step 2",
     '{"step": 4, "reason": "x"}', '{"step": 0, "reason": "x"}', '{"step": -1, "reason": "x"}',
-    '<answer>Step 2 is wrong</answer>', '```json\n{"step": 1, "reason": "x"}\n```\n```json\n{"step": 2, "reason": "y"}\n```',
+    '<answer>Step 2 is wrong</answer>',
+    '```json\n{"step": 1, "reason": "x"}\n```\n```json\n{"step": 2, "reason": "y"}\n```',  # two fenced blocks
 ])
 def test_parse_attribution_rejects(text):
     assert parse_attribution(text, 3) is None

@@ -49,10 +49,9 @@ from recipe.ivgr.reward_manager import reward_settings, score_response
 from recipe.ivr_r1.attribution import JudgeAttributor, PolicyAttributor, PromptTooLong
 from recipe.ivr_r1.rereason import Generation, Trajectory, continuation_truncated, rectify
 from recipe.ivr_r1.screening import screen_group
-from recipe.ivr_r1.settings import DEMO_FIELD, GROUP_N_FIELD, IVRR1Settings
+from recipe.ivr_r1.settings import DEMO_FIELD, GROUP_N_FIELD, IVRR1Settings, owns_reward
 
 logger = logging.getLogger(__name__)
-RECIPE_REWARD_MANAGER = ("IVGRRewardManager", "recipe.ivgr.reward_manager")
 
 
 class _Group:
@@ -83,16 +82,6 @@ class _TextTokenizer:
 
 class GenerationAborted(RuntimeError):
     """The rollout server aborted the request (stop_reason "aborted"): no usable continuation."""
-
-
-def owns_reward(config: Any) -> bool:
-    """Whether the session's score IS the configured reward (the recipe's reward manager, no reward
-    model), so it can be handed to verl instead of being computed again by the reward workers."""
-    reward = config.get("reward") or {}
-    manager = reward.get("reward_manager") or {}
-    path = str((manager.get("module") or {}).get("path") or "")
-    return (manager.get("name") == RECIPE_REWARD_MANAGER[0] and path.endswith(RECIPE_REWARD_MANAGER[1])
-            and not (reward.get("reward_model") or {}).get("enable", False))
 
 
 def verdict_of(reward: dict) -> bool | None:

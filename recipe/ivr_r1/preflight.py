@@ -23,6 +23,7 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
         out=None) -> int:
     """Every check with these Hydra overrides; the report goes to `out`; 0 = sound, 1 = problems."""
     from recipe.ivr_r1.main import check_config
+    from recipe.ivr_r1.settings import owns_reward
 
     out = out or sys.stdout
     findings = shared.Findings()
@@ -33,6 +34,9 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
         return shared._report(findings, [], out, "IVR-R1 preflight")
     shared.check_install(findings)
     shared.run_check_config(config, findings, check_config)
+    if not owns_reward(config):
+        findings.warn("reward: not the recipe's IVGRRewardManager (or a reward model is on): the agent loop's "
+                      "screening score is not handed to verl, so undecided answers are judged twice")
     shared.check_model(config, findings)
     stats = shared.check_data(config, findings, decode, sample_rows)
     shared.check_frames(config, stats, findings)

@@ -14,6 +14,7 @@ DEMO_FIELD = "ivr_r1_demo"  # extra_fields flag of a rectified demonstration row
 GROUP_N_FIELD = "ivr_r1_group_n"  # per-row group size (copy of __rollout_n__, which verl pops before the loop)
 ATTRIBUTOR_KINDS = ("judge", "policy")
 OPTIMIZATION_MODES = ("replace", "aux_nll")
+RECIPE_REWARD_MANAGER = ("IVGRRewardManager", "recipe.ivgr.reward_manager")
 
 
 @dataclass
@@ -63,3 +64,13 @@ class IVRR1Settings:
             aux_nll_weight=float(opt.get("aux_nll_weight", 0.1)),
             keep_texts=bool((c.get("dump") or {}).get("keep_texts", True)),
         )
+
+
+def owns_reward(config: Any) -> bool:
+    """Whether the session's score IS the configured reward (the recipe's reward manager, no reward
+    model), so it can be handed to verl instead of being computed again by the reward workers."""
+    reward = config.get("reward") or {}
+    manager = reward.get("reward_manager") or {}
+    path = str((manager.get("module") or {}).get("path") or "")
+    return (manager.get("name") == RECIPE_REWARD_MANAGER[0] and path.endswith(RECIPE_REWARD_MANAGER[1])
+            and not (reward.get("reward_model") or {}).get("enable", False))

@@ -100,7 +100,8 @@ class IVRR1Trainer(PPOTrainerSync):
         demonstrations (train_batch_size / ppo_mini_batch_size); None when verl's own sizing applies."""
         if not self._aux_nll_weight or self.use_critic or self.config.trainer.critic_warmup > self.global_steps:
             return None
-        return max(1, int(self.config.data.train_batch_size) // int(self.config.actor_rollout_ref.actor.ppo_mini_batch_size))
+        mini = int(self.config.actor_rollout_ref.actor.ppo_mini_batch_size)
+        return max(1, int(self.config.data.train_batch_size) // mini)
 
     def _get_required_batch_multiple(self, dp_size: int) -> int:
         """verl pads the batch to a multiple of the PPO mini-batch (ppo_mini_batch_size x n rows): the D extra
