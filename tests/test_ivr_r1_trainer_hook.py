@@ -221,6 +221,9 @@ def test_aux_nll_demonstrations_do_not_add_a_padding_mini_batch():
 
     trainer.actor_rollout_wg, trainer.distillation_config = ActorGroup(), None
     batch = KVBatchMeta(partition_id="train", keys=[f"k{i}_0_0" for i in range(ours)], tags=[{}] * ours)
+    from omegaconf import OmegaConf
+
+    OmegaConf.set_readonly(config, True)  # a frozen run config must not break the override
     trainer._update_actor(batch, {})
     info = trainer.actor_rollout_wg.extra_info
     per_gpu = info["mini_batch_size"] // dp  # EngineWorker.train_mini_batch

@@ -14,6 +14,7 @@ from collections import Counter, defaultdict
 
 import torch
 import transfer_queue as tq
+from omegaconf import read_write
 from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
@@ -115,15 +116,18 @@ class IVRR1Trainer(PPOTrainerSync):
 
     def _update_actor(self, batch, metrics: dict):
         updates = self._aux_nll_updates()
-        if updates is None:
+        n = int(self.config.actor_rollout_ref.rollout.n)
+        if updates is None or len(batch) % (updates * n):  # not padded by our _balance_batch sizing
             return super()._update_actor(batch, metrics)
-        actor, n = self.config.actor_rollout_ref.actor, int(self.config.actor_rollout_ref.rollout.n)
+        actor = self.config.actor_rollout_ref.actor
         planned = int(actor.ppo_mini_batch_size)
-        actor.ppo_mini_batch_size = len(batch) // updates // n  # verl reads it as prompts, x n sequences
+        with read_write(actor):  # verl's _update_actor reads it (prompts, x n sequences) for this call only
+            actor.ppo_mini_batch_size = len(batch) // updates // n
         try:
             return super()._update_actor(batch, metrics)
         finally:
-            actor.ppo_mini_batch_size = planned
+            with read_write(actor):
+                actor.ppo_mini_batch_size = planned
 
     def _compute_advantage(self, batch, metrics: dict):
         batch = super()._compute_advantage(batch, metrics)
