@@ -173,3 +173,288 @@ def test_aux_nll_mode_adds_the_demonstration_before_the_flawed_rollout(judge_ser
     assert tokenizer.decode(demo.response_ids, skip_special_tokens=True) == "<think>There is a cup.\n\n" + CUE + CONTINUATION
     assert flawed.extra_fields["ivr_r1"]["status"] == "rectified"
     assert all(not isinstance(o, list) for o in outputs[1:])
+
+
+# ------------------------------------------------------------------ defects (issue 12)
+class Server:
+    """Policy-server stand-in: ``reply(text, sampling_params)`` gives a reply text (``<|im_end|>`` is
+    appended, as vLLM keeps the stop token), a TokenOutput, or an exception to raise. Records calls."""
+
+    def __init__(self, tokenizer, reply):
+        self.tok, self.reply, self.calls = tokenizer, reply, []
+
+    async def generate(self, request_id, prompt_ids, sampling_params, image_data=None, **kwargs):
+        text = self.tok.decode(prompt_ids, skip_special_tokens=True)
+        self.calls.append({"text": text, "params": dict(sampling_params), "prompt_ids": list(prompt_ids),
+                           "image_data": image_data, **kwargs})
+        out = self.reply(text, sampling_params)
+        if isinstance(out, BaseException):
+            raise out
+        if isinstance(out, TokenOutput):
+            return out
+        ids = self.tok.encode(out + "<|im_end|>", add_special_tokens=False)
+        return TokenOutput(token_ids=ids, log_probs=[-0.1] * len(ids), stop_reason="completed")
+
+
+def session_of(text):
+    return int(re.search(r"\(s(\d)\)", text).group(1))
+
+
+def run_sessions(config, tokenizer, server, rows):
+    async def go():
+        loops = [build_loop(config, server, tokenizer) for _ in rows]
+        return await asyncio.gather(*(loop.run({"temperature": 1.0}, **r) for loop, r in zip(loops, rows)),
+                                    return_exceptions=True)
+
+    return asyncio.run(go())
+
+
+def loop_config(*overrides):
+    return compose_config(f"ivr_r1.rereason.cue='{CUE}'",
+                          f"actor_rollout_ref.rollout.agent.agent_loop_config_path={AGENT_LOOP_CONFIG}", *overrides)
+
+
+LONG_CUE = " Wait, let me look at the image again carefully. "
+
+
+@pytest.mark.parametrize("stop_reason, status", [("completed", "rectified"), ("length", "length_exceeded"),
+                                                 ("aborted", "generation_error")])
+def test_truncation_comes_from_the_stop_reason(judge_server, tokenizer, stop_reason, status):
+    """A continuation that ends with its stop token exactly at the budget is complete (verl's vLLM server
+    says "completed" for vLLM's stop and length alike); "length" is truncated; "aborted" is unusable."""
+    judge_server.reset()
+    judge_server.script(default=ok(json.dumps({"step": 2, "reason": "count again"})))
+    enc = lambda t: tokenizer.encode(t, add_special_tokens=False)  # noqa: E731
+    cont = enc(CONTINUATION + "<|im_end|>")
+    budget_exact = len(enc("<think>There is a cup.\n\n")) + len(enc(LONG_CUE)) + len(cont)
+    config = compose_config(f"ivr_r1.attributor.judge.base_url={judge_server.url}",
+                            f"ivr_r1.rereason.cue='{LONG_CUE}'", "ivr_r1.rereason.min_continuation_tokens=1",
+                            "ivr_r1.screening.cap_per_group=1",
+                            f"actor_rollout_ref.rollout.agent.agent_loop_config_path={AGENT_LOOP_CONFIG}",
+                            f"actor_rollout_ref.rollout.response_length={budget_exact}")
+
+    def reply(text, params):
+        if text.endswith(LONG_CUE):
+            assert params["max_tokens"] == len(cont)  # the whole remaining budget, used to the last token
+            return TokenOutput(token_ids=cont, log_probs=[-0.1] * len(cont), stop_reason=stop_reason)
+        return FLAWED if session_of(text) == 0 else CORRECT
+
+    outputs = run_sessions(config, tokenizer, Server(tokenizer, reply), [row(i) for i in range(N)])
+    assert outputs[0].extra_fields["ivr_r1"]["status"] == status
+
+
+def test_group_barrier_uses_the_rows_group_size(judge_server, tokenizer):
+    """`__rollout_n__` = 2 for this row (verl starts 2 sessions and pops the key; the trainer copies it
+    to ivr_r1_group_n): the 2 sessions screen as soon as both posted, not after group_wait_s."""
+    import time
+
+    from recipe.ivr_r1.agent_loop import IVRR1AgentLoop
+    from recipe.ivr_r1.settings import GROUP_N_FIELD
+
+    judge_server.reset()
+    judge_server.script(default=ok(json.dumps({"step": 2, "reason": "count again"})))
+    config = loop_config(f"ivr_r1.attributor.judge.base_url={judge_server.url}", "ivr_r1.screening.group_wait_s=60")
+    server = Server(tokenizer, lambda text, p: CONTINUATION if text.endswith(CUE) else
+                    (FLAWED if session_of(text) == 0 else CORRECT))
+    t0 = time.perf_counter()
+    outputs = run_sessions(config, tokenizer, server, [{**row(i), "uid": "u2", GROUP_N_FIELD: 2} for i in range(2)])
+    assert time.perf_counter() - t0 < 20
+    assert [o.extra_fields["ivr_r1"]["screen"] for o in outputs] == ["selected", "correct"]
+    assert "u2" not in IVRR1AgentLoop._groups
+
+
+def test_trainer_copies_the_rows_group_size_for_the_agent_loop():
+    import numpy as np
+
+    from recipe.ivr_r1.settings import GROUP_N_FIELD
+    from recipe.ivr_r1.trainer import IVRR1Trainer
+
+    trainer = IVRR1Trainer.__new__(IVRR1Trainer)
+    trainer.train_dataloader = [{"raw_prompt": np.array([[{"role": "user", "content": "a"}]] * 2, dtype=object),
+                                 "__rollout_n__": np.array([2, 6], dtype=object)}]
+    trainer.train_dataloader_it = None
+    batch = trainer._fetch_one_gen_batch()  # verl's fetch (uids), then the recipe's fields
+    # what AgentLoopWorkerTQ.generate_sequences hands each session (NonTensorStack rows -> .data)
+    per_row = dict(batch.items())[GROUP_N_FIELD]
+    assert [per_row[i].data for i in range(2)] == [2, 6]
+    assert dict(batch.items())["agent_name"].data == "ivr_r1_agent"
+
+
+def test_failing_session_releases_its_group(judge_server, tokenizer):
+    """Session 1's generation fails: verl drops the whole group, so the others neither wait group_wait_s
+    nor rectify, and the board entry is gone."""
+    import time
+
+    from recipe.ivr_r1.agent_loop import IVRR1AgentLoop
+
+    judge_server.reset()
+    config = loop_config(f"ivr_r1.attributor.judge.base_url={judge_server.url}", "ivr_r1.screening.group_wait_s=60")
+
+    def reply(text, params):
+        return RuntimeError("server gone") if session_of(text) == 1 else FLAWED
+
+    t0 = time.perf_counter()
+    outputs = run_sessions(config, tokenizer, Server(tokenizer, reply), [{**row(i), "uid": "u3"} for i in range(N)])
+    assert time.perf_counter() - t0 < 20
+    assert isinstance(outputs[1], RuntimeError)
+    assert [outputs[i].extra_fields["ivr_r1"]["screen"] for i in (0, 2, 3)] == ["group_failed"] * 3
+    assert judge_server.count == 0 and "u3" not in IVRR1AgentLoop._groups
+
+
+def _route(attribution_reply, verdicts):
+    """Judge server responder: attribution requests (the attributor's system prompt) vs answer-equivalence
+    requests (verdict by the answer's session tag)."""
+    from judge_server import Reply
+
+    from recipe.ivr_r1.attribution import ATTRIBUTOR_SYSTEM
+
+    def respond(body):
+        if body["messages"][0]["content"] == ATTRIBUTOR_SYSTEM:
+            return ok(attribution_reply)
+        text = json.dumps(body["messages"])
+        tag = re.search(r"\(s(\d)\)", text)
+        return Reply(texts=(f"Verdict: {verdicts[int(tag.group(1))] if tag else 1}",))
+
+    return respond
+
+
+def test_undecided_answers_are_judged_once_and_the_reward_is_handed_to_verl(judge_server, tokenizer):
+    """Free-text answers the rules cannot decide: the session's one judge verdict screens the rollout AND
+    is its reward (verl's AgentLoopWorker._compute_score then never calls a reward worker)."""
+    from types import SimpleNamespace
+
+    from verl.experimental.agent_loop.agent_loop import AgentLoopWorker
+
+    from recipe.ivr_r1.attribution import ATTRIBUTOR_SYSTEM
+    from reward_score.scoring import compute_score
+
+    judge_server.reset()
+    judge_server.responder = _route(json.dumps({"step": 1, "reason": "x"}), verdicts={0: 0, 1: 1, 2: 1, 3: 1})
+    try:
+        config = loop_config(f"ivr_r1.attributor.judge.base_url={judge_server.url}",
+                             f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=0")
+        answers = [f"<think>The cup is dark.</think><answer>a crimson one (s{i})</answer>" for i in range(N)]
+        server = Server(tokenizer, lambda text, p: "It is red.</think><answer>red</answer>" if text.endswith(CUE)
+                        else answers[session_of(text)])
+        rows = [{**row(i), "uid": "u4", "reward_model": {"ground_truth": "red"},
+                 "extra_info": {"question": "What colour is the cup?"}, "data_source": "synthetic/single"}
+                for i in range(N)]
+        outputs = run_sessions(config, tokenizer, server, rows)
+    finally:
+        judge_server.responder = None
+    judge_calls = [r for r in judge_server.requests if r["body"]["messages"][0]["content"] != ATTRIBUTOR_SYSTEM]
+    assert len(judge_calls) == N  # one per distinct answer; the rectified answer "red" is rule-decided
+    infos = [o.extra_fields["ivr_r1"] for o in outputs]
+    assert [i["correct"] for i in infos] == [False, True, True, True]
+    assert infos[0]["screen"] == "selected" and infos[0]["status"] == "rectified"
+    rule_only = compute_score("synthetic/single", answers[1], "red")
+    for out in outputs:
+        assert out.reward_score is not None and out.extra_fields["reward_extra_info"]["acc_undecided"] == 0.0
+    assert outputs[1].reward_score == rule_only["score"] + 1.5  # format + 1.5 * acc(judge = 1)
+    assert outputs[0].reward_score == compute_score("synthetic/single", tokenizer.decode(
+        outputs[0].response_ids, skip_special_tokens=True), "red")["score"]  # the rectified text, rule-decided
+
+    class NoRewardWorker:  # verl would call compute_score.remote only for an unscored output
+        class compute_score:  # noqa: N801
+            @staticmethod
+            def remote(*args, **kwargs):
+                raise AssertionError("verl asked a reward worker to score an output again")
+
+    worker = SimpleNamespace(reward_loop_worker_handles=[NoRewardWorker()])
+    for i, out in enumerate(outputs):
+        asyncio.run(AgentLoopWorker._compute_score(worker, [out], kwargs=rows[i]))
+
+
+def test_aux_nll_rectified_score_is_the_demonstrations_own_reward(judge_server, tokenizer):
+    from recipe.ivr_r1.settings import DEMO_FIELD
+    from reward_score.scoring import compute_score
+
+    judge_server.reset()
+    judge_server.script(default=ok(json.dumps({"step": 2, "reason": "miscounted"})))
+    config = loop_config(f"ivr_r1.attributor.judge.base_url={judge_server.url}", "ivr_r1.optimization.mode=aux_nll",
+                         "ivr_r1.screening.cap_per_group=1")
+    server = Server(tokenizer, lambda text, p: CONTINUATION if text.endswith(CUE) else
+                    (FLAWED if session_of(text) == 0 else CORRECT))
+    outputs = run_sessions(config, tokenizer, server, [{**row(i), "uid": "u5"} for i in range(N)])
+    demo, flawed = outputs[0]
+    demo_text = tokenizer.decode(demo.response_ids, skip_special_tokens=True)
+    demo_reward = compute_score("", demo_text, "3", {"answer_type": "number"})["score"]
+    flawed_reward = compute_score("", FLAWED, "3", {"answer_type": "number"})["score"]
+    assert demo_reward > flawed_reward == flawed.reward_score
+    # verl gives every output of a session the last one's reward (_agent_loop_postprocess): the rows the
+    # trainer reads are the flawed rollout (with its reward) and the three others
+    rows = [flawed] + list(outputs[1:])
+    assert all(DEMO_FIELD not in r.extra_fields for r in rows)
+    m = step_metrics([r.extra_fields["ivr_r1"] for r in rows], [r.reward_score for r in rows], max_rounds=2)
+    assert m["ivr_r1/score/rectified_mean"] == pytest.approx(demo_reward)
+
+
+# ------------------------------------------------------------------ self-attribution on the rollout server
+def _is_attribution(text):
+    from recipe.ivr_r1.attribution import ATTRIBUTOR_SYSTEM
+
+    return ATTRIBUTOR_SYSTEM.split("\n")[0] in text
+
+
+def _policy_server(tokenizer, attribution, flawed=FLAWED):
+    def reply(text, params):
+        if _is_attribution(text):
+            return attribution(params)
+        if text.endswith(CUE):
+            return CONTINUATION
+        return flawed if session_of(text) == 0 else CORRECT
+
+    return Server(tokenizer, reply)
+
+
+def test_self_attribution_retry_samples_with_a_new_seed(tokenizer):
+    """The greedy first reply is unusable; a retry at temperature 0 would repeat it, so the retry samples
+    (retry_temperature) with a seed, and a deterministic server then answers differently."""
+    def attribution(params):  # deterministic: the reply depends only on the request's sampling params
+        if params["temperature"] == 0:
+            return "<think>hmm</think><answer>Step 2 is the wrong one.</answer>"
+        return '<think>recount</think><answer>{"step": 2, "reason": "three cups"}</answer>'
+
+    server = _policy_server(tokenizer, attribution)
+    outputs = run_sessions(loop_config("ivr_r1.attributor.kind=policy", "ivr_r1.screening.cap_per_group=1"),
+                           tokenizer, server, [{**row(i), "uid": "u6"} for i in range(N)])
+    assert outputs[0].extra_fields["ivr_r1"]["status"] == "rectified"
+    calls = [c["params"] for c in server.calls if _is_attribution(c["text"])]
+    assert [c["temperature"] for c in calls] == [0.0, 0.7] and "seed" not in calls[0] and "seed" in calls[1]
+    # retry_temperature 0 with a greedy first request: no identical retries
+    server = _policy_server(tokenizer, attribution)
+    outputs = run_sessions(loop_config("ivr_r1.attributor.kind=policy", "ivr_r1.screening.cap_per_group=1",
+                                       "ivr_r1.attributor.policy.retry_temperature=0"),
+                           tokenizer, server, [{**row(i), "uid": "u7"} for i in range(N)])
+    info = outputs[0].extra_fields["ivr_r1"]
+    assert (info["status"], info["attribution"]) == ("unattributed", ["malformed"])
+    assert sum(1 for c in server.calls if _is_attribution(c["text"])) == 1
+
+
+def test_self_attribution_prompt_shortens_long_steps_to_fit(tokenizer):
+    long_step = "I look at the table and describe it: " + "the wooden table has a cup on it, " * 20
+    flawed = f"<think>{long_step.strip()}\n\nI see 2 cups.\n\nSo 2.</think><answer>2</answer>"
+    ok_reply = lambda params: '{"step": 2, "reason": "three cups"}'  # noqa: E731
+    base = ("ivr_r1.attributor.kind=policy", "ivr_r1.screening.cap_per_group=1",
+            "actor_rollout_ref.rollout.response_length=800")
+    server = _policy_server(tokenizer, ok_reply, flawed)
+    run_sessions(loop_config(*base), tokenizer, server, [{**row(i), "uid": "u8"} for i in range(N)])
+    full = next(c for c in server.calls if _is_attribution(c["text"]))
+    assert "characters omitted" not in full["text"]
+    limit = len(full["prompt_ids"]) - 1  # the full view no longer fits; the rollout prompt does
+    server = _policy_server(tokenizer, ok_reply, flawed)
+    outputs = run_sessions(loop_config(*base, f"actor_rollout_ref.rollout.prompt_length={limit}"), tokenizer, server,
+                           [{**row(i), "uid": "u9"} for i in range(N)])
+    info = outputs[0].extra_fields["ivr_r1"]
+    assert (info["status"], info["attribution"], info["steps"]) == ("rectified", ["ok"], [2])
+    shortened = [c for c in server.calls if _is_attribution(c["text"])]
+    assert len(shortened) == 1 and len(shortened[0]["prompt_ids"]) <= limit
+    assert "characters omitted" in shortened[0]["text"] and "[2] I see 2 cups." in shortened[0]["text"]
+
+
+def test_session_score_is_handed_to_verl_only_for_the_recipe_reward():
+    from recipe.ivr_r1.settings import owns_reward
+
+    assert owns_reward(compose_config())
+    assert not owns_reward(compose_config("reward.reward_manager.source=register", "reward.reward_manager.name=naive"))
+    assert not owns_reward(compose_config("reward.reward_model.enable=true"))

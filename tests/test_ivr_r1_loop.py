@@ -95,18 +95,47 @@ def test_attributor_down_slow_and_5xx(judge_server):
 
 def test_policy_attributor_retries_and_think():
     replies = iter(["garbage", '<think>hmm</think>{"step": 1, "reason": "no cup"}'])
+    attempts = []
 
-    async def gen(messages, images):
+    async def gen(messages, images, attempt):
         assert messages[1]["content"][0] == {"type": "image"}
+        attempts.append(attempt)
         return next(replies)
 
     result = asyncio.run(PolicyAttributor(gen, max_retries=1).attribute("q", STEPS, [IMAGE]))
-    assert (result.outcome, result.step, result.attempts) == ("ok", 1, 2)
+    assert (result.outcome, result.step, result.attempts) == ("ok", 1, 2) and attempts == [1, 2]
 
-    async def slow(messages, images):
+    async def slow(messages, images, attempt):
         await asyncio.sleep(1)
 
     assert asyncio.run(PolicyAttributor(slow, max_retries=0, timeout_s=0.05).attribute("q", STEPS)).outcome == "timeout"
+
+
+@pytest.mark.parametrize("reply", [
+    '<think>Step 2 says blue, the image shows red.</think><answer>{"step": 2, "reason": "the cup is red"}</answer>',
+    '<think>hm</think>\n<answer>\n```json\n{"step": 2, "reason": "the cup is red"}\n```\n</answer>',
+    'The first wrong step:\n```json\n{"step": 2, "reason": "the cup is red"}\n```',
+])
+def test_policy_reply_in_its_own_format_is_parsed(reply):
+    async def gen(messages, images, attempt):
+        return reply
+
+    result = asyncio.run(PolicyAttributor(gen, max_retries=2).attribute("q", STEPS, [IMAGE]))
+    assert (result.outcome, result.step, result.reason, result.attempts) == ("ok", 2, "the cup is red", 1)
+
+
+def test_policy_retries_skipped_when_they_cannot_differ():
+    calls = []
+
+    async def greedy(messages, images, attempt):  # a greedy request repeated gives the same reply
+        calls.append(attempt)
+        return "Step 2 is wrong."
+
+    result = asyncio.run(PolicyAttributor(greedy, max_retries=2, retries_differ=False).attribute("q", STEPS))
+    assert (result.outcome, result.attempts, calls) == ("malformed", 1, [1])
+    calls.clear()
+    result = asyncio.run(PolicyAttributor(greedy, max_retries=2).attribute("q", STEPS))
+    assert (result.outcome, result.attempts, calls) == ("malformed", 3, [1, 2, 3])
 
 
 # ------------------------------------------------------------------ loop control flow

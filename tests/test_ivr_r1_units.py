@@ -67,6 +67,9 @@ def test_screen_reasons_cap_and_share():
     ('{"step": 2, "reason": "the cup is blue"}', (2, "the cup is blue")),
     ('```json\n{"step": 1, "reason": "x"}\n```', (1, "x")),
     ('{"step": null, "reason": "all fine"}', (None, "all fine")),
+    ('<think>the cup is red</think><answer>{"step": 3, "reason": "x"}</answer>', (3, "x")),
+    ('<answer>```json\n{"step": 1, "reason": "x"}\n```</answer>', (1, "x")),
+    ('I checked every step.\n```json\n{"step": 2, "reason": "x"}\n```\nDone.', (2, "x")),
 ])
 def test_parse_attribution_ok(text, expected):
     parsed = parse_attribution(text, 3)
@@ -78,6 +81,8 @@ def test_parse_attribution_ok(text, expected):
     '{"step": "2", "reason": "x"}', '{"step": 2.0, "reason": "x"}', '{"step": true, "reason": "x"}',
     '{"step": 2}', '{"step": 2, "reason": "x", "confidence": 1}', '[2, "x"]', "", "Step 2",
     '{"step": 4, "reason": "x"}', '{"step": 0, "reason": "x"}', '{"step": -1, "reason": "x"}',
+    '<answer>Step 2 is wrong</answer>',
+    '```json\n{"step": 1, "reason": "x"}\n```\n```json\n{"step": 2, "reason": "y"}\n```',  # two fenced blocks
 ])
 def test_parse_attribution_rejects(text):
     assert parse_attribution(text, 3) is None

@@ -30,6 +30,18 @@ def reward_settings(config: Any) -> dict[str, Any]:
     return settings
 
 
+async def score_response(text: str, data_source: str, ground_truth: Any, extra_info: dict | None,
+                         settings: dict[str, Any]) -> dict:
+    """verl's reward-loop result for one decoded response: ``{"reward_score", "reward_extra_info"}``
+    (every `compute_score_async` key plus the `<think>` text as ``think``). Shared with the IVR-R1
+    agent loop, which scores its own outputs with it so the judge is asked once per answer."""
+    result = await compute_score_async(data_source=data_source, solution_str=text, ground_truth=ground_truth,
+                                       extra_info=dict(extra_info or {}), **settings)
+    info: dict[str, Any] = dict(result)
+    info["think"] = parse_response(text).think or ""
+    return {"reward_score": result["score"], "reward_extra_info": info}
+
+
 class IVGRRewardManager(RewardManagerBase):
     """Adds the rollout's `<think>` text (`think`, a string) to reward_extra_info so the step stage can
     build references and judge prompts without decoding responses again."""
@@ -45,14 +57,6 @@ class IVGRRewardManager(RewardManagerBase):
         valid = int(item.batch["attention_mask"][-response_ids.shape[-1]:].sum())
         text = await self.loop.run_in_executor(
             None, lambda: self.tokenizer.decode(response_ids[:valid], skip_special_tokens=True))
-        extra_info = dict(item.non_tensor_batch.get("extra_info") or {})
-        result = await compute_score_async(
-            data_source=item.non_tensor_batch["data_source"],
-            solution_str=text,
-            ground_truth=item.non_tensor_batch["reward_model"]["ground_truth"],
-            extra_info=extra_info,
-            **self.settings,
-        )
-        info: dict[str, Any] = dict(result)
-        info["think"] = parse_response(text).think or ""
-        return {"reward_score": result["score"], "reward_extra_info": info}
+        return await score_response(text, item.non_tensor_batch["data_source"],
+                                    item.non_tensor_batch["reward_model"]["ground_truth"],
+                                    item.non_tensor_batch.get("extra_info"), self.settings)

@@ -3,10 +3,12 @@ enabled, the reference answer) and names the FIRST step whose claim about the im
 inference, is wrong.
 
 Reply contract (strict): one JSON object ``{"step": k, "reason": "..."}`` with ``k`` an integer in
-``1..num_steps``, or ``{"step": null, "reason": "..."}`` when no step is faulty. A single surrounding
-```json fence is tolerated; anything else (prose around the object, extra keys, k as a string or a
-float, k out of range) is unusable and retried; after the last retry the rollout is *unattributed*
-with a counted outcome (``ATTRIBUTION_OUTCOMES``) and keeps its original trajectory.
+``1..num_steps``, or ``{"step": null, "reason": "..."}`` when no step is faulty. Tolerated wrappers,
+because a reasoning policy answers in its own format: a leading ``<think>...</think>``, an
+``<answer>...</answer>`` around the reply, and a single ```json fenced block (alone, or with prose
+around it). Anything else (bare prose around the object, extra keys, k as a string or a float, k out of
+range) is unusable and retried; after the last retry the rollout is *unattributed* with a counted
+outcome (``ATTRIBUTION_OUTCOMES``) and keeps its original trajectory.
 
 Two backends:
 - ``JudgeAttributor``: a vision-capable OpenAI-compatible model (e.g. Qwen2.5-VL-72B-Instruct on
@@ -36,8 +38,15 @@ OUTCOME_OK = "ok"
 OUTCOME_NO_FAULT = "no_fault"  # the attributor found no faulty step
 OUTCOME_OUT_OF_RANGE = "out_of_range"  # last reply named a step outside 1..num_steps
 OUTCOME_MALFORMED = "malformed"  # last reply was not the JSON contract
+OUTCOME_PROMPT_TOO_LONG = "prompt_too_long"  # even the shortest step view did not fit rollout.prompt_length
 ATTRIBUTION_OUTCOMES = (OUTCOME_OK, OUTCOME_NO_FAULT, OUTCOME_OUT_OF_RANGE, OUTCOME_MALFORMED,
-                        "timeout", "connection_error", "server_error", "http_error", "disabled")
+                        OUTCOME_PROMPT_TOO_LONG, "timeout", "connection_error", "server_error", "http_error",
+                        "disabled")
+
+
+class PromptTooLong(ValueError):
+    """Raised by a policy ``generate_text`` when the attribution prompt does not fit the prompt budget
+    (nothing was sent); `PolicyAttributor` then shortens the step view."""
 
 ATTRIBUTOR_SYSTEM = """\
 You check reasoning about an image, step by step. You see the image, the question and a chain of \
@@ -77,17 +86,32 @@ class AttributionResult:
         return self.outcome == OUTCOME_OK
 
 
-_FENCE = re.compile(r"^```(?:json)?\s*(.*?)\s*```$", re.DOTALL | re.IGNORECASE)
+_FENCE = re.compile(r"```(?:json)?[ \t]*\n?(.*?)```", re.DOTALL | re.IGNORECASE)
+_ANSWER = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
+
+
+def reply_body(text: str) -> str:
+    """The part of a reply that must be the JSON object: after the last ``</think>``, inside the last
+    ``<answer>...</answer>`` when there is one, inside the fenced block when there is exactly one."""
+    body = text or ""
+    idx = body.rfind("</think>")
+    if idx >= 0:
+        body = body[idx + len("</think>"):]
+    answers = _ANSWER.findall(body)
+    if answers:
+        body = answers[-1]
+    fences = _FENCE.findall(body)
+    if len(fences) == 1:
+        body = fences[0]
+    return body.strip()
 
 
 def parse_attribution_json(text: str) -> Attribution | None:
-    """The strict contract, without the range check; None when the reply breaks it."""
+    """The strict contract (see `reply_body` for the tolerated wrappers), without the range check;
+    None when the reply breaks it."""
     if not isinstance(text, str):
         return None
-    body = text.strip()
-    fenced = _FENCE.match(body)
-    if fenced:
-        body = fenced.group(1)
+    body = reply_body(text)
     try:
         data = json.loads(body)
     except ValueError:
@@ -121,12 +145,17 @@ def classify_failure(raw: str | None, num_steps: int) -> str:
 
 
 def user_text(question: str, steps: Sequence[Step], reference_answer: str | None = None,
-              max_chars: int = 8000) -> str:
+              max_chars: int = 8000, step_chars: int | None = None) -> str:
+    """The attributor's request text. ``step_chars``: clip every step to this many characters (head
+    and tail kept, so all step numbers stay); None = steps in full (the whole list still clipped to
+    ``max_chars``)."""
     parts = [f"<question>\n{clip(question, 2000)}\n</question>"]
     if reference_answer is not None:
         parts.append(f"<reference_answer>\n{clip(str(reference_answer), 500)}\n</reference_answer>\n"
                      "The reference answer is correct; the reasoning below reached a different answer.")
-    parts.append(f"<target_reasoning>\n{clip(numbered(list(steps)), max_chars)}\n</target_reasoning>")
+    shown = list(steps) if step_chars is None else [
+        Step(s.index, s.start, s.end, clip(s.text, step_chars)) for s in steps]
+    parts.append(f"<target_reasoning>\n{clip(numbered(shown), max_chars)}\n</target_reasoning>")
     parts.append(f"There are {len(steps)} steps. Which step is the first wrong one?")
     return "\n\n".join(parts)
 
@@ -151,11 +180,12 @@ def openai_messages(question: str, steps: Sequence[Step], images: Sequence[Any] 
 
 
 def policy_messages(question: str, steps: Sequence[Step], images: Sequence[Any] = (),
-                    reference_answer: str | None = None) -> list[dict]:
+                    reference_answer: str | None = None, step_chars: int | None = None) -> list[dict]:
     """The same request as chat messages for the policy's own chat template (verl/Qwen-VL layout:
-    ``{"type": "image"}`` items; the images themselves go to the rollout server separately)."""
+    ``{"type": "image"}`` items; the images themselves go to the processor and the rollout server
+    separately)."""
     content: list[dict] = [{"type": "image"} for _ in images]
-    content.append({"type": "text", "text": user_text(question, steps, reference_answer)})
+    content.append({"type": "text", "text": user_text(question, steps, reference_answer, step_chars=step_chars)})
     return [{"role": "system", "content": ATTRIBUTOR_SYSTEM}, {"role": "user", "content": content}]
 
 
@@ -180,45 +210,62 @@ class JudgeAttributor:
         return AttributionResult(None, "", outcome, result.attempts, result.latency_s, result.raw)
 
 
-GenerateText = Callable[[list[dict], Sequence[Any]], Awaitable[str]]
+GenerateText = Callable[[list[dict], Sequence[Any], int], Awaitable[str]]
+# step views tried in order when the attribution prompt is too long: full steps, then every step clipped
+# to this many characters (head and tail kept); all step numbers stay, so a verdict keeps its meaning
+STEP_CHAR_LIMITS: tuple[int | None, ...] = (None, 600, 240, 100)
 
 
 class PolicyAttributor:
-    """Self-attribution: ``generate_text(messages, images) -> reply text`` (the policy's rollout
-    server in the agent loop). Unusable replies are retried up to ``max_retries`` times; each try is
-    bounded by ``timeout_s``; exceptions count as ``connection_error``."""
+    """Self-attribution: ``generate_text(messages, images, attempt) -> reply text`` (the policy's rollout
+    server in the agent loop; ``attempt`` = 1, 2, ... so the caller can make a retry differ, e.g. by
+    seed and temperature). Unusable replies are retried up to ``max_retries`` times, but only when
+    ``retries_differ`` (a greedy request repeated gives the same reply: with ``retries_differ=False``
+    an unusable reply is final); timeouts and connection errors are always retried. Each try is
+    bounded by ``timeout_s``; exceptions count as ``connection_error``. A prompt that does not fit
+    (`PromptTooLong` from ``generate_text``) is rebuilt with shorter step views (`STEP_CHAR_LIMITS`)
+    before the outcome is ``prompt_too_long``."""
 
     def __init__(self, generate_text: GenerateText, max_retries: int = 2, timeout_s: float = 120.0,
-                 send_reference_answer: bool = False) -> None:
+                 send_reference_answer: bool = False, retries_differ: bool = True) -> None:
         self.generate_text = generate_text
         self.max_retries = max_retries
         self.timeout_s = timeout_s
         self.send_reference_answer = send_reference_answer
+        self.retries_differ = retries_differ
 
     async def attribute(self, question: str, steps: Sequence[Step], images: Sequence[Any] = (),
                         reference_answer: str | None = None) -> AttributionResult:
         ref = reference_answer if self.send_reference_answer else None
-        messages = policy_messages(question, steps, images, ref)
-        n, t0, raw, outcome = len(steps), time.perf_counter(), None, OUTCOME_MALFORMED
-        for attempt in range(1, self.max_retries + 2):
+        views = iter(STEP_CHAR_LIMITS)
+        messages = policy_messages(question, steps, images, ref, next(views))
+        n, t0, raw, outcome, sent = len(steps), time.perf_counter(), None, OUTCOME_MALFORMED, 0
+        attempt = 0
+        while attempt < self.max_retries + 1:
+            attempt += 1
             try:
-                raw = await asyncio.wait_for(self.generate_text(messages, images), self.timeout_s)
+                raw = await asyncio.wait_for(self.generate_text(messages, images, attempt), self.timeout_s)
+            except PromptTooLong:
+                view = next(views, "none")
+                if view == "none":
+                    return AttributionResult(None, "", OUTCOME_PROMPT_TOO_LONG, sent, time.perf_counter() - t0)
+                messages = policy_messages(question, steps, images, ref, view)
+                attempt -= 1  # nothing was sent
+                continue
             except asyncio.TimeoutError:
+                sent += 1
                 outcome = "timeout"
                 continue
             except Exception:  # noqa: BLE001 - a failing server must not kill the rollout
+                sent += 1
                 outcome = "connection_error"
                 continue
-            value = parse_attribution(_strip_think(raw), n)
+            sent += 1
+            value = parse_attribution(raw, n)
             if value is not None:
                 outcome = OUTCOME_OK if value.step is not None else OUTCOME_NO_FAULT
-                return AttributionResult(value.step, value.reason, outcome, attempt, time.perf_counter() - t0, raw)
-            outcome = classify_failure(_strip_think(raw), n)
-        return AttributionResult(None, "", outcome, self.max_retries + 1, time.perf_counter() - t0, raw)
-
-
-def _strip_think(text: str) -> str:
-    """A reasoning policy may think before the JSON: keep what follows the last ``</think>``."""
-    text = text or ""
-    idx = text.rfind("</think>")
-    return text[idx + len("</think>"):] if idx >= 0 else text
+                return AttributionResult(value.step, value.reason, outcome, sent, time.perf_counter() - t0, raw)
+            outcome = classify_failure(raw, n)
+            if not self.retries_differ:
+                break
+        return AttributionResult(None, "", outcome, sent, time.perf_counter() - t0, raw)

@@ -3,8 +3,8 @@ the iVGR preflight's checks on the IVR-R1 config, without Ray or GPUs.
 
 Composes `config/ivr_r1_trainer.yaml` with the launch overrides, runs `recipe.ivr_r1.main.check_config`
 (verl's validate_config plus the IVR-R1 rules), validates the data files, checks sizes, checkpoints and
-logger like `recipe.ivgr.preflight`, and probes the attributor and the verification judge
-(`GET /models`). Exit 1 with one line per problem.
+logger like `recipe.ivgr.preflight`, and probes the attributor and the judge (`ivgr.judge`, which
+serves both the reward and the screening verdict; `GET /models`). Exit 1 with one line per problem.
 """
 
 from __future__ import annotations
@@ -16,13 +16,14 @@ from pathlib import Path
 from recipe.ivgr import preflight as shared
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
-ENDPOINTS = (("ivr_r1.attributor.judge", "attributor"), ("ivr_r1.verify.judge", "verify judge"))
+ENDPOINTS = (("ivr_r1.attributor.judge", "attributor"), ("ivgr.judge", "judge"))
 
 
 def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64, timeout_s: float = 5.0,
         out=None) -> int:
     """Every check with these Hydra overrides; the report goes to `out`; 0 = sound, 1 = problems."""
     from recipe.ivr_r1.main import check_config
+    from recipe.ivr_r1.settings import owns_reward
 
     out = out or sys.stdout
     findings = shared.Findings()
@@ -33,6 +34,9 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
         return shared._report(findings, [], out, "IVR-R1 preflight")
     shared.check_install(findings)
     shared.run_check_config(config, findings, check_config)
+    if not owns_reward(config):
+        findings.warn("reward: not the recipe's IVGRRewardManager (or a reward model is on): the agent loop's "
+                      "screening score is not handed to verl, so undecided answers are judged twice")
     shared.check_model(config, findings)
     stats = shared.check_data(config, findings, decode, sample_rows)
     shared.check_frames(config, stats, findings)
@@ -42,7 +46,7 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
         findings.warn("attributor: ivr_r1.attributor.judge.base_url unset (check_config refuses it for kind=judge)")
     ckpt = shared.check_checkpoints(config, findings)
     logger_ = shared.check_logger(config, findings)
-    rows = shared.summary_rows(config, stats.get("train"), status["verify judge"], ckpt, logger_)
+    rows = shared.summary_rows(config, stats.get("train"), status["judge"], ckpt, logger_)
     rows.append(("attributor", f"{shared.select(config, 'ivr_r1.attributor.kind')}: {status['attributor']}"))
     return shared._report(findings, rows, out, "IVR-R1 preflight")
 

@@ -56,11 +56,28 @@ class RereasonSettings:
 @dataclass
 class Generation:
     """What a generator returns: continuation token ids (and their log-probs when available);
-    ``truncated`` = stopped by the token budget rather than by an end-of-sequence."""
+    ``truncated`` = stopped by the token budget rather than by an end of sequence (the agent loop sets
+    it with `continuation_truncated`; None, for generators that cannot tell: len(token_ids) >= max_tokens)."""
 
     token_ids: list[int]
     log_probs: list[float] | None = None
-    truncated: bool | None = None  # None: inferred from len(token_ids) >= max_tokens
+    truncated: bool | None = None
+
+
+def continuation_truncated(token_ids: Sequence[int], stop_reason: str | None, max_tokens: int,
+                           stop_ids: set[int]) -> bool:
+    """Whether a rollout-server continuation was cut by the token budget.
+
+    ``stop_reason`` first: "length" (verl's resuming client, SGLang) is truncated. verl 0.9.1's vLLM
+    server reports "completed" for both of vLLM's "stop" and "length", so for "completed" / None the
+    tokens decide: a continuation is cut only if it used the whole budget without ending in a stop
+    token (vLLM keeps the EOS / <|im_end|> id in ``token_ids``); one that ends exactly at the budget
+    with its stop token is complete."""
+    if stop_reason == "length":
+        return True
+    if len(token_ids) < max_tokens:
+        return False
+    return not token_ids or int(token_ids[-1]) not in stop_ids
 
 
 @dataclass

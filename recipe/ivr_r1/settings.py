@@ -11,8 +11,10 @@ from recipe.ivr_r1.segment import MODES
 
 AGENT_NAME = "ivr_r1_agent"
 DEMO_FIELD = "ivr_r1_demo"  # extra_fields flag of a rectified demonstration row (aux_nll mode)
+GROUP_N_FIELD = "ivr_r1_group_n"  # per-row group size (copy of __rollout_n__, which verl pops before the loop)
 ATTRIBUTOR_KINDS = ("judge", "policy")
 OPTIMIZATION_MODES = ("replace", "aux_nll")
+RECIPE_REWARD_MANAGER = ("IVGRRewardManager", "recipe.ivgr.reward_manager")
 
 
 @dataclass
@@ -25,7 +27,6 @@ class IVRR1Settings:
     send_reference_answer: bool = False
     attributor_judge: dict[str, Any] = field(default_factory=dict)
     attributor_policy: dict[str, Any] = field(default_factory=dict)
-    verify_judge: dict[str, Any] = field(default_factory=dict)
     optimization_mode: str = "replace"
     aux_nll_weight: float = 0.1
     keep_texts: bool = True
@@ -59,8 +60,17 @@ class IVRR1Settings:
             send_reference_answer=bool(att.get("send_reference_answer", False)),
             attributor_judge=dict(att.get("judge") or {}),
             attributor_policy=dict(att.get("policy") or {}),
-            verify_judge=dict((c.get("verify") or {}).get("judge") or {}),
             optimization_mode=opt.get("mode", "replace"),
             aux_nll_weight=float(opt.get("aux_nll_weight", 0.1)),
             keep_texts=bool((c.get("dump") or {}).get("keep_texts", True)),
         )
+
+
+def owns_reward(config: Any) -> bool:
+    """Whether the session's score IS the configured reward (the recipe's reward manager, no reward
+    model), so it can be handed to verl instead of being computed again by the reward workers."""
+    reward = config.get("reward") or {}
+    manager = reward.get("reward_manager") or {}
+    path = str((manager.get("module") or {}).get("path") or "")
+    return (manager.get("name") == RECIPE_REWARD_MANAGER[0] and path.endswith(RECIPE_REWARD_MANAGER[1])
+            and not (reward.get("reward_model") or {}).get("enable", False))

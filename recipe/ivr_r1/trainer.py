@@ -7,16 +7,19 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import time
 from collections import Counter, defaultdict
 
 import torch
 import transfer_queue as tq
+from omegaconf import read_write
+from transfer_queue import KVBatchMeta
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
 
-from recipe.ivr_r1.settings import AGENT_NAME, DEMO_FIELD
+from recipe.ivr_r1.settings import AGENT_NAME, DEMO_FIELD, GROUP_N_FIELD
 
 logger = logging.getLogger(__name__)
 STATUS_KEYS = ("rectified", "empty_think", "unattributed", "no_fault", "length_exceeded", "not_verified",
@@ -54,7 +57,10 @@ def step_metrics(infos: list[dict], scores: list[float], max_rounds: int) -> dic
     rect = [i for i in screened if infos[i].get("status") == "rectified"]
     rect_set = set(rect)
     others = [i for i in range(n) if i not in rect_set]
-    m["ivr_r1/score/rectified_mean"] = sum(scores[i] for i in rect) / len(rect) if rect else 0.0
+    # a rectified rollout's own reward: in aux_nll mode its row keeps the flawed rollout (and its reward),
+    # the demonstration's reward is the session's `rectified_score`
+    rect_scores = [float(infos[i].get("rectified_score", scores[i])) for i in rect]
+    m["ivr_r1/score/rectified_mean"] = sum(rect_scores) / len(rect) if rect else 0.0
     m["ivr_r1/score/other_mean"] = sum(scores[i] for i in others) / len(others) if others else 0.0
     m["ivr_r1/acc/original_all"] = sum(1 for info in infos if info.get("correct") is True) / n
     m["ivr_r1/acc/after_rectification"] = (sum(1 for info in infos if info.get("correct") is True) + len(rect)) / n
@@ -77,6 +83,8 @@ class IVRR1Trainer(PPOTrainerSync):
     def _fetch_one_gen_batch(self):
         batch = super()._fetch_one_gen_batch()
         tu.assign_non_tensor_data(batch, "agent_name", AGENT_NAME)  # training rows only; val keeps the default
+        if "__rollout_n__" in batch.keys():  # verl pops it before the agent loop: the group barrier needs it
+            batch.set(GROUP_N_FIELD, batch.get("__rollout_n__").clone())
         return batch
 
     def on_step_begin(self):
@@ -87,15 +95,55 @@ class IVRR1Trainer(PPOTrainerSync):
         self.collect_ivr_metrics(batch, metrics)
         return super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
 
+    # ---------------------------------------------------------------- aux_nll mini-batches
+    def _aux_nll_updates(self) -> int | None:
+        """aux_nll mode: the optimizer steps per training step verl plans for the batch without
+        demonstrations (train_batch_size / ppo_mini_batch_size); None when verl's own sizing applies."""
+        if not self._aux_nll_weight or self.use_critic or self.config.trainer.critic_warmup > self.global_steps:
+            return None
+        mini = int(self.config.actor_rollout_ref.actor.ppo_mini_batch_size)
+        return max(1, int(self.config.data.train_batch_size) // mini)
+
+    def _get_required_batch_multiple(self, dp_size: int) -> int:
+        """verl pads the batch to a multiple of the PPO mini-batch (ppo_mini_batch_size x n rows): the D extra
+        demonstration rows of aux_nll mode would cost a whole extra, mostly-padding mini-batch (one more
+        optimizer step per training step). Instead keep verl's number of updates k and pad only to a
+        multiple of k x lcm(dp, n): each of the k mini-batches grows by about D/k rows."""
+        updates = self._aux_nll_updates()
+        if updates is None:
+            return super()._get_required_batch_multiple(dp_size)
+        return updates * math.lcm(dp_size, int(self.config.actor_rollout_ref.rollout.n))
+
+    def _update_actor(self, batch, metrics: dict):
+        updates = self._aux_nll_updates()
+        n = int(self.config.actor_rollout_ref.rollout.n)
+        if updates is None or len(batch) % (updates * n):  # not padded by our _balance_batch sizing
+            return super()._update_actor(batch, metrics)
+        actor = self.config.actor_rollout_ref.actor
+        planned = int(actor.ppo_mini_batch_size)
+        with read_write(actor):  # verl's _update_actor reads it (prompts, x n sequences) for this call only
+            actor.ppo_mini_batch_size = len(batch) // updates // n
+        try:
+            return super()._update_actor(batch, metrics)
+        finally:
+            with read_write(actor):
+                actor.ppo_mini_batch_size = planned
+
     def _compute_advantage(self, batch, metrics: dict):
         batch = super()._compute_advantage(batch, metrics)
         if self._aux_nll_weight:
-            self.mark_demonstrations(batch, metrics)
+            batch = self.mark_demonstrations(batch, metrics)
         return batch
 
-    def mark_demonstrations(self, batch, metrics: dict) -> int:
+    def mark_demonstrations(self, batch: KVBatchMeta, metrics: dict) -> KVBatchMeta:
         """aux_nll mode: write `rollout_is_weights` (1 on ordinary rows, -λ on a demonstration's loss
-        tokens; see recipe.ivr_r1.losses) so the registered policy loss trains demonstrations with NLL."""
+        tokens; see recipe.ivr_r1.losses) so the registered policy loss trains demonstrations with NLL.
+
+        Returns the batch metadata to hand on: TransferQueue records a batch's field list in the
+        metadata a write returns, and the actor worker loads exactly those fields
+        (`async_kv_batch_meta2batch_meta` -> `select_fields(meta.fields)`); metadata from before this
+        write would make the worker fetch no `rollout_is_weights` and train the demonstration with
+        PPO on its flawed sibling's advantage."""
         from tensordict import TensorDict
 
         from recipe.ivr_r1.losses import demo_weights
@@ -108,10 +156,14 @@ class IVRR1Trainer(PPOTrainerSync):
             demos += is_demo
             rows.append(demo_weights(mask.numel(), mask if is_demo else None, self._aux_nll_weight))
         weights = torch.nested.as_nested_tensor(rows, layout=torch.jagged)
-        tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id,
-                        fields=TensorDict({"rollout_is_weights": weights}, batch_size=len(batch.keys)))
+        written = tq.kv_batch_put(keys=batch.keys, partition_id=batch.partition_id,
+                                  fields=TensorDict({"rollout_is_weights": weights}, batch_size=len(batch.keys)))
+        if "rollout_is_weights" not in (written.fields or []):
+            raise RuntimeError("TransferQueue did not record rollout_is_weights for the step's rows")
         metrics["ivr_r1/aux_nll/demonstrations"] = float(demos)
-        return demos
+        # the put's field list, with the step's own tags (order) and extra_info
+        return KVBatchMeta(keys=list(batch.keys), tags=batch.tags, partition_id=batch.partition_id,
+                           fields=written.fields, extra_info=batch.extra_info)
 
     def collect_ivr_metrics(self, batch, metrics: dict) -> dict[str, float]:
         """Read the step's real rows, add `ivr_r1/` metrics, dump chains when due."""
