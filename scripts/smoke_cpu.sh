@@ -14,7 +14,7 @@
 # and exits non-zero when a step or a check failed. Extra arguments are Hydra overrides for both runs.
 #
 # Variables: PYTHON (default python3), SMOKE_DIR (default outputs/smoke_cpu/<recipe>; wiped first),
-# SMOKE_SAMPLES (synthetic samples, default 12), SMOKE_WARM_STEPS (tiny-model warm start, default 400),
+# SMOKE_SAMPLES (synthetic samples, default 8), SMOKE_WARM_STEPS (tiny-model warm start, default 400),
 # SMOKE_MODEL (reuse a tiny model folder made by an earlier smoke run instead of building one).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -25,7 +25,7 @@ case "${1:-}" in
 esac
 PYTHON=${PYTHON:-python3}
 SMOKE_DIR=${SMOKE_DIR:-$ROOT/outputs/smoke_cpu/$RECIPE}
-SMOKE_SAMPLES=${SMOKE_SAMPLES:-12}
+SMOKE_SAMPLES=${SMOKE_SAMPLES:-8}
 SMOKE_WARM_STEPS=${SMOKE_WARM_STEPS:-400}
 log() { printf '[smoke_cpu] %s\n' "$*" >&2; }
 
@@ -57,47 +57,84 @@ log "loopback judge: $JUDGE_BASE_URL"
 # The CPU backend in every process: the driver gets the environment, Ray workers the runtime_env.
 export VERL_PLATFORM=cpu VERL_USE_EXTERNAL_MODULES=recipe.cpu_backend
 export RAY_DEDUP_LOGS=0 TOKENIZERS_PARALLELISM=false
+# the recipe's own plug-in modules plus the CPU backend, in every Ray worker
+worker_modules=recipe.cpu_backend
+[[ "$RECIPE" == ivr_r1 ]] && worker_modules=recipe.ivr_r1.losses,recipe.cpu_backend
 CPU_OVERLAY=(
     "trainer.device=cpu"
     "+ray_kwargs.ray_init.num_gpus=1"                       # resource pools count Ray GPUs: declare one
     "+ray_kwargs.ray_init.num_cpus=8"                       # TransferQueue and the workers need CPU slots
     "++ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM=cpu"
-    "++ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES=recipe.cpu_backend"
+    "++ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES='$worker_modules'"
     "++ray_kwargs.ray_init.runtime_env.env_vars.RAY_DEDUP_LOGS='0'"
     "actor_rollout_ref.rollout.name=hf_cpu"
+    "actor_rollout_ref.rollout.tensor_model_parallel_size=1"
     "actor_rollout_ref.rollout.checkpoint_engine.backend=naive"  # weights pushed in-process after each update
     "actor_rollout_ref.rollout.agent.num_workers=1"
     "+actor_rollout_ref.model.override_config.attn_implementation=sdpa"
     "actor_rollout_ref.model.use_remove_padding=false"
     "actor_rollout_ref.model.enable_gradient_checkpointing=false"
     "actor_rollout_ref.model.use_fused_kernels=false"
+    "actor_rollout_ref.ref.fsdp_config.param_offload=false"
     "reward.num_workers=1"
     "data.filter_overlong_prompts_workers=1"
     "data.dataloader_num_workers=0"
-    "data.ivgr_min_pixels=3136"
-    "data.ivgr_max_pixels=12544"                            # the tiny model's bounds (4..16 image tokens)
+    "++data.ivgr_min_pixels=3136"
+    "++data.ivgr_max_pixels=12544"                          # the tiny model's bounds (4..16 image tokens)
     "transfer_queue.backend.SimpleStorage.num_data_storage_units=1"  # each unit is a ~400 MB process
+    "trainer.n_gpus_per_node=1"
+    "trainer.nnodes=1"
+    "trainer.logger=[console]"
     "trainer.val_before_train=false"
-    "ivgr.dump.every_k_steps=1"
+    "trainer.test_freq=-1"
+    "trainer.save_freq=2"
+    "trainer.resume_mode=auto"
 )
-# sizes: 2 samples (4 rows) per step, 2 rollouts each, short responses; the launch script's
-# variables, so the overrides it builds are the ones a GPU run uses
-export MODEL_PATH=$SMOKE_DIR/model DATA_DIR=$SMOKE_DIR/data CKPT_DIR=$SMOKE_DIR/checkpoints
-export TRAIN_BATCH_SIZE=4 PPO_MINI_BATCH_SIZE=2 ROLLOUT_N=2 MAX_PROMPT_LENGTH=512 MAX_RESPONSE_LENGTH=48
-export TP=1 NNODES=1 GPUS_PER_NODE=1 MAX_TOKENS_PER_GPU=2048 REF_OFFLOAD=false FUSED_KERNELS=false
-export LOGGER=console SAVE_FREQ=2 TEST_FREQ=-1 VAL_MAX_SAMPLES=4 PREFLIGHT=0 JUDGE_BASE_URL
-# the GPU stack check (CUDA torch, vLLM, flash-attn) does not apply to the CPU backend
-export ENV_CHECK=0
-export PYTHON
-script=scripts/train_ivgr_7b.sh
-[[ "$RECIPE" == ivr_r1 ]] && script=scripts/train_ivr_r1_7b.sh
-
+# iVGR: a correct grounded rollout is a reference whatever its IoU (the tiny model's boxes are rarely
+# accurate; the seam under test is reference -> archive -> judge -> consistency bonus), dumps every step.
+# sizes: 2 samples (4 rows) per step for iVGR, 4 rows for IVR-R1 (textual only), 2 rollouts each,
+# short responses. train_ivgr_7b.sh takes them as its own variables, so the overrides it builds
+# are the ones a GPU run uses; train_ivr_r1_7b.sh takes Hydra overrides.
+export DATA_DIR=$SMOKE_DIR/data VAL_FILES=$SMOKE_DIR/data/train.parquet
+export LOGGER=console PREFLIGHT=0 JUDGE_BASE_URL PYTHON
+export ENV_CHECK=0  # the GPU stack check (CUDA torch, vLLM, flash-attn) does not apply to the CPU backend
+SIZES=(
+    "data.train_batch_size=4" "actor_rollout_ref.actor.ppo_mini_batch_size=2" "actor_rollout_ref.rollout.n=2"
+    "data.max_prompt_length=512" "data.max_response_length=64" "actor_rollout_ref.rollout.max_model_len=576"
+    "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=2048"
+)
 status=0
-log "run 1: steps 1-2, checkpoint at step 2 ($script)"
-TOTAL_STEPS=2 bash "$script" "${CPU_OVERLAY[@]}" "$@" > "$SMOKE_DIR/run1.log" 2>&1 || status=$?
-if [[ $status == 0 ]]; then
-    log "run 2: resume from the step-2 checkpoint, step 3"
-    TOTAL_STEPS=3 bash "$script" "${CPU_OVERLAY[@]}" "$@" > "$SMOKE_DIR/run2.log" 2>&1 || status=$?
+train() {  # train LOG STEPS [overrides...]
+    local log=$1 steps=$2
+    shift 2
+    if [[ "$RECIPE" == ivgr ]]; then
+        MODEL_PATH=$SMOKE_DIR/model CKPT_DIR=$SMOKE_DIR/checkpoints TRAIN_BATCH_SIZE=4 PPO_MINI_BATCH_SIZE=2 \
+            ROLLOUT_N=2 MAX_PROMPT_LENGTH=512 MAX_RESPONSE_LENGTH=64 TP=1 NNODES=1 GPUS_PER_NODE=1 \
+            MAX_TOKENS_PER_GPU=2048 REF_OFFLOAD=false FUSED_KERNELS=false SAVE_FREQ=2 TEST_FREQ=-1 \
+            TOTAL_STEPS=$steps bash scripts/train_ivgr_7b.sh "${CPU_OVERLAY[@]}" "${SIZES[@]}" \
+            "ivgr.dump.every_k_steps=1" "ivgr.consistency.reference_iou_threshold=0.0" "$@" > "$log" 2>&1
+    else
+        MODEL=$SMOKE_DIR/model bash scripts/train_ivr_r1_7b.sh "${CPU_OVERLAY[@]}" "${SIZES[@]}" \
+            "trainer.total_training_steps=$steps" "ivr_r1.attributor.kind=policy" "$@" > "$log" 2>&1
+    fi
+}
+if [[ "$RECIPE" == ivgr ]]; then
+    log "run 1: steps 1-2, checkpoint at step 2 (scripts/train_ivgr_7b.sh)"
+    train "$SMOKE_DIR/run1.log" 2 "$@" || status=$?
+    if [[ $status == 0 ]]; then
+        log "run 2: resume from the step-2 checkpoint, step 3"
+        train "$SMOKE_DIR/run2.log" 3 "$@" || status=$?
+    fi
+else
+    log "run 1: IVR-R1 in replace mode, 2 steps (scripts/train_ivr_r1_7b.sh)"
+    train "$SMOKE_DIR/run1.log" 2 "trainer.default_local_dir=$SMOKE_DIR/checkpoints/replace" \
+        "ivr_r1.optimization.mode=replace" "$@" || status=$?
+    if [[ $status == 0 ]]; then
+        log "run 2: IVR-R1 in aux_nll mode, 2 steps"
+        train "$SMOKE_DIR/run2.log" 2 "trainer.default_local_dir=$SMOKE_DIR/checkpoints/aux_nll" \
+            "ivr_r1.optimization.mode=aux_nll" "actor_rollout_ref.actor.policy_loss.loss_mode=ivr_r1_aux_nll" \
+            "$@" || status=$?
+    fi
 fi
 [[ $status == 0 ]] || log "a training run failed (exit $status); its log: $(ls -t "$SMOKE_DIR"/run*.log | head -1)"
 

@@ -33,7 +33,8 @@ _RESTORED = re.compile(r"stage state restored from .* at step (\d+): rollout arc
 SHOWN = ("ivgr/grounded/score", "ivgr/grounded/acc", "ivgr/grounded/iou", "ivgr/textual/score",
          "ivgr/textual/consistency", "ivgr/archive/size", "ivgr/archive/hit_rate", "ivgr/judge/calls",
          "actor/pg_loss", "actor/grad_norm", "critic/advantages/max", "critic/advantages/min", "timing_s/step")
-IVR_R1_SHOWN = ("ivr_r1/screened_rate", "ivr_r1/rectified_rate", "ivr_r1/aux_nll_tokens")
+IVR_R1_SHOWN = ("ivr_r1/screened_share", "ivr_r1/rectify/success_rate", "ivr_r1/attribution/success_rate",
+                "ivr_r1/aux_nll/demonstrations", "ivr_r1/aux_nll_tokens", "ivr_r1/score/rectified_mean")
 
 
 @dataclass
@@ -113,10 +114,21 @@ def planned_sample_ids(data_file: Path, batch_size: int, seed: int, steps: int) 
     return batches
 
 
+def _weights_followed(name: str, run: RunLog, expect) -> None:
+    expect(len(run.updates) >= 1 and all(after != before for _, before, after in run.updates[1:]),
+           f"{name}: the rollout server received {len(run.updates)} weight updates, each after the first changing it")
+    served = dict(run.generations)
+    after_update = {v: after for v, _, after in run.updates}
+    expect(bool(served) and all(abs(served[v] - after_update.get(v, float("nan"))) < 1e-6 for v in served),
+           f"{name}: the rollout generated with the weights of each update (versions {sorted(served)})")
+    expect(bool(run.actor_deltas) and all(d > 0 for d in run.actor_deltas),
+           f"{name}: the actor's weights changed at every update (L2 changes "
+           f"{[f'{d:.2e}' for d in run.actor_deltas]})")
+
+
 def check(smoke_dir: Path, recipe: str, batch_size: int, seed: int, run_status: int) -> tuple[list[str], list[str]]:
     """(passed, failed) check descriptions."""
     run1, run2 = parse_log(smoke_dir / "run1.log"), parse_log(smoke_dir / "run2.log")
-    steps = {**run1.steps, **run2.steps}
     passed, failed = [], []
 
     def expect(ok: bool, text: str) -> None:
@@ -124,28 +136,33 @@ def check(smoke_dir: Path, recipe: str, batch_size: int, seed: int, run_status: 
 
     expect(run_status == 0 and not run1.errors and not run2.errors,
            f"both training runs exited 0 without a traceback (status {run_status})")
-    expect(sorted(steps) == [1, 2, 3], f"steps 1-3 logged (got {sorted(steps)})")
+    _weights_followed("run 1", run1, expect)
+    _weights_followed("run 2", run2, expect)
+    if recipe == "ivr_r1":
+        _check_ivr_r1(run1, run2, expect)
+    else:
+        _check_ivgr(smoke_dir, run1, run2, batch_size, seed, expect)
+    return passed, failed
+
+
+def _check_ivgr(smoke_dir: Path, run1: RunLog, run2: RunLog, batch_size: int, seed: int, expect) -> None:
+    steps = {**run1.steps, **run2.steps}
+    expect(sorted(run1.steps) == [1, 2] and sorted(run2.steps) == [3],
+           f"run 1 logged steps 1-2 and run 2 step 3 (got {sorted(run1.steps)}, {sorted(run2.steps)})")
     for step in sorted(steps):
         m = steps[step]
-        expect("ivgr/grounded/score" in m and "ivgr/textual/score" in m,
-               f"step {step}: grounded and textual rewards present")
-        expect(m.get("ivgr/grounded/rollouts", 0) > 0 and m.get("ivgr/textual/rollouts", 0) > 0,
-               f"step {step}: rollouts of both streams scored")
+        expect(m.get("ivgr/grounded/rollouts", 0) > 0 and m.get("ivgr/textual/rollouts", 0) > 0
+               and "ivgr/grounded/score" in m and "ivgr/textual/score" in m,
+               f"step {step}: grounded and textual rollouts scored")
     with_reference = [s for s in steps if steps[s].get("ivgr/archive/hit_rate", 0) > 0]
     expect(bool(with_reference), "some step has textual rows with a reference (archive hit rate > 0)")
     expect(any(steps[s].get("ivgr/textual/consistency", 0) > 0 for s in with_reference),
            "the consistency term is non-zero on a step with references")
-    expect(all(d > 0 for d in run1.actor_deltas + run2.actor_deltas) and len(run1.actor_deltas) >= 1,
-           f"the actor's weights changed at every update after the first (L2 changes "
-           f"{[f'{d:.2e}' for d in run1.actor_deltas + run2.actor_deltas]})")
-    for name, run, first_version in (("run 1", run1, 1), ("run 2", run2, 1)):
-        expect(len(run.updates) >= 1 and all(after != before for _, before, after in run.updates[1:]),
-               f"{name}: the rollout server received {len(run.updates)} weight updates, each changing its weights")
-        served = {v: f for v, f in run.generations}
-        after_update = {v: after for v, _, after in run.updates}
-        later = [v for v in served if v >= first_version]
-        expect(bool(later) and all(abs(served[v] - after_update.get(v, float("nan"))) < 1e-6 for v in later),
-               f"{name}: the rollout generated with the weights of each update (versions {sorted(later)})")
+    if run1.updates and run2.updates:
+        end_of_run1, resumed = run1.updates[-1][2], run2.updates[0][2]
+        expect(abs(end_of_run1 - resumed) < 1e-5 and run2.updates[0][1] != resumed,
+               f"run 2 resumed the actor's step-2 weights (fingerprint {resumed:.6f}; end of run 1 "
+               f"{end_of_run1:.6f}; the model folder's {run2.updates[0][1]:.6f})")
     expect(bool(run2.restored) and run2.restored[0][0] == 2 and run2.restored[0][1] > 0,
            f"run 2 restored the step-2 archive (restored {run2.restored})")
     size_at_2 = steps.get(2, {}).get("ivgr/archive/size", 0)
@@ -158,20 +175,39 @@ def check(smoke_dir: Path, recipe: str, batch_size: int, seed: int, run_status: 
         got = dumped_sample_ids(dumps, step)
         expect(sorted(got) == sorted(planned[step - 1]),
                f"step {step} trained on the sampler's batch {step} ({got} vs planned {planned[step - 1]})")
-    if recipe == "ivr_r1":
-        expect(any("ivr_r1/screened_rate" in steps[s] for s in steps), "IVR-R1 metrics logged")
-    return passed, failed
+
+
+def _metric(metrics: dict[str, float], suffix: str) -> float | None:
+    """The value of the metric whose name ends with `suffix` (the actor prefixes its own)."""
+    return next((v for k, v in metrics.items() if k.endswith(suffix)), None)
+
+
+def _check_ivr_r1(replace: RunLog, aux_nll: RunLog, expect) -> None:
+    for name, run in (("replace", replace), ("aux_nll", aux_nll)):
+        expect(sorted(run.steps) == [1, 2], f"{name}: steps 1-2 logged (got {sorted(run.steps)})")
+        for step, m in sorted(run.steps.items()):
+            expect("ivgr/textual/score" in m and _metric(m, "ivr_r1/screened_share") is not None,
+                   f"{name} step {step}: textual rewards and IVR-R1 screening metrics")
+    for step, m in sorted(aux_nll.steps.items()):
+        demos, tokens = _metric(m, "ivr_r1/aux_nll/demonstrations"), _metric(m, "ivr_r1/aux_nll_tokens")
+        expect(demos is not None and (not demos or (tokens or 0) > 0),
+               f"aux_nll step {step}: {demos} demonstrations, {tokens} NLL tokens in the actor loss")
 
 
 def report(smoke_dir: Path, recipe: str, seconds: float) -> str:
-    run1, run2 = parse_log(smoke_dir / "run1.log"), parse_log(smoke_dir / "run2.log")
-    steps = {**run1.steps, **run2.steps}
+    runs = {"run 1": parse_log(smoke_dir / "run1.log"), "run 2": parse_log(smoke_dir / "run2.log")}
+    if recipe == "ivr_r1":
+        runs = {"replace": runs["run 1"], "aux_nll": runs["run 2"]}
     keys = SHOWN + (IVR_R1_SHOWN if recipe == "ivr_r1" else ())
-    lines = [f"CPU smoke run ({recipe}): {len(steps)} steps in {seconds:.0f} s"]
-    for step in sorted(steps):
-        figures = ", ".join(f"{k.split('/', 1)[1] if k.startswith('ivgr/') else k}="
-                            f"{steps[step][k]:.3g}" for k in keys if k in steps[step])
-        lines.append(f"  step {step}: {figures}")
+    lines = [f"CPU smoke run ({recipe}) in {seconds:.0f} s"]
+    for name, run in runs.items():
+        for step in sorted(run.steps):
+            figures = []
+            for key in keys:
+                value = _metric(run.steps[step], key)
+                if value is not None:
+                    figures.append(f"{key.removeprefix('ivgr/')}={value:.3g}")
+            lines.append(f"  {name} step {step}: {', '.join(figures)}")
     return "\n".join(lines)
 
 
