@@ -14,7 +14,7 @@
 # and exits non-zero when a step or a check failed. Extra arguments are Hydra overrides for both runs.
 #
 # Variables: PYTHON (default python3), SMOKE_DIR (default outputs/smoke_cpu/<recipe>; wiped first),
-# SMOKE_SAMPLES (synthetic samples, default 8), SMOKE_WARM_STEPS (tiny-model warm start, default 400),
+# SMOKE_SAMPLES (synthetic samples, default 8), SMOKE_WARM_STEPS (tiny-model warm start, default 600),
 # SMOKE_MODEL (reuse a tiny model folder made by an earlier smoke run instead of building one).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -26,7 +26,7 @@ esac
 PYTHON=${PYTHON:-python3}
 SMOKE_DIR=${SMOKE_DIR:-$ROOT/outputs/smoke_cpu/$RECIPE}
 SMOKE_SAMPLES=${SMOKE_SAMPLES:-8}
-SMOKE_WARM_STEPS=${SMOKE_WARM_STEPS:-400}
+SMOKE_WARM_STEPS=${SMOKE_WARM_STEPS:-600}
 log() { printf '[smoke_cpu] %s\n' "$*" >&2; }
 
 [[ "$SMOKE_DIR" == /* ]] || SMOKE_DIR=$PWD/$SMOKE_DIR
@@ -92,14 +92,15 @@ CPU_OVERLAY=(
 )
 # iVGR: a correct grounded rollout is a reference whatever its IoU (the tiny model's boxes are rarely
 # accurate; the seam under test is reference -> archive -> judge -> consistency bonus), dumps every step.
-# sizes: 2 samples (4 rows) per step for iVGR, 4 rows for IVR-R1 (textual only), 2 rollouts each,
-# short responses. train_ivgr_7b.sh takes them as its own variables, so the overrides it builds
+# sizes: 2 samples (4 rows) per step for iVGR, 4 rows for IVR-R1 (textual only), 4 rollouts each
+# (with 2 the near-deterministic tiny model often gives a group equal rewards: zero advantages,
+# nothing to learn), short responses. train_ivgr_7b.sh takes them as its own variables, so the overrides it builds
 # are the ones a GPU run uses; train_ivr_r1_7b.sh takes Hydra overrides.
 export DATA_DIR=$SMOKE_DIR/data VAL_FILES=$SMOKE_DIR/data/train.parquet
 export LOGGER=console PREFLIGHT=0 JUDGE_BASE_URL PYTHON
 export ENV_CHECK=0  # the GPU stack check (CUDA torch, vLLM, flash-attn) does not apply to the CPU backend
 SIZES=(
-    "data.train_batch_size=4" "actor_rollout_ref.actor.ppo_mini_batch_size=2" "actor_rollout_ref.rollout.n=2"
+    "data.train_batch_size=4" "actor_rollout_ref.actor.ppo_mini_batch_size=2" "actor_rollout_ref.rollout.n=4"
     "data.max_prompt_length=512" "data.max_response_length=64" "actor_rollout_ref.rollout.max_model_len=576"
     "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=2048"
 )
@@ -109,7 +110,7 @@ train() {  # train LOG STEPS [overrides...]
     shift 2
     if [[ "$RECIPE" == ivgr ]]; then
         MODEL_PATH=$SMOKE_DIR/model CKPT_DIR=$SMOKE_DIR/checkpoints TRAIN_BATCH_SIZE=4 PPO_MINI_BATCH_SIZE=2 \
-            ROLLOUT_N=2 MAX_PROMPT_LENGTH=512 MAX_RESPONSE_LENGTH=64 TP=1 NNODES=1 GPUS_PER_NODE=1 \
+            ROLLOUT_N=4 MAX_PROMPT_LENGTH=512 MAX_RESPONSE_LENGTH=64 TP=1 NNODES=1 GPUS_PER_NODE=1 \
             MAX_TOKENS_PER_GPU=2048 REF_OFFLOAD=false FUSED_KERNELS=false SAVE_FREQ=2 TEST_FREQ=-1 \
             TOTAL_STEPS=$steps bash scripts/train_ivgr_7b.sh "${CPU_OVERLAY[@]}" "${SIZES[@]}" \
             "ivgr.dump.every_k_steps=1" "ivgr.consistency.reference_iou_threshold=0.0" "$@" > "$log" 2>&1

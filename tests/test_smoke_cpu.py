@@ -43,7 +43,7 @@ def test_every_step_has_both_streams_and_a_consistency_term(smoke_run):
     steps = {**parse_log(out / "run1.log").steps, **parse_log(out / "run2.log").steps}
     assert sorted(steps) == [1, 2, 3]
     for metrics in steps.values():
-        assert metrics["ivgr/grounded/rollouts"] == 4 and metrics["ivgr/textual/rollouts"] == 4  # 2 samples x n 2
+        assert metrics["ivgr/grounded/rollouts"] == 8 and metrics["ivgr/textual/rollouts"] == 8  # 2 samples x n 4
         assert "actor/pg_loss" in metrics
     assert any(m.get("ivgr/textual/consistency", 0) > 0 for m in steps.values())
 
