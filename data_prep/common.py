@@ -2,8 +2,9 @@
 
 A converter is a small module with a reader (yielding `(row_id, raw_row)` pairs, streamed from
 Parquet row groups or JSONL lines) and a function turning one raw row into a `Sample` (or raising
-an error with a `reason`). `run()` does the rest: `--limit`, tqdm progress, per-row error
-capture into the rejects file, the atomic writer and the printed summary.
+an error with a `reason`). `run()` does the rest: the image-root check, `--limit`, tqdm
+progress, per-row error capture into the rejects file, the atomic writer, the printed summary
+and the exit status (non-zero, previous output kept, when too few rows survive).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from data_prep.images import (
 )
 from data_prep.prompts import BOX_FRAMES
 from data_prep.schema import RecordError, Sample
-from data_prep.writer import RecordWriter
+from data_prep.writer import RecordWriter, side_paths
 from reward_score.answers import ANSWER_TYPES
 
 ROW_ERRORS = (BoxError, ImageError, RecordError)
@@ -65,6 +66,9 @@ def base_parser(prog: str, description: str, *, default_embed: bool = False) -> 
     parser.add_argument("--box-frame", choices=BOX_FRAMES, default="qwen2_5_vl",
                         help="model family whose box frame the grounded prompt describes")
     parser.add_argument("--row-group-rows", type=int, default=1000)
+    parser.add_argument("--min-keep-ratio", type=float, default=0.5,
+                        help="fail (exit 1, previous output kept) when fewer than this share of the rows read "
+                             "is written; a run that writes nothing always fails")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -219,33 +223,70 @@ def build_sample(loader: ImageLoader, *, sample_id: str, data_source: str, quest
 
 
 # -- the run loop -----------------------------------------------------------------------------
+PROBE_ROWS = 200  # rows after which a run whose every image is missing stops (wrong --image-root)
+_PATH_REASONS = {"image_missing", "image_path_escapes_root"}
+
+
+class WrongImageRoot(RuntimeError):
+    """The first PROBE_ROWS rows all failed on missing image files."""
+
+
+def check_image_root(args: argparse.Namespace) -> str | None:
+    """Why the image root cannot be right (None when it can): `--image-root` must be a folder."""
+    root = getattr(args, "image_root", None)
+    if root is not None and not Path(root).is_dir():
+        return f"--image-root {root} is not a folder"
+    return None
+
+
 def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Sample],
-        args: argparse.Namespace, total: int | None = None) -> dict[str, Any]:
-    """Convert `rows` into `args.out`; every dropped row gets a reason. Returns the summary."""
+        args: argparse.Namespace, total: int | None = None) -> int:
+    """Convert `rows` into `args.out`; every dropped row gets a reason. Returns the exit status:
+    0 when the output was published, 1 when too few rows were kept (`--min-keep-ratio`) or the
+    image root is wrong, 2 when `--image-root` is not a folder; in both failure cases any previous
+    output stays untouched."""
+    problem = check_image_root(args)
+    if problem:
+        print(f"[data_prep] error: {problem}; nothing written", file=sys.stderr)
+        return 2
     if args.limit is not None:
         rows = islice(rows, args.limit)
         total = min(total, args.limit) if total is not None else args.limit
     start = time.perf_counter()
-    with RecordWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows) as writer:
-        for row_id, raw in tqdm(rows, total=total, unit="row", disable=args.quiet, mininterval=1.0):
-            if isinstance(raw, BadRow):
-                writer.reject(row_id, raw.reason, raw.detail)
-                continue
-            try:
-                sample = make_sample(raw, row_id)
-            except ROW_ERRORS as err:
-                writer.reject(row_id, err.reason, err.detail)
-                continue
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
-                writer.reject(row_id, "malformed_row", f"{type(err).__name__}: {err}")
-                continue
-            writer.add(sample, row_id)
+    writer = RecordWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows,
+                          min_keep_ratio=getattr(args, "min_keep_ratio", 0.5))
+    try:
+        with writer:
+            for row_id, raw in tqdm(rows, total=total, unit="row", disable=args.quiet, mininterval=1.0):
+                if isinstance(raw, BadRow):
+                    writer.reject(row_id, raw.reason, raw.detail)
+                else:
+                    try:
+                        writer.add(make_sample(raw, row_id), row_id)
+                    except ROW_ERRORS as err:
+                        writer.reject(row_id, err.reason, err.detail)
+                    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+                        writer.reject(row_id, "malformed_row", f"{type(err).__name__}: {err}")
+                if (writer.written == 0 and writer.rejected == PROBE_ROWS
+                        and set(writer.reasons) <= _PATH_REASONS):
+                    raise WrongImageRoot
+    except WrongImageRoot:
+        print(f"[data_prep] error: the first {PROBE_ROWS} rows all name image files that do not exist under "
+              f"{default_image_root(args)}; is --image-root right? (e.g. {writer.last_reject}); nothing written, "
+              f"previous output kept", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
     summary = writer.summary()
     rate = summary["read"] / seconds if seconds > 0 else float("inf")
     print(f"[data_prep] {args.out}: read {summary['read']}, wrote {summary['written']}, rejected "
           f"{summary['rejected']} {summary['reasons']} in {seconds:.2f} s ({rate:.0f} rows/s)", file=sys.stderr)
-    return summary
+    if not writer.committed:
+        failed = side_paths(Path(args.out), ".failed")
+        print(f"[data_prep] error: kept {summary['written']} of {summary['read']} rows, less than "
+              f"--min-keep-ratio {writer.min_keep_ratio}; {args.out} NOT replaced (previous output kept). "
+              f"Reasons: {failed[0]}, counts: {failed[1]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def default_image_root(args: argparse.Namespace) -> Path:

@@ -89,8 +89,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows = iter_coco(Path(args.input[0]))
     else:
         rows = common.iter_jsonl(args.input)
-    common.run(rows, make_sample_fn(loader, args.name, args.box_format), args)
-    return 0
+    status = common.run(rows, make_sample_fn(loader, args.name, args.box_format), args)
+    return status
 
 
 if __name__ == "__main__":

@@ -65,9 +65,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     common.add_box_format(parser, "xyxy")
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)
-    common.run(common.iter_parquet(args.input, COLUMNS), make_sample_fn(loader, args.box_format), args,
+    status = common.run(common.iter_parquet(args.input, COLUMNS), make_sample_fn(loader, args.box_format), args,
                total=common.parquet_rows(args.input))
-    return 0
+    return status
 
 
 if __name__ == "__main__":

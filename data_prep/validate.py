@@ -6,11 +6,13 @@ Checks the schema against `data_prep.schema.RECORD_SCHEMA`, then every row: uniq
 `sample_id`, known `kind` and `answer_type`, non-empty question/answer, images present with bytes
 or a safe relative path, `image_size`, boxes (four finite numbers, inside the image, x1 < x2 and
 y1 < y2 with sides >= 1 px, ORIGINAL pixels), grounded <=> boxes, one `<image>` placeholder per
-image in every prompt, and the verl columns agreeing with the record columns. Images are decoded
+image in every prompt, and the verl columns agreeing with the record columns. Every path-mode
+image file must exist and be non-empty on every row (a `stat`, no decode). Images are decoded
 for a sample of rows (`--decode sample`, about 256 rows spread over the file, the default), every
 row (`all`) or none; a decoded first image must match `image_size`.
 
-Exit status 0 when no problem was found, 1 otherwise (with a report of counts and examples).
+Exit status 0 when no problem was found, 1 otherwise (with a report of counts and examples); a
+file without rows fails (`empty_file`).
 """
 
 from __future__ import annotations
@@ -153,7 +155,12 @@ def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | No
             continue
         try:
             if not item.get("bytes"):
-                safe_relative_path(item["path"], root)
+                _, full = safe_relative_path(item["path"], root)
+                try:
+                    if full.stat().st_size == 0:
+                        raise ImageError("image_empty", str(full))
+                except (FileNotFoundError, NotADirectoryError):
+                    raise ImageError("image_missing", str(full)) from None
             if decode:
                 image = open_image(item, root)
                 if position == 0 and list(image.size) != list(row["image_size"] or []):
@@ -187,6 +194,8 @@ def validate(path: str | Path, image_root: str | Path | None = None, decode: str
             check_row(row, n, seen, report, root, decode == "all" or (decode == "sample" and n % stride == 0))
             n += 1
     report.rows = n
+    if n == 0:
+        report.add("empty_file", None, f"{path} has no rows")
     return report
 
 

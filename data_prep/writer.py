@@ -11,6 +11,11 @@ of embedded image bytes, whichever comes first), so memory stays bounded. Everyt
 hidden temporary files in the output directory first; only a run that finishes renames them
 into place (`os.replace`, atomic on one filesystem). An exception or Ctrl-C removes the
 temporaries and leaves any previous output untouched.
+
+A run that keeps too little (`min_keep_ratio`: nothing at all, or fewer than that fraction of
+the rows read, typically a wrong image root) is not published either: the previous output stays,
+and the new rejects and summary are written as `NAME.failed.rejects.jsonl` /
+`NAME.failed.summary.json` for diagnosis; `committed` is then False.
 """
 
 from __future__ import annotations
@@ -28,18 +33,22 @@ import pyarrow.parquet as pq
 from data_prep.schema import RECORD_SCHEMA, RecordError, Sample, to_row
 
 
-def side_paths(out: Path) -> tuple[Path, Path]:
+def side_paths(out: Path, infix: str = "") -> tuple[Path, Path]:
     """(rejects JSONL, summary JSON) paths that belong to the output `out`."""
     stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
-    return out.with_name(f"{stem}.rejects.jsonl"), out.with_name(f"{stem}.summary.json")
+    return out.with_name(f"{stem}{infix}.rejects.jsonl"), out.with_name(f"{stem}{infix}.summary.json")
 
 
 class RecordWriter:
     """Context manager: `add()` samples, `reject()` source rows; files appear only on success."""
 
     def __init__(self, out: str | os.PathLike, *, box_frame: str = "qwen2_5_vl",
-                 row_group_rows: int = 1000, row_group_bytes: int = 64 << 20):
+                 row_group_rows: int = 1000, row_group_bytes: int = 64 << 20,
+                 min_keep_ratio: float | None = None):
         self.out = Path(out)
+        self.min_keep_ratio = min_keep_ratio
+        self.committed = False
+        self.last_reject = ""
         self.rejects_path, self.summary_path = side_paths(self.out)
         self.box_frame = box_frame
         self.row_group_rows = row_group_rows
@@ -81,9 +90,23 @@ class RecordWriter:
             return
         self._tmp[self.summary_path].write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n",
                                                 encoding="utf-8")
+        if not self.kept_enough():
+            failed_rejects, failed_summary = side_paths(self.out, ".failed")
+            os.replace(self._tmp[self.rejects_path], failed_rejects)
+            os.replace(self._tmp[self.summary_path], failed_summary)
+            self._tmp[self.out].unlink(missing_ok=True)
+            return
         # The Parquet file goes last: its presence means the side files belong to it.
         for final in (self.rejects_path, self.summary_path, self.out):
             os.replace(self._tmp[final], final)
+        self.committed = True
+
+    def kept_enough(self) -> bool:
+        """False when `min_keep_ratio` is set and nothing, or less than that share of the rows read, was kept."""
+        if self.min_keep_ratio is None:
+            return True
+        read = self.written + self.rejected
+        return self.written > 0 and self.written >= self.min_keep_ratio * read
 
     # -- rows --------------------------------------------------------------------------------
     def add(self, sample: Sample, row_id: str) -> bool:
@@ -109,6 +132,7 @@ class RecordWriter:
     def reject(self, row_id: str, reason: str, detail: str = "") -> None:
         """Record that source row `row_id` was dropped, and why."""
         self.reasons[reason] += 1
+        self.last_reject = f"{row_id}: {reason} {str(detail)[:200]}"
         line = {"row": str(row_id), "reason": reason, "detail": str(detail)[:500]}
         self._rejects.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
 

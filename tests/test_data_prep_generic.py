@@ -76,8 +76,9 @@ def source(tmp_path):
 
 
 def convert(source: Path, out: Path, *extra: str) -> None:
+    """CASES keeps 7 of 26 rows on purpose, below the default --min-keep-ratio 0.5."""
     assert generic.main(["--input", str(source), "--image-root", str(source.parent / "images"),
-                         "--out", str(out), "--quiet", *extra]) == 0
+                         "--out", str(out), "--quiet", "--min-keep-ratio", "0", *extra]) == 0
 
 
 def test_every_bad_input_has_a_reason_and_a_count(source, tmp_path):
@@ -174,7 +175,7 @@ def test_coco_style_input(tmp_path):
     path.write_text(json.dumps(coco))
     out = tmp_path / "coco.parquet"
     assert generic.main(["--input", str(path), "--image-root", str(root), "--out", str(out), "--quiet",
-                         "--name", "mycoco"]) == 0
+                         "--name", "mycoco", "--min-keep-ratio", "0"]) == 0
     rows = pq.read_table(out).to_pylist()
     assert [r["sample_id"] for r in rows] == ["mycoco:q1"]
     assert rows[0]["gt_boxes"] == [[10, 20, 40, 60], [100, 100, 150, 150]]
@@ -203,3 +204,63 @@ def test_failure_while_flushing_the_last_row_group_publishes_nothing(tmp_path):
         with RecordWriter(out) as writer:
             assert writer.add(bad, "1")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- safe outputs: a run that keeps too little never replaces good output --------------------------
+def _good_lines(n: int, image: str = "a.png") -> list[dict]:
+    return [{"id": f"g{i}", "image": image, "question": f"q{i}", "answer": "a"} for i in range(n)]
+
+
+def _publish_good(tmp_path: Path) -> tuple[Path, Path, dict[str, bytes]]:
+    make_images(tmp_path / "images")
+    out = tmp_path / "out" / "good.parquet"
+    source = write_jsonl(tmp_path / "good.jsonl", _good_lines(10))
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out),
+                         "--quiet"]) == 0
+    return source, out, {p.name: p.read_bytes() for p in out.parent.iterdir()}
+
+
+def test_image_root_typo_fails_before_the_run_and_keeps_previous_output(tmp_path, capsys):
+    source, out, before = _publish_good(tmp_path)
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path / "imagse"), "--out", str(out),
+                         "--quiet"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before
+
+
+def test_run_that_keeps_nothing_exits_1_and_keeps_previous_output(tmp_path, capsys):
+    """The issue's case: a wrong (but existing) image root rejects every row."""
+    source, out, before = _publish_good(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    status = generic.main(["--input", str(source), "--image-root", str(tmp_path / "elsewhere"), "--out", str(out),
+                           "--quiet"])
+    assert status == 1
+    assert "NOT replaced" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in out.parent.iterdir() if ".failed." not in p.name}
+    assert after == before
+    failed = json.loads((out.parent / "good.failed.summary.json").read_text())
+    assert failed["written"] == 0 and failed["reasons"] == {"image_missing": 10}
+
+
+def test_wrong_image_root_stops_after_the_probe_rows(tmp_path, capsys):
+    make_images(tmp_path / "images")
+    source = write_jsonl(tmp_path / "many.jsonl", _good_lines(1000, image="images/a.png"))
+    out = tmp_path / "many.parquet"
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out),
+                         "--quiet"]) == 1
+    assert "first 200 rows all name image files that do not exist" in capsys.readouterr().err
+    assert not out.exists()
+    # the same file with the right root converts
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path), "--out", str(out), "--quiet"]) == 0
+    assert pq.read_metadata(out).num_rows == 1000
+
+
+def test_min_keep_ratio(tmp_path):
+    make_images(tmp_path / "images")
+    lines = _good_lines(4) + [{"id": f"m{i}", "image": "missing.png", "question": "q", "answer": "a"} for i in range(6)]
+    source = write_jsonl(tmp_path / "mixed.jsonl", lines)
+    out = tmp_path / "mixed.parquet"
+    base = ["--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out), "--quiet"]
+    assert generic.main(base) == 1 and not out.exists()  # 4/10 < 0.5
+    assert generic.main([*base, "--min-keep-ratio", "0.4"]) == 0
+    assert pq.read_metadata(out).num_rows == 4

@@ -65,7 +65,8 @@ def ivgr_dir(tmp_path):
 
 def test_ivgr_rl51k(ivgr_dir):
     out = ivgr_dir / "out" / "ivgr.parquet"
-    assert ivgr_rl51k.main(["--input", str(ivgr_dir / "gvqa_and_mathdata.parquet"), "--out", str(out), "--quiet"]) == 0
+    assert ivgr_rl51k.main(["--input", str(ivgr_dir / "gvqa_and_mathdata.parquet"), "--out", str(out), "--quiet",
+                            "--min-keep-ratio", "0"]) == 0
     rows = pq.read_table(out).to_pylist()
     assert [(r["data_source"], r["kind"]) for r in rows] == [
         ("ivgr_rl51k/treevgr", "grounded"), ("ivgr_rl51k/ours_mmk12", "single"), ("ivgr_rl51k/ours_arxivqa", "single")]
@@ -84,7 +85,7 @@ def test_ivgr_rl51k(ivgr_dir):
     }
     # sample ids are content hashes: stable across runs and independent of row order
     again = ivgr_dir / "again.parquet"
-    ivgr_rl51k.main(["--input", str(ivgr_dir / "gvqa_and_mathdata.parquet"), "--out", str(again), "--quiet",
+    ivgr_rl51k.main(["--input", str(ivgr_dir / "gvqa_and_mathdata.parquet"), "--out", str(again), "--quiet", "--min-keep-ratio", "0",
                      "--image-root", str(ivgr_dir)])
     assert [r["sample_id"] for r in pq.read_table(again).to_pylist()] == [r["sample_id"] for r in rows]
 

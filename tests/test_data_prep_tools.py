@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from data_prep import inspect as inspect_cli
-from data_prep import synthetic, validate
+from data_prep import generic, synthetic, validate
+from data_prep.writer import RecordWriter
 from data_prep.synthetic import COLOURS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -125,6 +126,33 @@ def test_validate_schema_and_unreadable(tmp_path):
     garbage = tmp_path / "garbage.parquet"
     garbage.write_bytes(b"not parquet")
     assert validate.main([str(garbage)]) == 1
+
+
+def test_validate_fails_on_an_empty_file(tmp_path, capsys):
+    empty = tmp_path / "empty.parquet"
+    with RecordWriter(empty):
+        pass
+    assert pq.read_metadata(empty).num_rows == 0
+    assert validate.main([str(empty)]) == 1
+    assert "empty_file" in capsys.readouterr().out
+
+
+def test_validate_stats_every_path_mode_image_without_decoding(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = []
+    for i in range(300):
+        Image.new("RGB", (40, 30)).save(images / f"{i}.png")
+        lines.append(json.dumps({"id": str(i), "image": f"{i}.png", "question": "q", "answer": "a"}))
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "paths.parquet"
+    assert generic.main(["--input", str(tmp_path / "in.jsonl"), "--out", str(out), "--image-root", str(images),
+                         "--quiet"]) == 0
+    (images / "137.png").unlink()
+    (images / "211.png").write_bytes(b"")
+    report = validate.validate(out, images, decode="none")
+    assert dict(report.counts) == {"image_missing": 1, "image_empty": 1}
+    assert report.bad_rows == {137, 211}
 
 
 def test_inspect_reports_and_shared_prefix(high_res_set, small_set, tmp_path, capsys):
