@@ -190,18 +190,53 @@ class ImageLoader:
         return full.read_bytes()
 
 
+def answer_values(raw: Any) -> list[str]:
+    """A source's answer as a list of acceptable answer strings (the first is the reference).
+
+    A string is one answer; a list/tuple is several acceptable ones; booleans become `yes`/`no`
+    (not Python's `True`); numbers their decimal text. Nested containers and dicts are refused
+    (`bad_answer`) rather than stringified.
+    """
+    values = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    out = []
+    for value in values:
+        if isinstance(value, bool):
+            out.append("yes" if value else "no")
+        elif isinstance(value, (str, int, float)):
+            out.append(str(value).strip())
+        elif value is None:
+            continue
+        else:
+            raise RecordError("bad_answer", f"{type(value).__name__} in answer {raw!r}"[:120])
+    return [v for v in out if v]
+
+
+def choice_values(raw: Any) -> list[str] | None:
+    """A source's `choices` as option strings; a bare string (not a list) is refused (`bad_choices`)."""
+    if raw is None or (isinstance(raw, (list, tuple)) and not raw):
+        return None
+    if not isinstance(raw, (list, tuple)):
+        raise RecordError("bad_choices", f"choices must be a list of options, got {type(raw).__name__} {raw!r}"[:120])
+    if not all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in raw):
+        raise RecordError("bad_choices", f"options must be strings or numbers: {raw!r}"[:120])
+    return [str(c) for c in raw]
+
+
 def build_sample(loader: ImageLoader, *, sample_id: str, data_source: str, question: Any, answer: Any,
                  raw_images: Iterable[Any] | None, raw_boxes: Iterable[Sequence[float]] | None = None,
                  box_format: str = "xyxy", answer_type: str | None = None,
-                 choices: Sequence[Any] | None = None,
-                 expected_size: Sequence[Any] | None = None) -> Sample:
+                 choices: Any = None, expected_size: Sequence[Any] | None = None,
+                 question_textual: Any = None) -> Sample:
     """A validated `Sample`: images loaded (header only), boxes converted to ORIGINAL pixels of the
     first image and checked (against `expected_size` too when the source states one), tiny images
-    (shorter side < 28 px) upscaled together with their boxes."""
+    (shorter side < 28 px) upscaled together with their boxes. `answer` may be a list of acceptable
+    answers (see `answer_values`); `question_textual` is the textual stream's own question, if any."""
     if question is None or not str(question).strip():
         raise RecordError("empty_question")
-    if answer is None or not str(answer).strip():
+    answers = answer_values(answer)
+    if not answers:
         raise RecordError("empty_answer")
+    options = choice_values(choices)
     loaded = [loader.load(raw) for raw in (raw_images or [])]
     if not loaded:
         raise RecordError("no_image")
@@ -217,9 +252,11 @@ def build_sample(loader: ImageLoader, *, sample_id: str, data_source: str, quest
             if position == 0:
                 size, boxes = new_size, scale_boxes(boxes, sx, sy)
         items.append(item)
-    return Sample(sample_id=sample_id, data_source=data_source, question=str(question), answer=str(answer),
+    return Sample(sample_id=sample_id, data_source=data_source, question=str(question), answer=answers[0],
                   images=items, image_size=(int(size[0]), int(size[1])), gt_boxes=boxes,
-                  answer_type=answer_type, choices=[str(c) for c in choices] if choices else None)
+                  answer_type=answer_type, choices=options,
+                  question_textual=str(question_textual) if question_textual else None,
+                  answers=answers if len(answers) > 1 else None)
 
 
 # -- the run loop -----------------------------------------------------------------------------
@@ -240,11 +277,12 @@ def check_image_root(args: argparse.Namespace) -> str | None:
 
 
 def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Sample],
-        args: argparse.Namespace, total: int | None = None) -> int:
+        args: argparse.Namespace, total: int | None = None,
+        report: Callable[[dict[str, Any]], None] | None = None) -> int:
     """Convert `rows` into `args.out`; every dropped row gets a reason. Returns the exit status:
     0 when the output was published, 1 when too few rows were kept (`--min-keep-ratio`) or the
     image root is wrong, 2 when `--image-root` is not a folder; in both failure cases any previous
-    output stays untouched."""
+    output stays untouched. `report` gets the summary dict (extra per-source lines)."""
     problem = check_image_root(args)
     if problem:
         print(f"[data_prep] error: {problem}; nothing written", file=sys.stderr)
@@ -280,6 +318,8 @@ def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Samp
     rate = summary["read"] / seconds if seconds > 0 else float("inf")
     print(f"[data_prep] {args.out}: read {summary['read']}, wrote {summary['written']}, rejected "
           f"{summary['rejected']} {summary['reasons']} in {seconds:.2f} s ({rate:.0f} rows/s)", file=sys.stderr)
+    if report is not None:
+        report(summary)
     if not writer.committed:
         failed = side_paths(Path(args.out), ".failed")
         print(f"[data_prep] error: kept {summary['written']} of {summary['read']} rows, less than "

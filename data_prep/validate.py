@@ -3,7 +3,8 @@
     python -m data_prep.validate FILE.parquet [--image-root DIR] [--decode all|sample|none]
 
 Checks the schema against `data_prep.schema.RECORD_SCHEMA`, then every row: unique non-empty
-`sample_id`, known `kind` and `answer_type`, non-empty question/answer, images present with bytes
+`sample_id`, known `kind` and `answer_type`, non-empty question/answer, `answers` (when set)
+starting with `answer`, images present with bytes
 or a safe relative path, `image_size`, boxes (four finite numbers, inside the image, x1 < x2 and
 y1 < y2 with sides >= 1 px, ORIGINAL pixels), grounded <=> boxes, one `<image>` placeholder per
 image in every prompt, and the verl columns agreeing with the record columns. Every path-mode
@@ -143,6 +144,11 @@ def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | No
     extra, reward = row["extra_info"] or {}, row["reward_model"] or {}
     if reward.get("ground_truth") != row["answer"]:
         report.add("ground_truth_mismatch", n, where)
+    answers = row.get("answers")
+    if answers is not None and (len(answers) < 2 or answers[0] != row["answer"]):
+        report.add("answers_mismatch", n, f"{where}: answers {answers!r} must list answer {row['answer']!r} first")
+    if extra.get("answers") != answers or extra.get("question_textual") != row.get("question_textual"):
+        report.add("extra_info_mismatch", n, f"{where}: answers / question_textual")
     stored = (extra.get("sample_id"), extra.get("gt_boxes"), extra.get("image_size"))
     if stored != (sid, row["gt_boxes"], row["image_size"]):
         report.add("extra_info_mismatch", n, where)

@@ -86,7 +86,8 @@ def env(tmp_path_factory):
     (tmp / "images" / "p0.png").write_bytes(donor.images[0].data)
     by_path = Sample(sample_id=PATH_SAMPLE, data_source="test/path", question=donor.question, answer=donor.answer,
                      images=[ImageItem(None, "images/p0.png")], image_size=donor.image_size,
-                     gt_boxes=donor.gt_boxes, answer_type=donor.answer_type, choices=donor.choices)
+                     gt_boxes=donor.gt_boxes, answer_type=donor.answer_type, choices=donor.choices,
+                     question_textual="In the picture: " + donor.question)  # iVGR's `query` next to `problem`
     # records interleave kinds; the dataset must still put pairs first
     records = [grounded[0], singles[0], grounded[1], by_path, singles[1], *grounded[2:5], singles[2],
                *grounded[5:], *singles[3:]]
@@ -155,7 +156,8 @@ def test_items_carry_stream_prompt_and_reward_inputs(env, ds):
         assert item["index"] == extra["index"] == index
         assert "images" not in item and "prompt_grounded" not in item and "prompt_textual" not in item
         assert extra["stream"] == stream and extra["sample_id"] == sample.sample_id
-        assert extra["data_source"] == sample.data_source and extra["question"] == sample.question
+        asked = (stream != "grounded" and sample.question_textual) or sample.question  # the stream's own question
+        assert extra["data_source"] == sample.data_source and extra["question"] == asked
         assert extra["answer_type"] == sample.answer_type and extra["choices"] == sample.choices
         # ground truth stays in ORIGINAL pixels, with the original size and the frame
         assert extra["gt_boxes"] == [list(map(float, box)) for box in sample.gt_boxes]
@@ -166,7 +168,7 @@ def test_items_carry_stream_prompt_and_reward_inputs(env, ds):
         instruction = {"grounded": GROUNDED_INSTRUCTIONS["qwen2_5_vl"], "textual": TEXTUAL_INSTRUCTION,
                        "single": SINGLE_INSTRUCTION}[stream]
         assert user["content"][-1]["text"].endswith(instruction)
-        assert user["content"][-1]["text"].startswith(sample.question)
+        assert user["content"][-1]["text"].startswith(asked)
         (image,) = _image_items(item["raw_prompt"])
         assert isinstance(image["image"], Image.Image) and image["image"].size == tuple(sample.image_size)
         assert (image["min_pixels"], image["max_pixels"]) == (56 * 56, MAX_PIXELS)

@@ -349,7 +349,8 @@ class DualStreamDataset(RLHFDataset):
         bounds = (images[0]["min_pixels"], images[0]["max_pixels"]) if images else self.pixel_bounds(frame)
         extra.update(
             index=int(index), record_index=extra.get("index"), stream=stream, sample_id=record["sample_id"],
-            kind=record.get("kind"), data_source=source, question=record.get("question"),
+            kind=record.get("kind"), data_source=source,
+            question=(stream != "grounded" and record.get("question_textual")) or record.get("question"),
             answer=record.get("answer"), answer_type=record.get("answer_type"),
             choices=list(record["choices"]) if record.get("choices") is not None else None,
             gt_boxes=[[float(v) for v in box] for box in record.get("gt_boxes") or []],
