@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -264,3 +265,40 @@ def test_min_keep_ratio(tmp_path):
     assert generic.main(base) == 1 and not out.exists()  # 4/10 < 0.5
     assert generic.main([*base, "--min-keep-ratio", "0.4"]) == 0
     assert pq.read_metadata(out).num_rows == 4
+
+
+# -- values: lists of acceptable answers, booleans, string choices ---------------------------------
+def test_generic_values_answers_list_booleans_and_string_choices(tmp_path):
+    from reward_score import compute_score
+    from reward_score.scoring import compute_score_async
+
+    make_images(tmp_path / "images")
+    lines = [
+        {"id": "list", "image": "a.png", "question": "What colour is the mug?", "answer": ["red", "crimson"]},
+        {"id": "bool", "image": "a.png", "question": "Is the mug red?", "answer": True},
+        {"id": "strchoices", "image": "a.png", "question": "Which colour?", "answer": "A", "choices": "red"},
+        {"id": "nested", "image": "a.png", "question": "q", "answer": [["red"]]},
+        {"id": "num", "image": "a.png", "question": "How many?", "answer": 3, "choices": [1, 2, 3]},
+    ]
+    source = write_jsonl(tmp_path / "values.jsonl", lines)
+    out = tmp_path / "values.parquet"
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out),
+                         "--quiet"]) == 0
+    rows = {r["sample_id"]: r for r in pq.read_table(out).to_pylist()}
+    listed = rows["generic:list"]
+    assert listed["answer"] == "red" and listed["answers"] == ["red", "crimson"]
+    assert listed["extra_info"]["answers"] == ["red", "crimson"] and listed["reward_model"]["ground_truth"] == "red"
+    assert rows["generic:bool"]["answer"] == "yes" and rows["generic:bool"]["answers"] is None
+    assert rows["generic:num"]["answer"] == "3" and rows["generic:num"]["choices"] == ["1", "2", "3"]
+    reasons = {json.loads(line)["row"]: json.loads(line)["reason"]
+               for line in (tmp_path / "values.rejects.jsonl").read_text().splitlines()}
+    assert reasons == {"values.jsonl:3": "bad_choices", "values.jsonl:4": "bad_answer"}
+    # the consumer: verl's reward sees ground_truth "red" plus extra_info; any listed answer is correct
+    extra = {**listed["extra_info"], "stream": "single"}
+    ground_truth = listed["reward_model"]["ground_truth"]
+    for said, acc in (("crimson", 1.0), ("red", 1.0), ("blue", 0.0)):
+        text = f"<think>I look at the mug.</think><answer>{said}</answer>"
+        assert compute_score(listed["data_source"], text, ground_truth, extra)["acc"] == acc, said
+        assert asyncio.run(compute_score_async(listed["data_source"], text, ground_truth, extra))["acc"] == acc
+    single = {**rows["generic:bool"]["extra_info"], "stream": "single"}
+    assert compute_score("s", "<think>t</think><answer>Yes</answer>", "yes", single)["acc"] == 1.0
