@@ -292,7 +292,8 @@ def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Samp
         total = min(total, args.limit) if total is not None else args.limit
     start = time.perf_counter()
     writer = RecordWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows,
-                          min_keep_ratio=getattr(args, "min_keep_ratio", 0.5))
+                          min_keep_ratio=getattr(args, "min_keep_ratio", 0.5),
+                          image_root=default_image_root(args))
     try:
         with writer:
             for row_id, raw in tqdm(rows, total=total, unit="row", disable=args.quiet, mininterval=1.0):
@@ -331,4 +332,4 @@ def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Samp
 
 def default_image_root(args: argparse.Namespace) -> Path:
     """`--image-root`, else the folder of the first input file."""
-    return args.image_root if args.image_root is not None else Path(args.input[0]).resolve().parent
+    return Path(args.image_root) if args.image_root is not None else Path(args.input[0]).resolve().parent

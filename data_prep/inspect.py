@@ -34,6 +34,7 @@ from PIL import ImageDraw
 
 from data_prep.images import open_image
 from data_prep.prompts import to_content_lists
+from data_prep.schema import image_root_of
 from reward_score.frames import resized_size, to_model_frame
 
 DEFAULT_MAX_PIXELS = 1280 * 28 * 28
@@ -187,14 +188,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.inspect", description=__doc__.split("\n")[0])
     parser.add_argument("file", type=Path)
     parser.add_argument("--image-root", type=Path, default=None,
-                        help="root of path-mode images (default: the file's folder)")
+                        help="root of path-mode images (default: the root stored in the file's metadata, else its folder)")
     parser.add_argument("--render", nargs=2, metavar=("N", "DIR"), default=None,
                         help="draw GT boxes on N images into DIR")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     parser.add_argument("--prefix-samples", type=int, default=32, help="grounded rows used for the shared-prefix ratio")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
-    root = args.image_root if args.image_root is not None else args.file.resolve().parent
+    root = args.image_root if args.image_root is not None else (image_root_of(args.file) or args.file.resolve().parent)
     report = statistics_of(args.file, args.max_pixels)
     if args.prefix_samples > 0:
         report["shared_prefix"] = shared_prefix(args.file, root, args.max_pixels, args.prefix_samples)

@@ -34,6 +34,11 @@ Columns (all written by `to_row`; `RECORD_SCHEMA` is the Arrow schema):
   `question`, `question_textual`, `answer`, `answers`, `answer_type`, `choices`, `gt_boxes`,
   `image_size`, `box_frame`.
 
+Schema metadata: `ivgr.schema_version`, and for files written by a converter `ivgr.image_root`
+(the image root that path-mode `images` are relative to, written relative to the Parquet's folder)
+plus `ivgr.image_root_abs` (the same folder, absolute). `image_root_of()` resolves it; validate,
+inspect and the recipe dataset use it when no root is given.
+
 The recipe dataset (`recipe/ivgr`) reads `prompt_grounded` / `prompt_textual` as chat-message
 lists exactly like verl's `prompt`, swaps one of them into `prompt`, adds `stream` and the
 processor's pixel bounds to `extra_info`, and maps `gt_boxes` into the model frame with
@@ -43,10 +48,13 @@ a plain verl run needs embedded images (`--embed-images`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from data_prep import prompts
 from data_prep.images import ImageItem
@@ -90,6 +98,36 @@ RECORD_SCHEMA = pa.schema(
     ],
     metadata={"ivgr.schema_version": SCHEMA_VERSION},
 )
+
+
+IMAGE_ROOT_KEY, IMAGE_ROOT_ABS_KEY = b"ivgr.image_root", b"ivgr.image_root_abs"
+
+
+def image_root_metadata(out: str | os.PathLike, image_root: str | os.PathLike) -> dict[bytes, bytes]:
+    """Schema metadata naming `image_root` for a Parquet written at `out` (relative + absolute)."""
+    root = Path(image_root).resolve()
+    relative = os.path.relpath(root, Path(out).resolve().parent)
+    return {IMAGE_ROOT_KEY: Path(relative).as_posix().encode(), IMAGE_ROOT_ABS_KEY: str(root).encode()}
+
+
+def image_root_of(path: str | os.PathLike) -> Path | None:
+    """The image root a record Parquet names in its metadata: the relative entry (resolved against
+    the file's folder, so a moved data folder still works), else the absolute one; None when the
+    file names none or neither folder exists."""
+    path = Path(path)
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError):
+        return None
+    candidates = []
+    if IMAGE_ROOT_KEY in metadata:
+        candidates.append(path.resolve().parent / metadata[IMAGE_ROOT_KEY].decode())
+    if IMAGE_ROOT_ABS_KEY in metadata:
+        candidates.append(Path(metadata[IMAGE_ROOT_ABS_KEY].decode()))
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
 
 
 class RecordError(ValueError):

@@ -30,7 +30,7 @@ import pyarrow.parquet as pq
 from data_prep.boxes import MIN_SIDE_PX
 from data_prep.images import ImageError, open_image, safe_relative_path
 from data_prep.prompts import count_placeholders
-from data_prep.schema import KINDS, RECORD_SCHEMA
+from data_prep.schema import KINDS, RECORD_SCHEMA, image_root_of
 from reward_score.answers import ANSWER_TYPES
 
 _EPS = 1e-6
@@ -180,7 +180,8 @@ def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | No
 
 def validate(path: str | Path, image_root: str | Path | None = None, decode: str = "sample",
              sample_rows: int = 256) -> Report:
-    """Validate the file at `path`; path-mode images resolve against `image_root` (default: its folder)."""
+    """Validate the file at `path`; path-mode images resolve against `image_root` (default: the root
+    its metadata names, else its folder)."""
     path = Path(path)
     report = Report()
     try:
@@ -190,7 +191,7 @@ def validate(path: str | Path, image_root: str | Path | None = None, decode: str
         return report
     if not check_schema(path, report):
         return report
-    root = Path(image_root) if image_root is not None else path.resolve().parent
+    root = Path(image_root) if image_root is not None else (image_root_of(path) or path.resolve().parent)
     total = parquet.metadata.num_rows
     stride = max(1, total // sample_rows) if decode == "sample" else 1
     seen: set[str] = set()
@@ -209,7 +210,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.validate", description=__doc__.split("\n")[0])
     parser.add_argument("file", type=Path)
     parser.add_argument("--image-root", type=Path, default=None,
-                        help="root of path-mode images (default: the file's folder)")
+                        help="root of path-mode images (default: the root stored in the file's metadata, else its folder)")
     parser.add_argument("--decode", choices=("all", "sample", "none"), default="sample")
     args = parser.parse_args(argv)
     report = validate(args.file, args.image_root, args.decode)

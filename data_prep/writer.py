@@ -4,7 +4,9 @@ For an output `DIR/NAME.parquet` it writes, next to it:
 - `DIR/NAME.rejects.jsonl`: one line per dropped source row, `{"row": <source row id>, "reason":
   <code>, "detail": <text>}`, in input order;
 - `DIR/NAME.summary.json`: counts (`read`, `written`, `rejected`, per reason, per kind, per
-  data source). No timings, so identical inputs give byte-identical outputs (idempotent re-runs).
+  data source) and `image_root` (relative to DIR, as in the Parquet's schema metadata
+  `ivgr.image_root`, see `data_prep.schema.image_root_of`). No timings, so identical inputs give
+  byte-identical outputs (idempotent re-runs).
 
 Rows are buffered and flushed as Parquet row groups (`row_group_rows` rows or `row_group_bytes`
 of embedded image bytes, whichever comes first), so memory stays bounded. Everything goes to
@@ -30,7 +32,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from data_prep.schema import RECORD_SCHEMA, RecordError, Sample, to_row
+from data_prep.schema import RECORD_SCHEMA, IMAGE_ROOT_KEY, RecordError, Sample, image_root_metadata, to_row
 
 
 def side_paths(out: Path, infix: str = "") -> tuple[Path, Path]:
@@ -44,8 +46,12 @@ class RecordWriter:
 
     def __init__(self, out: str | os.PathLike, *, box_frame: str = "qwen2_5_vl",
                  row_group_rows: int = 1000, row_group_bytes: int = 64 << 20,
-                 min_keep_ratio: float | None = None):
+                 min_keep_ratio: float | None = None, image_root: str | os.PathLike | None = None):
         self.out = Path(out)
+        self.metadata = dict(RECORD_SCHEMA.metadata or {})
+        if image_root is not None:
+            self.metadata.update(image_root_metadata(self.out, image_root))
+        self.schema = RECORD_SCHEMA.with_metadata(self.metadata)
         self.min_keep_ratio = min_keep_ratio
         self.committed = False
         self.last_reject = ""
@@ -67,7 +73,7 @@ class RecordWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         suffix = f".{os.getpid()}.tmp"
         self._tmp = {p: p.with_name(f".{p.name}{suffix}") for p in (self.out, self.rejects_path, self.summary_path)}
-        self._writer = pq.ParquetWriter(self._tmp[self.out], RECORD_SCHEMA)
+        self._writer = pq.ParquetWriter(self._tmp[self.out], self.schema)
         self._rejects = open(self._tmp[self.rejects_path], "w", encoding="utf-8", errors="backslashreplace")
         return self
 
@@ -138,7 +144,7 @@ class RecordWriter:
 
     def _flush(self) -> None:
         if self._buffer:
-            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=RECORD_SCHEMA))
+            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
             self._buffer, self._buffer_bytes = [], 0
 
     # -- report ------------------------------------------------------------------------------
@@ -156,4 +162,5 @@ class RecordWriter:
             "kinds": dict(sorted(self.kinds.items())),
             "data_sources": dict(sorted(self.sources.items())),
             "box_frame": self.box_frame,
+            "image_root": self.metadata[IMAGE_ROOT_KEY].decode() if IMAGE_ROOT_KEY in self.metadata else None,
         }

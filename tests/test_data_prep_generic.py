@@ -302,3 +302,29 @@ def test_generic_values_answers_list_booleans_and_string_choices(tmp_path):
         assert asyncio.run(compute_score_async(listed["data_source"], text, ground_truth, extra))["acc"] == acc
     single = {**rows["generic:bool"]["extra_info"], "stream": "single"}
     assert compute_score("s", "<think>t</think><answer>Yes</answer>", "yes", single)["acc"] == 1.0
+
+
+# -- the image root travels with the file -----------------------------------------------------------
+def test_image_root_is_stored_and_used_by_validate_and_inspect(tmp_path, capsys):
+    from data_prep import inspect as inspect_cli
+    from data_prep import validate
+    from data_prep.schema import image_root_of
+
+    make_images(tmp_path / "work" / "images")
+    source = write_jsonl(tmp_path / "work" / "in.jsonl", _good_lines(3) + [
+        {"id": "box", "image": "sub/b.jpg", "question": "q", "answer": "a", "boxes": [[10, 10, 100, 100]]}])
+    out = tmp_path / "work" / "data" / "set.parquet"
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path / "work" / "images"),
+                         "--out", str(out), "--quiet"]) == 0
+    assert pq.read_schema(out).metadata[b"ivgr.image_root"] == b"../images"
+    assert json.loads(out.with_name("set.summary.json").read_text())["image_root"] == "../images"
+    # validate and inspect find the images without --image-root (the Parquet's folder holds none)
+    assert validate.main([str(out), "--decode", "all"]) == 0
+    assert "OK: no problems found" in capsys.readouterr().out
+    assert inspect_cli.main([str(out), "--prefix-samples", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["shared_prefix"]["samples"] == 1
+    # the relative entry wins: moving the whole folder keeps the file usable
+    moved = tmp_path / "moved"
+    (tmp_path / "work").rename(moved)
+    assert image_root_of(moved / "data" / "set.parquet") == (moved / "images").resolve()
+    assert validate.main([str(moved / "data" / "set.parquet"), "--decode", "all"]) == 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import io
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -280,6 +281,24 @@ def test_image_paths_stay_under_the_root(env):
     filtered = make(env, files, image_root=str(tmp / "root"), filter_overlong_prompts=True)
     assert [filtered[i]["extra_info"]["sample_id"] for i in range(len(filtered))] == ["test:ok", "test:ok"]
     assert filtered.filter_stats["errors"] == 1 and filtered.filter_stats["dropped_sample_ids"] == ["test:escape"]
+
+
+def test_image_root_stored_by_the_converter_is_the_default(env):
+    """A path-mode file from data_prep.generic, images in a sibling folder: no data.image_root needed."""
+    from data_prep import generic
+
+    tmp = env["tmp"] / "stored_root"
+    (tmp / "pics").mkdir(parents=True)
+    donor = synthetic.make_sample(SEED, 301)
+    (tmp / "pics" / "d.png").write_bytes(donor.images[0].data)
+    line = {"id": "d", "image": "d.png", "question": donor.question, "answer": donor.answer,
+            "boxes": [list(b) for b in donor.gt_boxes]}
+    (tmp / "in.jsonl").write_text(json.dumps(line) + "\n")
+    out = tmp / "data" / "d.parquet"
+    assert generic.main(["--input", str(tmp / "in.jsonl"), "--image-root", str(tmp / "pics"), "--out", str(out),
+                         "--quiet"]) == 0
+    item = make(env, [str(out)])[0]
+    assert _image_items(item["raw_prompt"])[0]["image"].size == tuple(donor.image_size)
 
 
 # ---------------------------------------------------------------------------------------- length filter
