@@ -109,6 +109,19 @@ def iter_jsonl(paths: Sequence[str | Path]) -> Iterator[tuple[str, dict | BadRow
                 yield row_id, obj if isinstance(obj, dict) else BadRow("bad_json", "line is not a JSON object")
 
 
+def jsonl_rows(paths: Sequence[str | Path], chunk: int = 1 << 20) -> int:
+    """Number of lines of JSONL files (a byte scan, for the progress bar's total; blank lines count)."""
+    total = 0
+    for path in paths:
+        with open(path, "rb") as handle:
+            last = b"\n"
+            while block := handle.read(chunk):
+                total += block.count(b"\n")
+                last = block[-1:]
+            total += last != b"\n"
+    return total
+
+
 def parquet_rows(paths: Sequence[str | Path]) -> int:
     """Total row count from the Parquet footers (no data read)."""
     return sum(pq.ParquetFile(p).metadata.num_rows for p in paths)

@@ -90,10 +90,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)
     if len(args.input) == 1 and args.input[0].endswith(".json"):
-        rows = iter_coco(Path(args.input[0]))
+        rows, total = iter_coco(Path(args.input[0])), None
     else:
-        rows = common.iter_jsonl(args.input)
-    status = common.run(rows, make_sample_fn(loader, args.name, args.box_format), args)
+        rows, total = common.iter_jsonl(args.input), common.jsonl_rows(args.input)
+    status = common.run(rows, make_sample_fn(loader, args.name, args.box_format), args, total=total)
     return status
 
 

@@ -65,7 +65,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     jsonl = all(Path(p).suffix in (".jsonl", ".json") for p in args.input)
     rows = common.iter_jsonl(args.input) if jsonl else common.iter_parquet(args.input)
     status = common.run(rows, make_sample_fn(loader, args.box_format), args,
-               total=None if jsonl else common.parquet_rows(args.input))
+               total=common.jsonl_rows(args.input) if jsonl else common.parquet_rows(args.input))
     return status
 
 

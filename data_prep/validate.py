@@ -26,6 +26,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
 from data_prep.boxes import MIN_SIDE_PX
 from data_prep.images import ImageError, open_image, safe_relative_path
@@ -179,7 +180,7 @@ def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | No
 
 
 def validate(path: str | Path, image_root: str | Path | None = None, decode: str = "sample",
-             sample_rows: int = 256) -> Report:
+             sample_rows: int = 256, progress: bool = False) -> Report:
     """Validate the file at `path`; path-mode images resolve against `image_root` (default: the root
     its metadata names, else its folder)."""
     path = Path(path)
@@ -196,10 +197,13 @@ def validate(path: str | Path, image_root: str | Path | None = None, decode: str
     stride = max(1, total // sample_rows) if decode == "sample" else 1
     seen: set[str] = set()
     n = 0
+    bar = tqdm(total=total, unit="row", desc="validate", disable=not progress, mininterval=1.0)
     for batch in parquet.iter_batches(batch_size=64, columns=RECORD_SCHEMA.names):
+        bar.update(batch.num_rows)
         for row in batch.to_pylist():
             check_row(row, n, seen, report, root, decode == "all" or (decode == "sample" and n % stride == 0))
             n += 1
+    bar.close()
     report.rows = n
     if n == 0:
         report.add("empty_file", None, f"{path} has no rows")
@@ -212,8 +216,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--image-root", type=Path, default=None,
                         help="root of path-mode images (default: the root stored in the file's metadata, else its folder)")
     parser.add_argument("--decode", choices=("all", "sample", "none"), default="sample")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    report = validate(args.file, args.image_root, args.decode)
+    report = validate(args.file, args.image_root, args.decode, progress=not args.quiet)
     print(report.render(args.file))
     return 0 if report.ok else 1
 

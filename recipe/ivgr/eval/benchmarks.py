@@ -845,9 +845,14 @@ def to_row(benchmark: str, raw: RawItem, options: ConvertOptions, loader) -> tup
 # ------------------------------------------------------------------------------------- convert
 def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
             image_root: str | os.PathLike | None = None, seed: int | None = 0, embed: bool = True,
-            box_format: str | None = None, limit: int | None = None, row_group_rows: int = 64) -> dict:
+            box_format: str | None = None, limit: int | None = None, row_group_rows: int = 64,
+            row_group_bytes: int = 64 << 20, progress: bool = False) -> dict:
     """Convert public benchmark files into `out` (eval schema); returns the summary (also written
-    to `<out stem>.summary.json`). Written atomically: nothing appears unless the run completes."""
+    to `<out stem>.summary.json`). Written atomically: nothing appears unless the run completes.
+    Row groups hold at most `row_group_rows` items or `row_group_bytes` of embedded images
+    (8K-pixel benchmarks have 10-20 MB images), so memory stays bounded."""
+    from tqdm import tqdm
+
     from data_prep.common import ImageLoader
 
     paths = [Path(p) for p in inputs]
@@ -871,13 +876,20 @@ def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.P
     rejects: list[dict] = []
     seen: set[str] = set()
     buffer: list[dict] = []
+    buffer_bytes = 0
     writer = pq.ParquetWriter(tmp, schema)
+    files = [q for p in paths for q in ([p] if p.is_file() else sorted(p.iterdir()))]
+    total = (sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+             if files and all(p.suffix == ".parquet" for p in files) else None)
+    bar = tqdm(total=min(total, limit) if total is not None and limit is not None else total, unit="item",
+               desc=benchmark, disable=not progress, mininterval=1.0)
     try:
         iterator = reader(paths, root)
         while limit is None or counts["written"] < limit:
             raw = next(iterator, None)
             if raw is None:
                 break
+            bar.update(1)
             if isinstance(raw, SkipRow):
                 counts["skipped_other_split"] += 1
                 continue
@@ -900,10 +912,11 @@ def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.P
             problems.update(soft)
             subsets[row["subset"] or "-"] += 1
             buffer.append(row)
+            buffer_bytes += sum(len(image.get("bytes") or b"") for image in row["images"])
             counts["written"] += 1
-            if len(buffer) >= row_group_rows:
+            if len(buffer) >= row_group_rows or buffer_bytes >= row_group_bytes:
                 writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
-                buffer = []
+                buffer, buffer_bytes = [], 0
         if buffer:
             writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
         writer.close()
@@ -915,7 +928,9 @@ def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.P
             "shuffle_seed": seed, "embedded_images": embed, "rejects": rejects[:50],
         }
         os.replace(tmp, out)
+        bar.close()
     except BaseException:
+        bar.close()
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
@@ -973,6 +988,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override the GT box format (V*: xywh, TreeBench: xyxy by default)")
     parser.add_argument("--limit", type=int, default=None, help="write at most N items")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.list or args.benchmark is None:
         for name, spec in BENCHMARKS.items():
@@ -982,7 +998,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--input and --out are required")
     summary = convert(args.benchmark, args.input, args.out, image_root=args.image_root,
                       seed=None if args.no_shuffle else args.seed, embed=args.embed,
-                      box_format=args.box_format, limit=args.limit)
+                      box_format=args.box_format, limit=args.limit, progress=not args.quiet)
     print(f"[eval.benchmarks] {args.out}: read {summary['read']}, wrote {summary['written']}, rejected "
           f"{summary['rejected']} {summary['reasons']}, kept with problems {summary['kept_with_problems']}, "
           f"subsets {summary['subsets']}", file=sys.stderr)
