@@ -22,6 +22,8 @@ from typing import Any
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from data_prep import streaming
+
 from data_prep.boxes import BOX_FORMATS, BoxError, prepare_boxes, scale_boxes
 from data_prep.images import (
     MIN_SIDE,
@@ -80,14 +82,16 @@ def add_box_format(parser: argparse.ArgumentParser, default: str) -> None:
 
 # -- readers ----------------------------------------------------------------------------------
 def iter_parquet(paths: Sequence[str | Path], columns: Sequence[str] | None = None,
-                 batch_size: int = 64) -> Iterator[tuple[str, dict]]:
-    """Rows of Parquet files as dicts, streamed batch by batch; row id `<file name>:<row number>`."""
+                 batch_size: int | None = None) -> Iterator[tuple[str, dict]]:
+    """Rows of Parquet files as dicts, streamed in bounded batches (`data_prep.streaming`; about
+    16 MB per batch unless `batch_size` rows are asked for); row id `<file name>:<row number>`."""
     for path in map(Path, paths):
-        parquet = pq.ParquetFile(path)
+        parquet = streaming.open_parquet(path)
         names = set(parquet.schema_arrow.names)
         wanted = [c for c in columns if c in names] if columns else None
+        rows_per_batch = batch_size or streaming.batch_rows(parquet, wanted)
         number = 0
-        for batch in parquet.iter_batches(batch_size=batch_size, columns=wanted):
+        for batch in parquet.iter_batches(batch_size=rows_per_batch, columns=wanted):
             for row in batch.to_pylist():
                 yield f"{path.name}:{number}", row
                 number += 1

@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__.split("\n")[0], default_embed=True)
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)
-    status = common.run(common.iter_parquet(args.input, COLUMNS, batch_size=16), make_sample_fn(loader), args,
+    status = common.run(common.iter_parquet(args.input, COLUMNS), make_sample_fn(loader), args,
                total=common.parquet_rows(args.input))
     return status
 

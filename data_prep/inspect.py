@@ -39,6 +39,7 @@ from PIL import ImageDraw
 
 from tqdm import tqdm
 
+from data_prep import streaming
 from data_prep.images import ImageError, open_image
 from data_prep.prompts import to_content_lists
 from data_prep.schema import image_root_of
@@ -112,7 +113,7 @@ def shared_prefix(path: Path, root: Path, max_pixels: int, samples: int,
     ratios, common_total, grounded_total, lengths = [], 0, 0, []
     bad = bad if bad is not None else BadRows()
     columns = ["sample_id", "kind", "images", "prompt_grounded", "prompt_textual"]
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=16, columns=columns):
+    for batch in streaming.iter_batches(path, columns):
         for row in batch.to_pylist():
             if row["kind"] != "grounded" or len(ratios) >= samples:
                 continue
@@ -145,7 +146,7 @@ def statistics_of(path: Path, max_pixels: int, progress: bool = True) -> dict[st
     parquet = pq.ParquetFile(path)
     bar = tqdm(total=parquet.metadata.num_rows, unit="row", desc="inspect", disable=not progress, mininterval=1.0)
     columns = [c for c in _STAT_COLUMNS if c != "images"]
-    for batch in parquet.iter_batches(batch_size=256, columns=columns):
+    for batch in streaming.iter_batches(path, columns):
         bar.update(batch.num_rows)
         for row in batch.to_pylist():
             rows += 1
@@ -215,7 +216,7 @@ def render(path: Path, root: Path, count: int, out_dir: Path, bad: BadRows | Non
     parquet = pq.ParquetFile(path)
     columns = [c for c in columns if c in parquet.schema_arrow.names]
     shown = 0
-    for batch in parquet.iter_batches(batch_size=16, columns=columns):
+    for batch in streaming.iter_batches(path, columns):
         for row in batch.to_pylist():
             if shown >= count:
                 break

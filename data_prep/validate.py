@@ -28,6 +28,7 @@ from pathlib import Path
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from data_prep import streaming
 from data_prep.boxes import MIN_SIDE_PX
 from data_prep.images import ImageError, open_image, safe_relative_path
 from data_prep.prompts import count_placeholders
@@ -198,7 +199,7 @@ def validate(path: str | Path, image_root: str | Path | None = None, decode: str
     seen: set[str] = set()
     n = 0
     bar = tqdm(total=total, unit="row", desc="validate", disable=not progress, mininterval=1.0)
-    for batch in parquet.iter_batches(batch_size=64, columns=RECORD_SCHEMA.names):
+    for batch in streaming.iter_batches(path, RECORD_SCHEMA.names):
         bar.update(batch.num_rows)
         for row in batch.to_pylist():
             check_row(row, n, seen, report, root, decode == "all" or (decode == "sample" and n % stride == 0))

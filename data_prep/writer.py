@@ -9,7 +9,8 @@ For an output `DIR/NAME.parquet` it writes, next to it:
   byte-identical outputs (idempotent re-runs).
 
 Rows are buffered and flushed as Parquet row groups (`row_group_rows` rows or `row_group_bytes`
-of embedded image bytes, whichever comes first), so memory stays bounded. Everything goes to
+of embedded image bytes, 32 MB by default, whichever comes first) with pages near 1 MB
+(`data_prep.streaming`), so memory stays bounded here and in every reader of the file. Everything goes to
 hidden temporary files in the output directory first; only a run that finishes renames them
 into place (`os.replace`, atomic on one filesystem). An exception or Ctrl-C removes the
 temporaries and leaves any previous output untouched.
@@ -30,8 +31,8 @@ from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
+from data_prep import streaming
 from data_prep.schema import RECORD_SCHEMA, IMAGE_ROOT_KEY, RecordError, Sample, image_root_metadata, to_row
 
 
@@ -45,7 +46,7 @@ class RecordWriter:
     """Context manager: `add()` samples, `reject()` source rows; files appear only on success."""
 
     def __init__(self, out: str | os.PathLike, *, box_frame: str = "qwen2_5_vl",
-                 row_group_rows: int = 1000, row_group_bytes: int = 64 << 20,
+                 row_group_rows: int = 1000, row_group_bytes: int = streaming.ROW_GROUP_BYTES,
                  min_keep_ratio: float | None = None, image_root: str | os.PathLike | None = None):
         self.out = Path(out)
         self.metadata = dict(RECORD_SCHEMA.metadata or {})
@@ -73,7 +74,7 @@ class RecordWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         suffix = f".{os.getpid()}.tmp"
         self._tmp = {p: p.with_name(f".{p.name}{suffix}") for p in (self.out, self.rejects_path, self.summary_path)}
-        self._writer = pq.ParquetWriter(self._tmp[self.out], self.schema)
+        self._writer = streaming.writer(self._tmp[self.out], self.schema)
         self._rejects = open(self._tmp[self.rejects_path], "w", encoding="utf-8", errors="backslashreplace")
         return self
 

@@ -301,8 +301,9 @@ def _read_rows(path: Path) -> Iterator[dict]:
     """Rows of a Parquet / JSONL / JSON-list / TSV file as dicts (TSV image references resolved)."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=32):
+        from data_prep import streaming
+
+        for batch in streaming.iter_batches(path):  # bounded batches, whatever the row groups
             yield from batch.to_pylist()
     elif suffix == ".jsonl":
         with open(path, encoding="utf-8") as handle:
@@ -877,7 +878,9 @@ def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.P
     seen: set[str] = set()
     buffer: list[dict] = []
     buffer_bytes = 0
-    writer = pq.ParquetWriter(tmp, schema)
+    from data_prep import streaming
+
+    writer = streaming.writer(tmp, schema)
     files = [q for p in paths for q in ([p] if p.is_file() else sorted(p.iterdir()))]
     total = (sum(pq.ParquetFile(p).metadata.num_rows for p in files)
              if files and all(p.suffix == ".parquet" for p in files) else None)
@@ -953,10 +956,13 @@ def check_eval_file(path: str | os.PathLike) -> pq.ParquetFile:
 
 def iter_eval_rows(path: str | os.PathLike, batch_size: int = 64, limit: int | None = None) -> Iterator[dict]:
     """Rows of an eval Parquet, streamed; missing optional columns default to None."""
+    from data_prep import streaming
+
     parquet = check_eval_file(path)
     names = [f.name for f in EVAL_SCHEMA]
     count = 0
-    for batch in parquet.iter_batches(batch_size=batch_size):
+    for batch in streaming.open_parquet(path).iter_batches(
+            batch_size=min(batch_size, streaming.batch_rows(parquet))):
         for row in batch.to_pylist():
             if limit is not None and count >= limit:
                 return
