@@ -47,8 +47,10 @@ class RecordWriter:
 
     def __init__(self, out: str | os.PathLike, *, box_frame: str = "qwen2_5_vl",
                  row_group_rows: int = 1000, row_group_bytes: int = streaming.ROW_GROUP_BYTES,
-                 min_keep_ratio: float | None = None, image_root: str | os.PathLike | None = None):
+                 min_keep_ratio: float | None = None, image_root: str | os.PathLike | None = None,
+                 notes: Counter | None = None):
         self.out = Path(out)
+        self.notes = notes  # converter-specific counts, reported in the summary under `notes`
         self.metadata = dict(RECORD_SCHEMA.metadata or {})
         if image_root is not None:
             self.metadata.update(image_root_metadata(self.out, image_root))
@@ -164,4 +166,5 @@ class RecordWriter:
             "data_sources": dict(sorted(self.sources.items())),
             "box_frame": self.box_frame,
             "image_root": self.metadata[IMAGE_ROOT_KEY].decode() if IMAGE_ROOT_KEY in self.metadata else None,
+            **({"notes": dict(sorted(self.notes.items()))} if self.notes is not None else {}),
         }

@@ -173,14 +173,24 @@ def test_deepeyes_47k(tmp_path):
                       {"index": 3, "question": "Which bar is tallest? Options: A. x B. y"}),
         _deepeyes_row("vstar", "<image>\nBroken image?", "no", b""),
         _deepeyes_row("vstar", "<image>\nCorrupt image?", "no", b"\xff\xd8\xff garbage"),
+        _deepeyes_row("chart", "<image>\nWhat does the chart show?", "growth", _png((300, 200))),
+        _deepeyes_row("chart", "<image><image>\nWhich chart has more bars?", "left", _png((300, 200))),
     ]
+    rows[5]["images"].append({"bytes": _png((64, 64), (9, 9, 9)), "path": None})  # one placeholder, two images
+    rows[6]["images"].append({"bytes": _png((64, 64), (9, 9, 9)), "path": None})  # two placeholders, two images
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "data_0.1.2_visual_toolbox_v2.parquet")
     out = tmp_path / "deepeyes.parquet"
     assert deepeyes_47k.main(["--input", str(tmp_path / "data_0.1.2_visual_toolbox_v2.parquet"),
                               "--out", str(out), "--quiet"]) == 0
     kept = pq.read_table(out).to_pylist()
     assert [r["question"] for r in kept] == ["What is the colour of the umbrella?", "What is the area of the square?",
-                                             "Which bar is tallest? Options: A. x B. y"]
+                                             "Which bar is tallest? Options: A. x B. y", "What does the chart show?",
+                                             "Which chart has more bars?"]
+    # multi-image rows: the images the prompt refers to (upstream keeps only the first one)
+    assert len(kept[3]["images"]) == 1 and kept[3]["prompt"][1]["content"].count("<image>") == 1
+    assert len(kept[4]["images"]) == 2 and kept[4]["prompt"][1]["content"].startswith("<image><image>Which chart")
+    summary = json.loads((tmp_path / "deepeyes.summary.json").read_text())
+    assert summary["notes"] == {"extra_images_dropped": 1, "multi_image_kept_all": 1, "multi_image_rows": 2}
     assert all(r["kind"] == "single" and r["images"][0]["bytes"] for r in kept)
     tiny = kept[1]  # 20x12 thinklite image upscaled so its shorter side is 28 px
     assert tiny["image_size"] == [47, 28]
