@@ -18,6 +18,8 @@ Eval schema (`EVAL_SCHEMA`, one row per benchmark question)
 - `choices` (list<string> | null): option texts in the order SHOWN to the model (after shuffling).
 - `answer` (string): ground truth. Multiple choice: the letter of the correct option in the shown
   order; yes/no: `yes` / `no`; otherwise the source's answer.
+- `answers` (list<string> | null): every acceptable answer when the source lists several (ChartQA
+  labels, MMMU open questions), `answer` first; a match with any of them is correct.
 - `answer_text` (string | null): the correct option's text (multiple choice).
 - `answer_type` (string): one of `reward_score.answers.ANSWER_TYPES` (`choice`, `yes_no`, `number`,
   `math`, `text`).
@@ -76,7 +78,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-EVAL_SCHEMA_VERSION = "1"
+EVAL_SCHEMA_VERSION = "2"  # 2: answers
 _IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 EVAL_SCHEMA = pa.schema(
     [
@@ -87,6 +89,7 @@ EVAL_SCHEMA = pa.schema(
         ("question", pa.string()),
         ("choices", pa.list_(pa.string())),
         ("answer", pa.string()),
+        ("answers", pa.list_(pa.string())),
         ("answer_text", pa.string()),
         ("answer_type", pa.string()),
         ("source_answer", pa.string()),
@@ -109,8 +112,9 @@ class BenchmarkSpec:
     """What a benchmark is and how its official score is computed.
 
     `metric`: `accuracy` (micro mean over items), `subset_mean` (mean of the per-subset accuracies,
-    the official HR-Bench and CV-Bench-2D scores) or `f1` (F1 of the "yes" class, VLMEvalKit's POPE
-    "Overall"; accuracy is reported too).
+    the official HR-Bench and CV-Bench-2D scores), `f1` (F1 of the "yes" class, VLMEvalKit's POPE
+    "Overall"; accuracy is reported too) or `wemath` (We-Math's strict score over its multi-step
+    problems; the loose score and the four-dimensional counts are reported too).
     """
 
     name: str
@@ -118,7 +122,8 @@ class BenchmarkSpec:
     metric: str = "accuracy"
     answer_type: str = "choice"
     has_boxes: bool = False
-    reader: str = ""  # name of the converter function below
+    reader: str = ""  # name of the converter function below (or in reasoning_benchmarks)
+    rule: str = ""  # "relaxed": ChartQA's relaxed accuracy instead of the generic answer rules
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
@@ -131,10 +136,18 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     "cvbench2d": BenchmarkSpec("cvbench2d", "CV-2D", metric="subset_mean", reader="cvbench"),
     "cvbench3d": BenchmarkSpec("cvbench3d", "CV-3D", reader="cvbench"),
     "treebench": BenchmarkSpec("treebench", "TreeBench", has_boxes=True, reader="treebench"),
+    # the chart and multidisciplinary table (method.md §2.6); readers in reasoning_benchmarks.py
+    "chartqa": BenchmarkSpec("chartqa", "ChartQA", answer_type="text", reader="chartqa", rule="relaxed"),
+    "ai2d": BenchmarkSpec("ai2d", "AI2D", reader="ai2d"),
+    "wemath": BenchmarkSpec("wemath", "WeMath", metric="wemath", reader="wemath"),
+    "mmstar": BenchmarkSpec("mmstar", "MMStar", reader="mmstar"),
+    "mmmu": BenchmarkSpec("mmmu", "MMMU", reader="mmmu"),
+    "mmk12": BenchmarkSpec("mmk12", "MMK12", answer_type="math", reader="mmk12"),
 }
 # Column order of the paper's main table (method.md §2.6) and of its tool-assisted table (§2.7).
 PAPER_MAIN = ("vstar", "hrbench4k", "hrbench8k", "mme_realworld_lite", "pope", "realworldqa", "cvbench2d", "cvbench3d")
 PAPER_TOOL = ("vstar", "hrbench4k", "hrbench8k")
+PAPER_REASONING = ("chartqa", "ai2d", "wemath", "mmstar", "mmmu", "mmk12")  # the second table of §2.6
 
 
 def spec_of(name: str | None) -> BenchmarkSpec:
@@ -160,6 +173,7 @@ class RawItem:
     options: list[str] | None = None
     correct: int | None = None
     answer: str | None = None
+    answers: list[str] | None = None  # every acceptable answer (answer first) when there are several
     answer_type: str | None = None
     subset: str | None = None
     category: str | None = None
@@ -744,6 +758,10 @@ def reader_for(name: str) -> Callable[[Sequence[Path], Path], Iterator[RawItem]]
     spec = BENCHMARKS.get(name)
     if spec is None:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
+    if spec.reader not in READERS:
+        from recipe.ivgr.eval.reasoning_benchmarks import READERS as REASONING_READERS
+
+        return REASONING_READERS[spec.reader]
     return READERS[spec.reader]
 
 
@@ -836,6 +854,8 @@ def to_row(benchmark: str, raw: RawItem, options: ConvertOptions, loader) -> tup
     row = {
         "item_id": item_id, "benchmark": benchmark, "subset": raw.subset, "category": raw.category,
         "question": question, "choices": choices, "answer": answer, "answer_text": answer_text,
+        "answers": ([answer] + [a for a in dict.fromkeys(map(str, raw.answers)) if a and a != answer]
+                    if raw.options is None and raw.answers and len(set(raw.answers)) > 1 else None),
         "answer_type": answer_type, "source_answer": source_answer, "choice_order": order, "shuffle_seed": seed,
         "images": images, "image_size": [int(size[0]), int(size[1])] if size else None, "gt_boxes": gt_boxes,
         "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str),
