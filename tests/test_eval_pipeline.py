@@ -288,9 +288,10 @@ def test_cli_converts_on_the_fly_and_writes_outputs(data, tmp_path, capsys):
 
 
 def test_cli_transformers_backend_from_a_saved_checkpoint(data, tmp_path):
-    model, _ = tiny_qwen()
+    from recipe.ivgr.eval import tiny_checkpoint
+
     ckpt = tmp_path / "tiny-ckpt"
-    model.save_pretrained(ckpt)
+    assert tiny_checkpoint.main([str(ckpt)]) == 0  # the README's one command
     out = tmp_path / "out"
     assert main(["--model", str(ckpt), "--backend", "transformers", "--offline-processor", "--bench",
                  str(data["hrbench4k"]), "--mode", "textual", "--max-new-tokens", "3", "--min-pixels",
