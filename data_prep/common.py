@@ -24,7 +24,6 @@ import pyarrow.parquet as pq
 from tqdm import tqdm
 
 from data_prep import streaming
-
 from data_prep.boxes import BOX_FORMATS, BoxError, prepare_boxes, scale_boxes
 from data_prep.images import (
     MIN_SIDE,

@@ -36,7 +36,6 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from PIL import ImageDraw
-
 from tqdm import tqdm
 
 from data_prep import streaming
@@ -194,7 +193,8 @@ def _prompt_html(messages: list[dict] | None) -> str:
 
 _PAGE = """<!doctype html>
 <html><head><meta charset="utf-8"><title>{title}</title><style>
-body {{ font-family: sans-serif; margin: 1em; }} .row {{ border-top: 1px solid #ccc; padding: 1em 0; display: flex; gap: 1em; }}
+body {{ font-family: sans-serif; margin: 1em; }}
+.row {{ border-top: 1px solid #ccc; padding: 1em 0; display: flex; gap: 1em; }}
 .row img {{ max-width: 480px; max-height: 480px; }} pre {{ white-space: pre-wrap; margin: 0; }}
 .bad {{ color: #b00; }} .meta {{ color: #555; font-size: 90%; }} .cols {{ flex: 1; }}
 </style></head><body><h1>{title}</h1><p>{summary}</p>
@@ -286,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.inspect", description=__doc__.split("\n")[0])
     parser.add_argument("file", type=Path)
     parser.add_argument("--image-root", type=Path, default=None,
-                        help="root of path-mode images (default: the root stored in the file's metadata, else its folder)")
+                        help="root of path-mode images (default: the root stored in the file's metadata, "
+                             "else its folder)")
     parser.add_argument("--render", nargs=2, metavar=("N", "DIR"), default=None,
                         help="gallery of the first N rows in DIR/index.html (images with GT boxes, prompts)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)

@@ -91,7 +91,8 @@ def paper_comparison(data_sources: dict[str, int]) -> list[str]:
         kept = sum(data_sources.get(f"{DATASET}/{s}", 0) for s in sources)
         total += kept
         parts = ", ".join(f"{s} {data_sources.get(f'{DATASET}/{s}', 0)}" for s in sources)
-        lines.append(f"  {group:<20} {kept:>7} rows (paper {thousands}K){'  [' + parts + ']' if len(sources) > 1 else ''}")
+        detail = f"  [{parts}]" if len(sources) > 1 else ""
+        lines.append(f"  {group:<20} {kept:>7} rows (paper {thousands}K){detail}")
     lines.append(f"  {'total':<20} {total:>7} rows (paper 51K)")
     return lines
 

@@ -215,7 +215,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.validate", description=__doc__.split("\n")[0])
     parser.add_argument("file", type=Path)
     parser.add_argument("--image-root", type=Path, default=None,
-                        help="root of path-mode images (default: the root stored in the file's metadata, else its folder)")
+                        help="root of path-mode images (default: the root stored in the file's metadata, "
+                             "else its folder)")
     parser.add_argument("--decode", choices=("all", "sample", "none"), default="sample")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)

@@ -33,7 +33,7 @@ from typing import Any
 import pyarrow as pa
 
 from data_prep import streaming
-from data_prep.schema import RECORD_SCHEMA, IMAGE_ROOT_KEY, RecordError, Sample, image_root_metadata, to_row
+from data_prep.schema import IMAGE_ROOT_KEY, RECORD_SCHEMA, RecordError, Sample, image_root_metadata, to_row
 
 
 def side_paths(out: Path, infix: str = "") -> tuple[Path, Path]:

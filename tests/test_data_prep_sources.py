@@ -105,7 +105,8 @@ def test_ivgr_rl51k_follows_the_official_field_mapping(ivgr_dir, capsys):
     err = capsys.readouterr().err
     assert "TreeVGR (grounded)         2 rows (paper 37K)" in err
     assert "OpenMMReasoner             1 rows (paper 12K)" in err and "ours_mmk12 1" in err
-    assert "ArxivQA                    1 rows (paper 2K)" in err and "total                      4 rows (paper 51K)" in err
+    assert "ArxivQA                    1 rows (paper 2K)" in err
+    assert "total                      4 rows (paper 51K)" in err
     # sample ids are content hashes: stable across runs and independent of row order
     again = ivgr_dir / "again.parquet"
     ivgr_rl51k.main(["--input", str(ivgr_dir / "gvqa_and_mathdata.parquet"), "--out", str(again), "--quiet",

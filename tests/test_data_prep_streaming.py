@@ -4,7 +4,6 @@ converters read big row groups in small batches (pyarrow's allocation counter is
 from __future__ import annotations
 
 import io
-import json
 import subprocess
 import sys
 from pathlib import Path
@@ -77,4 +76,3 @@ def test_batch_rows_follow_the_bytes_per_row(tmp_path):
                   for i in range(parquet.metadata.num_columns)) / 8
     assert streaming.batch_rows(parquet) == int(streaming.BATCH_TARGET_BYTES // per_row)
     assert streaming.batch_rows(parquet, ["problem", "answer"]) == streaming.MAX_BATCH_ROWS
-    json.dumps(streaming.WRITE_OPTIONS)  # plain values (documented in the README)

@@ -14,10 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from data_prep import inspect as inspect_cli
 from data_prep import generic, synthetic, validate
-from data_prep.writer import RecordWriter
+from data_prep import inspect as inspect_cli
 from data_prep.synthetic import COLOURS
+from data_prep.writer import RecordWriter
 
 REPO = Path(__file__).resolve().parents[1]
 
