@@ -134,18 +134,21 @@ def size_of_bytes(data: bytes | None, name: str = "<bytes>", decode: bool = Fals
 def size_of_file(path: Path, decode: bool = False) -> tuple[int, int]:
     """(width, height) in pixels of an image file, read from its header (plus its last bytes)."""
     try:
-        length = path.stat().st_size
-        if length == 0:
-            raise ImageError("image_empty", str(path))
-        with open(path, "rb") as handle:
-            head = handle.read(12)
-            handle.seek(max(0, length - TAIL_BYTES))
-            tail = handle.read()
+        handle = open(path, "rb")  # one open for the end marker and PIL's header read
     except (FileNotFoundError, NotADirectoryError):
         raise ImageError("image_missing", str(path)) from None
     except IsADirectoryError:
         raise ImageError("image_missing", f"{path} is a folder") from None
-    return _open_size(path, str(path), decode, head, tail, length)
+    with handle:
+        length = os.fstat(handle.fileno()).st_size
+        if length == 0:
+            raise ImageError("image_empty", str(path))
+        handle.seek(max(0, length - TAIL_BYTES))
+        tail = handle.read()
+        handle.seek(0)
+        head = handle.read(12)
+        handle.seek(0)
+        return _open_size(handle, str(path), decode, head, tail, length)
 
 
 def upscale_to_min_side(data: bytes, size: tuple[int, int],
