@@ -2,8 +2,9 @@
 
 A converter is a small module with a reader (yielding `(row_id, raw_row)` pairs, streamed from
 Parquet row groups or JSONL lines) and a function turning one raw row into a `Sample` (or raising
-an error with a `reason`). `run()` does the rest: `--limit`, tqdm progress, per-row error
-capture into the rejects file, the atomic writer and the printed summary.
+an error with a `reason`). `run()` does the rest: the image-root check, `--limit`, tqdm
+progress, per-row error capture into the rejects file, the atomic writer, the printed summary
+and the exit status (non-zero, previous output kept, when too few rows survive).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import hashlib
 import json
 import sys
 import time
+from collections import Counter
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from itertools import islice
 from pathlib import Path
@@ -21,6 +23,7 @@ from typing import Any
 import pyarrow.parquet as pq
 from tqdm import tqdm
 
+from data_prep import streaming
 from data_prep.boxes import BOX_FORMATS, BoxError, prepare_boxes, scale_boxes
 from data_prep.images import (
     MIN_SIDE,
@@ -33,7 +36,7 @@ from data_prep.images import (
 )
 from data_prep.prompts import BOX_FRAMES
 from data_prep.schema import RecordError, Sample
-from data_prep.writer import RecordWriter
+from data_prep.writer import RecordWriter, side_paths
 from reward_score.answers import ANSWER_TYPES
 
 ROW_ERRORS = (BoxError, ImageError, RecordError)
@@ -65,6 +68,9 @@ def base_parser(prog: str, description: str, *, default_embed: bool = False) -> 
     parser.add_argument("--box-frame", choices=BOX_FRAMES, default="qwen2_5_vl",
                         help="model family whose box frame the grounded prompt describes")
     parser.add_argument("--row-group-rows", type=int, default=1000)
+    parser.add_argument("--min-keep-ratio", type=float, default=0.5,
+                        help="fail (exit 1, previous output kept) when fewer than this share of the rows read "
+                             "is written; a run that writes nothing always fails")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     return parser
 
@@ -76,14 +82,16 @@ def add_box_format(parser: argparse.ArgumentParser, default: str) -> None:
 
 # -- readers ----------------------------------------------------------------------------------
 def iter_parquet(paths: Sequence[str | Path], columns: Sequence[str] | None = None,
-                 batch_size: int = 64) -> Iterator[tuple[str, dict]]:
-    """Rows of Parquet files as dicts, streamed batch by batch; row id `<file name>:<row number>`."""
+                 batch_size: int | None = None) -> Iterator[tuple[str, dict]]:
+    """Rows of Parquet files as dicts, streamed in bounded batches (`data_prep.streaming`; about
+    16 MB per batch unless `batch_size` rows are asked for); row id `<file name>:<row number>`."""
     for path in map(Path, paths):
-        parquet = pq.ParquetFile(path)
+        parquet = streaming.open_parquet(path)
         names = set(parquet.schema_arrow.names)
         wanted = [c for c in columns if c in names] if columns else None
+        rows_per_batch = batch_size or streaming.batch_rows(parquet, wanted)
         number = 0
-        for batch in parquet.iter_batches(batch_size=batch_size, columns=wanted):
+        for batch in parquet.iter_batches(batch_size=rows_per_batch, columns=wanted):
             for row in batch.to_pylist():
                 yield f"{path.name}:{number}", row
                 number += 1
@@ -103,6 +111,19 @@ def iter_jsonl(paths: Sequence[str | Path]) -> Iterator[tuple[str, dict | BadRow
                     yield row_id, BadRow("bad_json", str(err))
                     continue
                 yield row_id, obj if isinstance(obj, dict) else BadRow("bad_json", "line is not a JSON object")
+
+
+def jsonl_rows(paths: Sequence[str | Path], chunk: int = 1 << 20) -> int:
+    """Number of lines of JSONL files (a byte scan, for the progress bar's total; blank lines count)."""
+    total = 0
+    for path in paths:
+        with open(path, "rb") as handle:
+            last = b"\n"
+            while block := handle.read(chunk):
+                total += block.count(b"\n")
+                last = block[-1:]
+            total += last != b"\n"
+    return total
 
 
 def parquet_rows(paths: Sequence[str | Path]) -> int:
@@ -186,18 +207,53 @@ class ImageLoader:
         return full.read_bytes()
 
 
+def answer_values(raw: Any) -> list[str]:
+    """A source's answer as a list of acceptable answer strings (the first is the reference).
+
+    A string is one answer; a list/tuple is several acceptable ones; booleans become `yes`/`no`
+    (not Python's `True`); numbers their decimal text. Nested containers and dicts are refused
+    (`bad_answer`) rather than stringified.
+    """
+    values = list(raw) if isinstance(raw, (list, tuple)) else [raw]
+    out = []
+    for value in values:
+        if isinstance(value, bool):
+            out.append("yes" if value else "no")
+        elif isinstance(value, (str, int, float)):
+            out.append(str(value).strip())
+        elif value is None:
+            continue
+        else:
+            raise RecordError("bad_answer", f"{type(value).__name__} in answer {raw!r}"[:120])
+    return [v for v in out if v]
+
+
+def choice_values(raw: Any) -> list[str] | None:
+    """A source's `choices` as option strings; a bare string (not a list) is refused (`bad_choices`)."""
+    if raw is None or (isinstance(raw, (list, tuple)) and not raw):
+        return None
+    if not isinstance(raw, (list, tuple)):
+        raise RecordError("bad_choices", f"choices must be a list of options, got {type(raw).__name__} {raw!r}"[:120])
+    if not all(isinstance(c, (str, int, float)) and not isinstance(c, bool) for c in raw):
+        raise RecordError("bad_choices", f"options must be strings or numbers: {raw!r}"[:120])
+    return [str(c) for c in raw]
+
+
 def build_sample(loader: ImageLoader, *, sample_id: str, data_source: str, question: Any, answer: Any,
                  raw_images: Iterable[Any] | None, raw_boxes: Iterable[Sequence[float]] | None = None,
                  box_format: str = "xyxy", answer_type: str | None = None,
-                 choices: Sequence[Any] | None = None,
-                 expected_size: Sequence[Any] | None = None) -> Sample:
+                 choices: Any = None, expected_size: Sequence[Any] | None = None,
+                 question_textual: Any = None) -> Sample:
     """A validated `Sample`: images loaded (header only), boxes converted to ORIGINAL pixels of the
     first image and checked (against `expected_size` too when the source states one), tiny images
-    (shorter side < 28 px) upscaled together with their boxes."""
+    (shorter side < 28 px) upscaled together with their boxes. `answer` may be a list of acceptable
+    answers (see `answer_values`); `question_textual` is the textual stream's own question, if any."""
     if question is None or not str(question).strip():
         raise RecordError("empty_question")
-    if answer is None or not str(answer).strip():
+    answers = answer_values(answer)
+    if not answers:
         raise RecordError("empty_answer")
+    options = choice_values(choices)
     loaded = [loader.load(raw) for raw in (raw_images or [])]
     if not loaded:
         raise RecordError("no_image")
@@ -213,41 +269,85 @@ def build_sample(loader: ImageLoader, *, sample_id: str, data_source: str, quest
             if position == 0:
                 size, boxes = new_size, scale_boxes(boxes, sx, sy)
         items.append(item)
-    return Sample(sample_id=sample_id, data_source=data_source, question=str(question), answer=str(answer),
+    return Sample(sample_id=sample_id, data_source=data_source, question=str(question), answer=answers[0],
                   images=items, image_size=(int(size[0]), int(size[1])), gt_boxes=boxes,
-                  answer_type=answer_type, choices=[str(c) for c in choices] if choices else None)
+                  answer_type=answer_type, choices=options,
+                  question_textual=str(question_textual) if question_textual else None,
+                  answers=answers if len(answers) > 1 else None)
 
 
 # -- the run loop -----------------------------------------------------------------------------
+PROBE_ROWS = 200  # rows after which a run whose every image is missing stops (wrong --image-root)
+_PATH_REASONS = {"image_missing", "image_path_escapes_root"}
+
+
+class WrongImageRoot(RuntimeError):
+    """The first PROBE_ROWS rows all failed on missing image files."""
+
+
+def check_image_root(args: argparse.Namespace) -> str | None:
+    """Why the image root cannot be right (None when it can): `--image-root` must be a folder."""
+    root = getattr(args, "image_root", None)
+    if root is not None and not Path(root).is_dir():
+        return f"--image-root {root} is not a folder"
+    return None
+
+
 def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Sample],
-        args: argparse.Namespace, total: int | None = None) -> dict[str, Any]:
-    """Convert `rows` into `args.out`; every dropped row gets a reason. Returns the summary."""
+        args: argparse.Namespace, total: int | None = None,
+        report: Callable[[dict[str, Any]], None] | None = None, notes: Counter | None = None) -> int:
+    """Convert `rows` into `args.out`; every dropped row gets a reason. Returns the exit status:
+    0 when the output was published, 1 when too few rows were kept (`--min-keep-ratio`) or the
+    image root is wrong, 2 when `--image-root` is not a folder; in both failure cases any previous
+    output stays untouched. `report` gets the summary dict (extra per-source lines); `notes` are
+    converter-specific counts that make_sample updates, stored in the summary under `notes`."""
+    problem = check_image_root(args)
+    if problem:
+        print(f"[data_prep] error: {problem}; nothing written", file=sys.stderr)
+        return 2
     if args.limit is not None:
         rows = islice(rows, args.limit)
         total = min(total, args.limit) if total is not None else args.limit
     start = time.perf_counter()
-    with RecordWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows) as writer:
-        for row_id, raw in tqdm(rows, total=total, unit="row", disable=args.quiet, mininterval=1.0):
-            if isinstance(raw, BadRow):
-                writer.reject(row_id, raw.reason, raw.detail)
-                continue
-            try:
-                sample = make_sample(raw, row_id)
-            except ROW_ERRORS as err:
-                writer.reject(row_id, err.reason, err.detail)
-                continue
-            except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
-                writer.reject(row_id, "malformed_row", f"{type(err).__name__}: {err}")
-                continue
-            writer.add(sample, row_id)
+    writer = RecordWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows,
+                          min_keep_ratio=getattr(args, "min_keep_ratio", 0.5),
+                          image_root=default_image_root(args), notes=notes)
+    try:
+        with writer:
+            for row_id, raw in tqdm(rows, total=total, unit="row", disable=args.quiet, mininterval=1.0):
+                if isinstance(raw, BadRow):
+                    writer.reject(row_id, raw.reason, raw.detail)
+                else:
+                    try:
+                        writer.add(make_sample(raw, row_id), row_id)
+                    except ROW_ERRORS as err:
+                        writer.reject(row_id, err.reason, err.detail)
+                    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+                        writer.reject(row_id, "malformed_row", f"{type(err).__name__}: {err}")
+                if (writer.written == 0 and writer.rejected == PROBE_ROWS
+                        and set(writer.reasons) <= _PATH_REASONS):
+                    raise WrongImageRoot
+    except WrongImageRoot:
+        print(f"[data_prep] error: the first {PROBE_ROWS} rows all name image files that do not exist under "
+              f"{default_image_root(args)}; is --image-root right? (e.g. {writer.last_reject}); nothing written, "
+              f"previous output kept", file=sys.stderr)
+        return 1
     seconds = time.perf_counter() - start
     summary = writer.summary()
     rate = summary["read"] / seconds if seconds > 0 else float("inf")
     print(f"[data_prep] {args.out}: read {summary['read']}, wrote {summary['written']}, rejected "
           f"{summary['rejected']} {summary['reasons']} in {seconds:.2f} s ({rate:.0f} rows/s)", file=sys.stderr)
-    return summary
+    if report is not None:
+        report(summary)
+    if not writer.committed:
+        failed = side_paths(Path(args.out), ".failed")
+        print(f"[data_prep] error: kept {summary['written']} of {summary['read']} rows, less than "
+              f"--min-keep-ratio {writer.min_keep_ratio}; {args.out} NOT replaced (previous output kept). "
+              f"Reasons: {failed[0]}, counts: {failed[1]}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def default_image_root(args: argparse.Namespace) -> Path:
     """`--image-root`, else the folder of the first input file."""
-    return args.image_root if args.image_root is not None else Path(args.input[0]).resolve().parent
+    return Path(args.image_root) if args.image_root is not None else Path(args.input[0]).resolve().parent

@@ -10,11 +10,19 @@ user turn holding `<image>`, the question and DeepEyes' tool instruction), `imag
 `env_name`. The set has no box annotations, so every row becomes a `single` sample; the question
 is `extra_info.question` when present, else the user turn without DeepEyes' instructions.
 Images whose shorter side is below 28 px (some ThinkLite images) are upscaled, boxes with them.
+
+Rows with more than one image: the verl-recipe preprocessing keeps only the first image. We keep
+the images the prompt refers to: when the user turn holds one `<image>` placeholder per image
+(a real multi-image question) all of them are kept; otherwise only the first image is kept, as
+upstream, because the prompt never shows the others to the model. Both cases are counted in the
+summary (`notes.multi_image_rows`, `notes.multi_image_kept_all`, `notes.extra_images_dropped`)
+and printed.
 """
 
 from __future__ import annotations
 
 import sys
+from collections import Counter
 from collections.abc import Sequence
 
 from data_prep import common
@@ -42,7 +50,22 @@ def question_of(prompt: list | None, extra_info: dict | None) -> str | None:
     return text
 
 
-def make_sample_fn(loader: common.ImageLoader):
+def images_to_keep(prompt: list | None, images: list, notes: Counter) -> list:
+    """The row's images the prompt refers to (see the module docstring), counting multi-image rows."""
+    if len(images) <= 1:
+        return images
+    notes["multi_image_rows"] += 1
+    placeholders = sum(str(m.get("content") or "").count("<image>") for m in prompt or [] if isinstance(m, dict))
+    if placeholders == len(images):
+        notes["multi_image_kept_all"] += 1
+        return images
+    notes["extra_images_dropped"] += len(images) - 1
+    return images[:1]
+
+
+def make_sample_fn(loader: common.ImageLoader, notes: Counter | None = None):
+    notes = notes if notes is not None else Counter()
+
     def make_sample(row: dict, row_id: str) -> Sample:
         reward = row.get("reward_model") or {}
         extra = row.get("extra_info") or {}
@@ -52,7 +75,7 @@ def make_sample_fn(loader: common.ImageLoader):
         question = question_of(row.get("prompt"), extra if isinstance(extra, dict) else None)
         if question is None:
             raise RecordError("empty_question", "no user turn")
-        images = row.get("images") or []
+        images = images_to_keep(row.get("prompt"), list(row.get("images") or []), notes)
         source = str(row.get("data_source") or "unknown")
         key = common.content_id(source, question, answer, [common.image_identity(i) for i in images])
         return common.build_sample(loader, sample_id=f"{DATASET}:{key}", data_source=f"{DATASET}/{source}",
@@ -64,9 +87,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__.split("\n")[0], default_embed=True)
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)
-    common.run(common.iter_parquet(args.input, COLUMNS, batch_size=16), make_sample_fn(loader), args,
-               total=common.parquet_rows(args.input))
-    return 0
+    notes: Counter = Counter()
+
+    def report(summary: dict) -> None:
+        print(f"[data_prep] DeepEyes rows with more than one image: {notes['multi_image_rows']} "
+              f"(all images kept: {notes['multi_image_kept_all']}, first image only: "
+              f"{notes['multi_image_rows'] - notes['multi_image_kept_all']}, "
+              f"{notes['extra_images_dropped']} images dropped)", file=sys.stderr)
+
+    status = common.run(common.iter_parquet(args.input, COLUMNS), make_sample_fn(loader, notes), args,
+                        total=common.parquet_rows(args.input), report=report, notes=notes)
+    return status
 
 
 if __name__ == "__main__":

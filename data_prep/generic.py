@@ -10,6 +10,10 @@ JSONL line (only `question`, `answer` and an image are required):
      "boxes": [[10, 20, 110, 140]], "box_format": "xyxy", "answer_type": "text",
      "choices": ["red", "blue"], "data_source": "kitchen"}
 
+`answer` may be a list of acceptable answers (`["red", "crimson"]`: the first is the reference,
+a match with any of them is correct in the reward); booleans become `yes` / `no`, numbers their
+text; nested lists or objects are rejected (`bad_answer`). `choices` must be a list of options
+(a bare string is rejected, `bad_choices`, rather than split into letters).
 `image` may also be `images` (a list); paths are relative to `--image-root` (absolute paths and
 `..` escapes are refused). `box_format` per line overrides `--box-format`. A line with boxes
 becomes a grounded sample, one without a single sample. `answer_type` must be one of
@@ -86,11 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)
     if len(args.input) == 1 and args.input[0].endswith(".json"):
-        rows = iter_coco(Path(args.input[0]))
+        rows, total = iter_coco(Path(args.input[0])), None
     else:
-        rows = common.iter_jsonl(args.input)
-    common.run(rows, make_sample_fn(loader, args.name, args.box_format), args)
-    return 0
+        rows, total = common.iter_jsonl(args.input), common.jsonl_rows(args.input)
+    status = common.run(rows, make_sample_fn(loader, args.name, args.box_format), args, total=total)
+    return status
 
 
 if __name__ == "__main__":

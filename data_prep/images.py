@@ -3,10 +3,14 @@
 An image reaches the Parquet either embedded (`bytes`) or by a path RELATIVE to an image root
 (`path`); see `data_prep.schema`. Paths that are absolute, URLs, or escape the root (`..`,
 symlinks pointing outside) are refused. Sizes are read from the file header with PIL, without
-decoding pixels, unless `decode=True` (catches truncated pixel data, about 100x slower).
+decoding pixels. Truncation is caught cheaply by default from the file's end: a JPEG must end
+with its EOI marker, a PNG with its IEND chunk, a GIF with its trailer byte, a WebP must hold
+the length its RIFF header states; other formats are decoded. `decode=True` decodes every image
+fully (also catches corrupt pixel data in a complete file, about 100x slower).
 
 Every failure is an `ImageError` whose `reason` is the code written to the rejects file:
-`image_missing`, `image_empty` (zero bytes), `image_corrupt`, `image_too_large` (PIL's
+`image_missing`, `image_empty` (zero bytes), `image_corrupt`, `image_truncated` (end marker
+missing), `image_too_large` (PIL's
 decompression-bomb limit), `image_aspect_ratio` (> 200, which the Qwen processors refuse),
 `image_path_absolute`, `image_path_url`, `image_path_escapes_root`, `image_no_data`.
 """
@@ -23,6 +27,7 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
+TAIL_BYTES = 1024  # how much of a file's end is read to find its end marker
 MIN_SIDE = 28  # Qwen2.5-VL resize factor: smaller sides are upscaled (with their boxes)
 MAX_ASPECT_RATIO = 200
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
@@ -70,18 +75,45 @@ def safe_relative_path(path: str, root: Path | None) -> tuple[str, Path]:
     return str(PurePosixPath(rel)), full
 
 
-def _open_size(fp, name: str, decode: bool) -> tuple[int, int]:
+def is_complete(image_format: str | None, head: bytes, tail: bytes, length: int) -> bool | None:
+    """Whether an encoded image of `length` bytes ends where its format says it must.
+
+    `head` is the file's first 12 bytes, `tail` its last `TAIL_BYTES`. JPEG: the EOI marker
+    FF D9 in the tail (entropy-coded data byte-stuffs FF, so EOI cannot appear inside it; bytes
+    some writers append after EOI are allowed). PNG: the IEND chunk type in the tail. GIF: the
+    trailer 0x3B after the last block. WebP: at least the 8 + RIFF size bytes the header states.
+    None for other formats (the caller decodes them instead).
+    """
+    if image_format in ("JPEG", "MPO"):
+        return b"\xff\xd9" in tail
+    if image_format == "PNG":
+        return b"IEND" in tail[-64:]
+    if image_format == "GIF":
+        return b"\x3b" in tail[-16:]
+    if image_format == "WEBP" and head[:4] == b"RIFF":
+        return length >= 8 + int.from_bytes(head[4:8], "little")
+    return None
+
+
+def _open_size(fp, name: str, decode: bool, head: bytes = b"", tail: bytes = b"",
+               length: int = 0) -> tuple[int, int]:
+    truncated = False
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(fp) as image:
                 size = image.size
-                if decode:
+                complete = None if decode else is_complete(image.format, head, tail, length)
+                if decode or complete is None:
                     image.load()
+                truncated = complete is False
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
         raise ImageError("image_too_large", f"{name}: {err}") from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
-        raise ImageError("image_corrupt", f"{name}: {type(err).__name__}: {err}"[:200]) from None
+        reason = "image_truncated" if "truncated" in str(err) else "image_corrupt"
+        raise ImageError(reason, f"{name}: {type(err).__name__}: {err}"[:200]) from None
+    if truncated:
+        raise ImageError("image_truncated", f"{name}: no end marker in the last {TAIL_BYTES} bytes")
     width, height = int(size[0]), int(size[1])
     if width <= 0 or height <= 0:
         raise ImageError("image_corrupt", f"{name}: size {width}x{height}")
@@ -96,19 +128,27 @@ def size_of_bytes(data: bytes | None, name: str = "<bytes>", decode: bool = Fals
         raise ImageError("image_no_data", name)
     if len(data) == 0:
         raise ImageError("image_empty", name)
-    return _open_size(io.BytesIO(data), name, decode)
+    return _open_size(io.BytesIO(data), name, decode, data[:12], data[-TAIL_BYTES:], len(data))
 
 
 def size_of_file(path: Path, decode: bool = False) -> tuple[int, int]:
-    """(width, height) in pixels of an image file, read from its header."""
+    """(width, height) in pixels of an image file, read from its header (plus its last bytes)."""
     try:
-        if path.stat().st_size == 0:
+        handle = open(path, "rb")  # one open for the end marker and PIL's header read
+    except (FileNotFoundError, NotADirectoryError):
+        raise ImageError("image_missing", str(path)) from None
+    except IsADirectoryError:
+        raise ImageError("image_missing", f"{path} is a folder") from None
+    with handle:
+        length = os.fstat(handle.fileno()).st_size
+        if length == 0:
             raise ImageError("image_empty", str(path))
-    except FileNotFoundError:
-        raise ImageError("image_missing", str(path)) from None
-    except NotADirectoryError:
-        raise ImageError("image_missing", str(path)) from None
-    return _open_size(path, str(path), decode)
+        handle.seek(max(0, length - TAIL_BYTES))
+        tail = handle.read()
+        handle.seek(0)
+        head = handle.read(12)
+        handle.seek(0)
+        return _open_size(handle, str(path), decode, head, tail, length)
 
 
 def upscale_to_min_side(data: bytes, size: tuple[int, int],

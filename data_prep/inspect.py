@@ -14,12 +14,17 @@ Reports
   (`data_prep.offline_processor`, image tokens expanded), and the length of the common token prefix
   is divided by the grounded prompt's length. It says how much of a grounded prompt vLLM's prefix
   cache can reuse for the textual one (target >= 0.9 at 1280*28*28 max pixels).
-`--render N DIR` draws the GT boxes of the first N grounded rows onto their images (PNG files).
+`--render N DIR` writes a gallery of the first N rows: `DIR/index.html` with, per row, its first
+image with the GT boxes drawn (a PNG beside it), the question(s), the answer(s) and both prompts.
+
+A row whose image cannot be opened (missing, corrupt, outside the root) does not stop the
+command: it is counted under `bad_rows` (reason and a few examples) and listed in the gallery.
 """
 
 from __future__ import annotations
 
 import argparse
+import html
 import json
 import re
 import statistics
@@ -31,9 +36,12 @@ from typing import Any
 
 import pyarrow.parquet as pq
 from PIL import ImageDraw
+from tqdm import tqdm
 
-from data_prep.images import open_image
+from data_prep import streaming
+from data_prep.images import ImageError, open_image
 from data_prep.prompts import to_content_lists
+from data_prep.schema import image_root_of
 from reward_score.frames import resized_size, to_model_frame
 
 DEFAULT_MAX_PIXELS = 1280 * 28 * 28
@@ -76,18 +84,43 @@ def prompt_token_ids(processor: Any, messages: list[dict], images: list) -> list
     return list(processor(text=[text], images=images or None)["input_ids"][0])
 
 
-def shared_prefix(path: Path, root: Path, max_pixels: int, samples: int) -> dict[str, Any] | None:
-    """Shared-prefix statistics over the first `samples` grounded rows (None when there are none)."""
+class BadRows:
+    """Rows whose images could not be opened: counts per reason and a few examples."""
+
+    def __init__(self, max_examples: int = 5):
+        self.counts: Counter = Counter()
+        self.examples: list[str] = []
+        self.max_examples = max_examples
+
+    def add(self, sample_id: str, err: ImageError) -> None:
+        self.counts[err.reason] += 1
+        if len(self.examples) < self.max_examples:
+            self.examples.append(f"{sample_id}: {err.reason} {err.detail}"[:240])
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"count": sum(self.counts.values()), "reasons": dict(sorted(self.counts.items())),
+                "examples": self.examples}
+
+
+def shared_prefix(path: Path, root: Path, max_pixels: int, samples: int,
+                  bad: BadRows | None = None) -> dict[str, Any] | None:
+    """Shared-prefix statistics over the first `samples` grounded rows (None when there are none);
+    rows whose images fail to open are skipped and counted in `bad`."""
     from data_prep.offline_processor import build_processor
 
     processor = build_processor(max_pixels=max_pixels)
     ratios, common_total, grounded_total, lengths = [], 0, 0, []
-    columns = ["kind", "images", "prompt_grounded", "prompt_textual"]
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=16, columns=columns):
+    bad = bad if bad is not None else BadRows()
+    columns = ["sample_id", "kind", "images", "prompt_grounded", "prompt_textual"]
+    for batch in streaming.iter_batches(path, columns):
         for row in batch.to_pylist():
             if row["kind"] != "grounded" or len(ratios) >= samples:
                 continue
-            images = [open_image(item, root) for item in row["images"]]
+            try:
+                images = [open_image(item, root) for item in row["images"]]
+            except ImageError as err:
+                bad.add(row["sample_id"], err)
+                continue
             grounded = prompt_token_ids(processor, row["prompt_grounded"], images)
             textual = prompt_token_ids(processor, row["prompt_textual"], images)
             common = common_prefix(grounded, textual)
@@ -104,12 +137,16 @@ def shared_prefix(path: Path, root: Path, max_pixels: int, samples: int) -> dict
             "grounded_prompt_tokens": _quantiles(lengths)}
 
 
-def statistics_of(path: Path, max_pixels: int) -> dict[str, Any]:
-    """Counts, box statistics and image-size histogram, streamed over the file."""
+def statistics_of(path: Path, max_pixels: int, progress: bool = True) -> dict[str, Any]:
+    """Counts, box statistics and image-size histogram, streamed over the file (no image decoding)."""
     sources, kinds, answer_types, buckets = Counter(), Counter(), Counter(), Counter()
     per_sample, sides, areas, model_sides, tokens = [], [], [], [], []
     rows = 0
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=256, columns=list(_STAT_COLUMNS)):
+    parquet = pq.ParquetFile(path)
+    bar = tqdm(total=parquet.metadata.num_rows, unit="row", desc="inspect", disable=not progress, mininterval=1.0)
+    columns = [c for c in _STAT_COLUMNS if c != "images"]
+    for batch in streaming.iter_batches(path, columns):
+        bar.update(batch.num_rows)
         for row in batch.to_pylist():
             rows += 1
             sources[f"{row['data_source']} [{row['kind']}]"] += 1
@@ -127,6 +164,7 @@ def statistics_of(path: Path, max_pixels: int) -> dict[str, Any]:
                 sides.append(min(box[2] - box[0], box[3] - box[1]))
                 areas.append((box[2] - box[0]) * (box[3] - box[1]) / (width * height))
                 model_sides.append(min(model_box[2] - model_box[0], model_box[3] - model_box[1]))
+    bar.close()
     return {
         "file": str(path), "rows": rows, "kinds": dict(kinds), "data_sources": dict(sorted(sources.items())),
         "answer_types": dict(sorted(answer_types.items())),
@@ -138,26 +176,82 @@ def statistics_of(path: Path, max_pixels: int) -> dict[str, Any]:
     }
 
 
-def render(path: Path, root: Path, count: int, out_dir: Path) -> list[Path]:
-    """Draw GT boxes of the first `count` grounded rows; returns the PNG paths."""
+def _draw(image, boxes) -> None:
+    draw = ImageDraw.Draw(image)
+    width = max(2, round(max(image.size) / 400))
+    for number, box in enumerate(boxes or []):
+        draw.rectangle(box, outline=(255, 0, 255), width=width)
+        draw.text((box[0] + width, box[1] + width), str(number), fill=(255, 0, 255))
+
+
+def _prompt_html(messages: list[dict] | None) -> str:
+    if not messages:
+        return "<em>none</em>"
+    return "".join(f"<div class='msg'><b>{html.escape(str(m['role']))}</b>: "
+                   f"<pre>{html.escape(str(m['content']))}</pre></div>" for m in messages)
+
+
+_PAGE = """<!doctype html>
+<html><head><meta charset="utf-8"><title>{title}</title><style>
+body {{ font-family: sans-serif; margin: 1em; }}
+.row {{ border-top: 1px solid #ccc; padding: 1em 0; display: flex; gap: 1em; }}
+.row img {{ max-width: 480px; max-height: 480px; }} pre {{ white-space: pre-wrap; margin: 0; }}
+.bad {{ color: #b00; }} .meta {{ color: #555; font-size: 90%; }} .cols {{ flex: 1; }}
+</style></head><body><h1>{title}</h1><p>{summary}</p>
+{rows}
+</body></html>
+"""
+
+
+def render(path: Path, root: Path, count: int, out_dir: Path, bad: BadRows | None = None) -> list[Path]:
+    """Gallery of the first `count` rows: a PNG per row (first image, GT boxes in magenta) and
+    `out_dir/index.html` with question(s), answer(s) and both prompts. Returns the PNG paths; a
+    row whose image fails to open is shown in the page with its error and counted in `bad`."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    bad = bad if bad is not None else BadRows()
     written: list[Path] = []
-    columns = ["sample_id", "kind", "images", "gt_boxes", "answer", "question"]
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=16, columns=columns):
+    blocks: list[str] = []
+    columns = ["sample_id", "data_source", "kind", "images", "gt_boxes", "image_size", "question",
+               "question_textual", "answer", "answers", "answer_type", "choices", "prompt_grounded", "prompt_textual"]
+    parquet = pq.ParquetFile(path)
+    columns = [c for c in columns if c in parquet.schema_arrow.names]
+    shown = 0
+    for batch in streaming.iter_batches(path, columns):
         for row in batch.to_pylist():
-            if len(written) >= count:
-                return written
-            if row["kind"] != "grounded":
-                continue
-            image = open_image(row["images"][0], root)
-            draw = ImageDraw.Draw(image)
-            width = max(2, round(max(image.size) / 400))
-            for number, box in enumerate(row["gt_boxes"]):
-                draw.rectangle(box, outline=(255, 0, 255), width=width)
-                draw.text((box[0] + width, box[1] + width), str(number), fill=(255, 0, 255))
+            if shown >= count:
+                break
+            shown += 1
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", row["sample_id"])[:120] + ".png"
-            image.save(out_dir / name)
-            written.append(out_dir / name)
+            try:
+                image = open_image(row["images"][0], root)
+                _draw(image, row["gt_boxes"])
+                image.save(out_dir / name)
+                written.append(out_dir / name)
+                picture = f"<img src='{html.escape(name)}' alt='{html.escape(row['sample_id'])}'>"
+            except ImageError as err:
+                bad.add(row["sample_id"], err)
+                picture = f"<p class='bad'>image not shown: {html.escape(err.reason)} {html.escape(err.detail)}</p>"
+            answers = row.get("answers") or [row["answer"]]
+            textual_q = row.get("question_textual")
+            blocks.append(
+                f"<div class='row' id='{html.escape(row['sample_id'])}'><div>{picture}</div><div class='cols'>"
+                f"<div class='meta'>{html.escape(row['sample_id'])} · {html.escape(str(row['data_source']))} · "
+                f"{row['kind']} · {len(row['images'])} image(s) · size {row['image_size']} · "
+                f"{len(row['gt_boxes'] or [])} GT box(es) {html.escape(str(row['gt_boxes'] or ''))}</div>"
+                f"<p><b>question</b>: {html.escape(row['question'])}</p>"
+                + (f"<p><b>textual question</b>: {html.escape(textual_q)}</p>" if textual_q else "")
+                + f"<p><b>answer</b>: {html.escape(' | '.join(answers))} "
+                f"<span class='meta'>({html.escape(str(row['answer_type']))}"
+                f"{', choices ' + html.escape(str(row['choices'])) if row.get('choices') else ''})</span></p>"
+                f"<details open><summary>grounded prompt</summary>{_prompt_html(row['prompt_grounded'])}</details>"
+                f"<details><summary>textual / single prompt</summary>{_prompt_html(row['prompt_textual'])}</details>"
+                f"</div></div>")
+        if shown >= count:
+            break
+    summary = (f"{shown} rows of {html.escape(str(path))}; {len(written)} images drawn, "
+               f"{shown - len(written)} could not be opened. Boxes: ORIGINAL pixels, magenta, numbered.")
+    (out_dir / "index.html").write_text(_PAGE.format(title=f"inspect {html.escape(path.name)}", summary=summary,
+                                                     rows="\n".join(blocks)), encoding="utf-8")
     return written
 
 
@@ -179,27 +273,38 @@ def _print_human(report: dict[str, Any]) -> None:
               f"grounded prompt tokens {prefix['grounded_prompt_tokens']}")
     else:
         print("shared-prefix ratio: n/a (no grounded rows or --prefix-samples 0)")
-    for png in report.get("rendered", []):
-        print(f"rendered {png}")
+    bad = report.get("bad_rows") or {}
+    if bad.get("count"):
+        print(f"bad rows (images that could not be opened): {bad['count']} {bad['reasons']}")
+        for example in bad["examples"]:
+            print(f"  e.g. {example}")
+    if report.get("gallery"):
+        print(f"gallery: {report['gallery']} ({len(report.get('rendered', []))} images)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.inspect", description=__doc__.split("\n")[0])
     parser.add_argument("file", type=Path)
     parser.add_argument("--image-root", type=Path, default=None,
-                        help="root of path-mode images (default: the file's folder)")
+                        help="root of path-mode images (default: the root stored in the file's metadata, "
+                             "else its folder)")
     parser.add_argument("--render", nargs=2, metavar=("N", "DIR"), default=None,
-                        help="draw GT boxes on N images into DIR")
+                        help="gallery of the first N rows in DIR/index.html (images with GT boxes, prompts)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
     parser.add_argument("--prefix-samples", type=int, default=32, help="grounded rows used for the shared-prefix ratio")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    root = args.image_root if args.image_root is not None else args.file.resolve().parent
-    report = statistics_of(args.file, args.max_pixels)
+    root = args.image_root if args.image_root is not None else (image_root_of(args.file) or args.file.resolve().parent)
+    report = statistics_of(args.file, args.max_pixels, progress=not args.quiet)
+    bad = BadRows()
     if args.prefix_samples > 0:
-        report["shared_prefix"] = shared_prefix(args.file, root, args.max_pixels, args.prefix_samples)
+        report["shared_prefix"] = shared_prefix(args.file, root, args.max_pixels, args.prefix_samples, bad)
     if args.render:
-        report["rendered"] = [str(p) for p in render(args.file, root, int(args.render[0]), Path(args.render[1]))]
+        out_dir = Path(args.render[1])
+        report["rendered"] = [str(p) for p in render(args.file, root, int(args.render[0]), out_dir, bad)]
+        report["gallery"] = str(out_dir / "index.html")
+    report["bad_rows"] = bad.as_dict()
     if args.json:
         print(json.dumps(report, indent=1))
     else:

@@ -5,8 +5,13 @@ Columns (all written by `to_row`; `RECORD_SCHEMA` is the Arrow schema):
 - `sample_id` (string): stable id `<dataset>:<source id or content hash>`; unique per file.
 - `data_source` (string): `<dataset>/<sub-source>`, e.g. `ivgr_rl51k/treevgr`, `synthetic/shapes`.
 - `kind` (string): `grounded` (has GT boxes; two streams) or `single` (no boxes; one stream).
-- `question` (string): question text without media placeholders or instructions.
-- `answer` (string): reference answer.
+- `question` (string): question text without media placeholders or instructions; the grounded
+  stream's question (and the only one of a `single` sample).
+- `question_textual` (string | null): the textual stream's question when the source gives a
+  different text for it (iVGR-RL-51K: `query` next to `problem`); null when it is `question`.
+- `answer` (string): reference answer (the first acceptable one).
+- `answers` (list<string> | null): every acceptable answer, `answer` first, when the source lists
+  more than one (the reward counts a match with any of them as correct); null otherwise.
 - `answer_type` (string | null): one of `reward_score.answers.ANSWER_TYPES` when known.
 - `choices` (list<string> | null): options the source lists separately (lettered A, B, ... in order).
 - `images` (list<struct<bytes: binary, path: string>>): `bytes` embedded (wins when set) or `path`
@@ -20,13 +25,19 @@ Columns (all written by `to_row`; `RECORD_SCHEMA` is the Arrow schema):
 - `prompt_grounded` (list<struct<role, content>> | null): grounded-stream chat messages with `<image>`
   placeholders; null for `single`.
 - `prompt_textual` (list<struct<role, content>>): textual-stream messages (the single instruction for
-  `single` samples).
+  `single` samples), built from `question_textual` when set, else `question`.
 - `prompt` (list<struct<role, content>>): verl's prompt column, equal to `prompt_textual` (a plain
   verl run trains one textual stream).
 - `ability` (string): `grounded_vqa` or `reasoning` (verl bookkeeping).
 - `reward_model` (struct<style, ground_truth>): `{"style": "rule", "ground_truth": answer}`.
 - `extra_info` (struct): stream-independent facts for the reward: `index`, `sample_id`, `kind`,
-  `question`, `answer`, `answer_type`, `choices`, `gt_boxes`, `image_size`, `box_frame`.
+  `question`, `question_textual`, `answer`, `answers`, `answer_type`, `choices`, `gt_boxes`,
+  `image_size`, `box_frame`.
+
+Schema metadata: `ivgr.schema_version`, and for files written by a converter `ivgr.image_root`
+(the image root that path-mode `images` are relative to, written relative to the Parquet's folder)
+plus `ivgr.image_root_abs` (the same folder, absolute). `image_root_of()` resolves it; validate,
+inspect and the recipe dataset use it when no root is given.
 
 The recipe dataset (`recipe/ivgr`) reads `prompt_grounded` / `prompt_textual` as chat-message
 lists exactly like verl's `prompt`, swaps one of them into `prompt`, adds `stream` and the
@@ -37,17 +48,20 @@ a plain verl run needs embedded images (`--embed-images`).
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from data_prep import prompts
 from data_prep.images import ImageItem
 from reward_score.answers import ANSWER_TYPES
 from reward_score.parsing import Box
 
-SCHEMA_VERSION = "1"
+SCHEMA_VERSION = "2"  # 2: question_textual, answers
 KINDS = ("grounded", "single")
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
@@ -56,7 +70,8 @@ BOXES = pa.list_(pa.list_(pa.float64()))
 SIZE = pa.list_(pa.int32())
 EXTRA_INFO = pa.struct([
     ("index", pa.int64()), ("sample_id", pa.string()), ("kind", pa.string()), ("question", pa.string()),
-    ("answer", pa.string()), ("answer_type", pa.string()), ("choices", pa.list_(pa.string())),
+    ("question_textual", pa.string()), ("answer", pa.string()), ("answers", pa.list_(pa.string())),
+    ("answer_type", pa.string()), ("choices", pa.list_(pa.string())),
     ("gt_boxes", BOXES), ("image_size", SIZE), ("box_frame", pa.string()),
 ])
 RECORD_SCHEMA = pa.schema(
@@ -65,7 +80,9 @@ RECORD_SCHEMA = pa.schema(
         ("data_source", pa.string()),
         ("kind", pa.string()),
         ("question", pa.string()),
+        ("question_textual", pa.string()),
         ("answer", pa.string()),
+        ("answers", pa.list_(pa.string())),
         ("answer_type", pa.string()),
         ("choices", pa.list_(pa.string())),
         ("images", pa.list_(IMAGE)),
@@ -81,6 +98,36 @@ RECORD_SCHEMA = pa.schema(
     ],
     metadata={"ivgr.schema_version": SCHEMA_VERSION},
 )
+
+
+IMAGE_ROOT_KEY, IMAGE_ROOT_ABS_KEY = b"ivgr.image_root", b"ivgr.image_root_abs"
+
+
+def image_root_metadata(out: str | os.PathLike, image_root: str | os.PathLike) -> dict[bytes, bytes]:
+    """Schema metadata naming `image_root` for a Parquet written at `out` (relative + absolute)."""
+    root = Path(image_root).resolve()
+    relative = os.path.relpath(root, Path(out).resolve().parent)
+    return {IMAGE_ROOT_KEY: Path(relative).as_posix().encode(), IMAGE_ROOT_ABS_KEY: str(root).encode()}
+
+
+def image_root_of(path: str | os.PathLike) -> Path | None:
+    """The image root a record Parquet names in its metadata: the relative entry (resolved against
+    the file's folder, so a moved data folder still works), else the absolute one; None when the
+    file names none or neither folder exists."""
+    path = Path(path)
+    try:
+        metadata = pq.read_schema(path).metadata or {}
+    except (OSError, ValueError):
+        return None
+    candidates = []
+    if IMAGE_ROOT_KEY in metadata:
+        candidates.append(path.resolve().parent / metadata[IMAGE_ROOT_KEY].decode())
+    if IMAGE_ROOT_ABS_KEY in metadata:
+        candidates.append(Path(metadata[IMAGE_ROOT_ABS_KEY].decode()))
+    for candidate in candidates:
+        if candidate.is_dir():
+            return candidate.resolve()
+    return None
 
 
 class RecordError(ValueError):
@@ -109,6 +156,8 @@ class Sample:
     gt_boxes: list[Box] = field(default_factory=list)
     answer_type: str | None = None
     choices: list[str] | None = None
+    question_textual: str | None = None
+    answers: list[str] | None = None
 
     @property
     def kind(self) -> str:
@@ -136,12 +185,23 @@ def to_row(sample: Sample, index: int, box_frame: str = "qwen2_5_vl") -> dict[st
     answer = str(sample.answer).strip()
     if not answer:
         raise RecordError("empty_answer")
+    answers = None
+    if sample.answers:
+        rest = (a for a in (str(v).strip() for v in sample.answers) if a and a != answer)
+        answers = list(dict.fromkeys([answer, *rest]))
+        answers = answers if len(answers) > 1 else None
+    textual_question = prompts.clean_question(sample.question_textual or "")
+    if "<video>" in (sample.question_textual or "") or "<audio>" in (sample.question_textual or ""):
+        raise RecordError("unsupported_placeholder", "question_textual contains <video>/<audio>")
+    textual_question = textual_question if textual_question and textual_question != question else None
     if sample.answer_type is not None and sample.answer_type not in ANSWER_TYPES:
         raise RecordError("bad_answer_type", f"{sample.answer_type!r} not in {ANSWER_TYPES}")
     if not sample.images:
         raise RecordError("no_image")
     choices = [str(c).strip() for c in sample.choices] if sample.choices else None
     for name, value in (("sample_id", sample.sample_id), ("question", question), ("answer", answer),
+                        *(("question_textual", t) for t in [textual_question] if t),
+                        *(("answers", a) for a in answers or ()),
                         *(("choices", c) for c in choices or ()),
                         *(("image path", i.path) for i in sample.images if i.path)):
         _check_text(name, value)
@@ -149,7 +209,8 @@ def to_row(sample: Sample, index: int, box_frame: str = "qwen2_5_vl") -> dict[st
     n = len(sample.images)
     grounded = bool(sample.gt_boxes)
     prompt_grounded = prompts.grounded_messages(question, choices, n, box_frame) if grounded else None
-    prompt_textual = (prompts.textual_messages if grounded else prompts.single_messages)(question, choices, n)
+    prompt_textual = (prompts.textual_messages if grounded else prompts.single_messages)(
+        textual_question or question, choices, n)
     boxes = [[float(v) for v in box] for box in sample.gt_boxes]
     size = [int(sample.image_size[0]), int(sample.image_size[1])]
     kind = "grounded" if grounded else "single"
@@ -158,7 +219,9 @@ def to_row(sample: Sample, index: int, box_frame: str = "qwen2_5_vl") -> dict[st
         "data_source": sample.data_source,
         "kind": kind,
         "question": question,
+        "question_textual": textual_question,
         "answer": answer,
+        "answers": answers,
         "answer_type": sample.answer_type,
         "choices": choices,
         "images": [item.to_struct() for item in sample.images],
@@ -172,7 +235,8 @@ def to_row(sample: Sample, index: int, box_frame: str = "qwen2_5_vl") -> dict[st
         "reward_model": {"style": "rule", "ground_truth": answer},
         "extra_info": {
             "index": index, "sample_id": sample.sample_id, "kind": kind, "question": question,
-            "answer": answer, "answer_type": sample.answer_type, "choices": choices,
+            "question_textual": textual_question, "answer": answer, "answers": answers,
+            "answer_type": sample.answer_type, "choices": choices,
             "gt_boxes": boxes, "image_size": size, "box_frame": box_frame,
         },
     }

@@ -64,9 +64,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)
     jsonl = all(Path(p).suffix in (".jsonl", ".json") for p in args.input)
     rows = common.iter_jsonl(args.input) if jsonl else common.iter_parquet(args.input)
-    common.run(rows, make_sample_fn(loader, args.box_format), args,
-               total=None if jsonl else common.parquet_rows(args.input))
-    return 0
+    status = common.run(rows, make_sample_fn(loader, args.box_format), args,
+               total=common.jsonl_rows(args.input) if jsonl else common.parquet_rows(args.input))
+    return status
 
 
 if __name__ == "__main__":

@@ -3,14 +3,17 @@
     python -m data_prep.validate FILE.parquet [--image-root DIR] [--decode all|sample|none]
 
 Checks the schema against `data_prep.schema.RECORD_SCHEMA`, then every row: unique non-empty
-`sample_id`, known `kind` and `answer_type`, non-empty question/answer, images present with bytes
+`sample_id`, known `kind` and `answer_type`, non-empty question/answer, `answers` (when set)
+starting with `answer`, images present with bytes
 or a safe relative path, `image_size`, boxes (four finite numbers, inside the image, x1 < x2 and
 y1 < y2 with sides >= 1 px, ORIGINAL pixels), grounded <=> boxes, one `<image>` placeholder per
-image in every prompt, and the verl columns agreeing with the record columns. Images are decoded
+image in every prompt, and the verl columns agreeing with the record columns. Every path-mode
+image file must exist and be non-empty on every row (a `stat`, no decode). Images are decoded
 for a sample of rows (`--decode sample`, about 256 rows spread over the file, the default), every
 row (`all`) or none; a decoded first image must match `image_size`.
 
-Exit status 0 when no problem was found, 1 otherwise (with a report of counts and examples).
+Exit status 0 when no problem was found, 1 otherwise (with a report of counts and examples); a
+file without rows fails (`empty_file`).
 """
 
 from __future__ import annotations
@@ -23,11 +26,13 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import pyarrow.parquet as pq
+from tqdm import tqdm
 
+from data_prep import streaming
 from data_prep.boxes import MIN_SIDE_PX
 from data_prep.images import ImageError, open_image, safe_relative_path
 from data_prep.prompts import count_placeholders
-from data_prep.schema import KINDS, RECORD_SCHEMA
+from data_prep.schema import KINDS, RECORD_SCHEMA, image_root_of
 from reward_score.answers import ANSWER_TYPES
 
 _EPS = 1e-6
@@ -141,6 +146,11 @@ def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | No
     extra, reward = row["extra_info"] or {}, row["reward_model"] or {}
     if reward.get("ground_truth") != row["answer"]:
         report.add("ground_truth_mismatch", n, where)
+    answers = row.get("answers")
+    if answers is not None and (len(answers) < 2 or answers[0] != row["answer"]):
+        report.add("answers_mismatch", n, f"{where}: answers {answers!r} must list answer {row['answer']!r} first")
+    if extra.get("answers") != answers or extra.get("question_textual") != row.get("question_textual"):
+        report.add("extra_info_mismatch", n, f"{where}: answers / question_textual")
     stored = (extra.get("sample_id"), extra.get("gt_boxes"), extra.get("image_size"))
     if stored != (sid, row["gt_boxes"], row["image_size"]):
         report.add("extra_info_mismatch", n, where)
@@ -153,7 +163,12 @@ def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | No
             continue
         try:
             if not item.get("bytes"):
-                safe_relative_path(item["path"], root)
+                _, full = safe_relative_path(item["path"], root)
+                try:
+                    if full.stat().st_size == 0:
+                        raise ImageError("image_empty", str(full))
+                except (FileNotFoundError, NotADirectoryError):
+                    raise ImageError("image_missing", str(full)) from None
             if decode:
                 image = open_image(item, root)
                 if position == 0 and list(image.size) != list(row["image_size"] or []):
@@ -166,8 +181,9 @@ def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | No
 
 
 def validate(path: str | Path, image_root: str | Path | None = None, decode: str = "sample",
-             sample_rows: int = 256) -> Report:
-    """Validate the file at `path`; path-mode images resolve against `image_root` (default: its folder)."""
+             sample_rows: int = 256, progress: bool = False) -> Report:
+    """Validate the file at `path`; path-mode images resolve against `image_root` (default: the root
+    its metadata names, else its folder)."""
     path = Path(path)
     report = Report()
     try:
@@ -177,16 +193,21 @@ def validate(path: str | Path, image_root: str | Path | None = None, decode: str
         return report
     if not check_schema(path, report):
         return report
-    root = Path(image_root) if image_root is not None else path.resolve().parent
+    root = Path(image_root) if image_root is not None else (image_root_of(path) or path.resolve().parent)
     total = parquet.metadata.num_rows
     stride = max(1, total // sample_rows) if decode == "sample" else 1
     seen: set[str] = set()
     n = 0
-    for batch in parquet.iter_batches(batch_size=64, columns=RECORD_SCHEMA.names):
+    bar = tqdm(total=total, unit="row", desc="validate", disable=not progress, mininterval=1.0)
+    for batch in streaming.iter_batches(path, RECORD_SCHEMA.names):
+        bar.update(batch.num_rows)
         for row in batch.to_pylist():
             check_row(row, n, seen, report, root, decode == "all" or (decode == "sample" and n % stride == 0))
             n += 1
+    bar.close()
     report.rows = n
+    if n == 0:
+        report.add("empty_file", None, f"{path} has no rows")
     return report
 
 
@@ -194,10 +215,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m data_prep.validate", description=__doc__.split("\n")[0])
     parser.add_argument("file", type=Path)
     parser.add_argument("--image-root", type=Path, default=None,
-                        help="root of path-mode images (default: the file's folder)")
+                        help="root of path-mode images (default: the root stored in the file's metadata, "
+                             "else its folder)")
     parser.add_argument("--decode", choices=("all", "sample", "none"), default="sample")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
-    report = validate(args.file, args.image_root, args.decode)
+    report = validate(args.file, args.image_root, args.decode, progress=not args.quiet)
     print(report.render(args.file))
     return 0 if report.ok else 1
 

@@ -4,13 +4,21 @@ For an output `DIR/NAME.parquet` it writes, next to it:
 - `DIR/NAME.rejects.jsonl`: one line per dropped source row, `{"row": <source row id>, "reason":
   <code>, "detail": <text>}`, in input order;
 - `DIR/NAME.summary.json`: counts (`read`, `written`, `rejected`, per reason, per kind, per
-  data source). No timings, so identical inputs give byte-identical outputs (idempotent re-runs).
+  data source) and `image_root` (relative to DIR, as in the Parquet's schema metadata
+  `ivgr.image_root`, see `data_prep.schema.image_root_of`). No timings, so identical inputs give
+  byte-identical outputs (idempotent re-runs).
 
 Rows are buffered and flushed as Parquet row groups (`row_group_rows` rows or `row_group_bytes`
-of embedded image bytes, whichever comes first), so memory stays bounded. Everything goes to
+of embedded image bytes, 32 MB by default, whichever comes first) with pages near 1 MB
+(`data_prep.streaming`), so memory stays bounded here and in every reader of the file. Everything goes to
 hidden temporary files in the output directory first; only a run that finishes renames them
 into place (`os.replace`, atomic on one filesystem). An exception or Ctrl-C removes the
 temporaries and leaves any previous output untouched.
+
+A run that keeps too little (`min_keep_ratio`: nothing at all, or fewer than that fraction of
+the rows read, typically a wrong image root) is not published either: the previous output stays,
+and the new rejects and summary are written as `NAME.failed.rejects.jsonl` /
+`NAME.failed.summary.json` for diagnosis; `committed` is then False.
 """
 
 from __future__ import annotations
@@ -23,23 +31,33 @@ from types import TracebackType
 from typing import Any
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from data_prep.schema import RECORD_SCHEMA, RecordError, Sample, to_row
+from data_prep import streaming
+from data_prep.schema import IMAGE_ROOT_KEY, RECORD_SCHEMA, RecordError, Sample, image_root_metadata, to_row
 
 
-def side_paths(out: Path) -> tuple[Path, Path]:
+def side_paths(out: Path, infix: str = "") -> tuple[Path, Path]:
     """(rejects JSONL, summary JSON) paths that belong to the output `out`."""
     stem = out.name[: -len(".parquet")] if out.name.endswith(".parquet") else out.name
-    return out.with_name(f"{stem}.rejects.jsonl"), out.with_name(f"{stem}.summary.json")
+    return out.with_name(f"{stem}{infix}.rejects.jsonl"), out.with_name(f"{stem}{infix}.summary.json")
 
 
 class RecordWriter:
     """Context manager: `add()` samples, `reject()` source rows; files appear only on success."""
 
     def __init__(self, out: str | os.PathLike, *, box_frame: str = "qwen2_5_vl",
-                 row_group_rows: int = 1000, row_group_bytes: int = 64 << 20):
+                 row_group_rows: int = 1000, row_group_bytes: int = streaming.ROW_GROUP_BYTES,
+                 min_keep_ratio: float | None = None, image_root: str | os.PathLike | None = None,
+                 notes: Counter | None = None):
         self.out = Path(out)
+        self.notes = notes  # converter-specific counts, reported in the summary under `notes`
+        self.metadata = dict(RECORD_SCHEMA.metadata or {})
+        if image_root is not None:
+            self.metadata.update(image_root_metadata(self.out, image_root))
+        self.schema = RECORD_SCHEMA.with_metadata(self.metadata)
+        self.min_keep_ratio = min_keep_ratio
+        self.committed = False
+        self.last_reject = ""
         self.rejects_path, self.summary_path = side_paths(self.out)
         self.box_frame = box_frame
         self.row_group_rows = row_group_rows
@@ -58,7 +76,7 @@ class RecordWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         suffix = f".{os.getpid()}.tmp"
         self._tmp = {p: p.with_name(f".{p.name}{suffix}") for p in (self.out, self.rejects_path, self.summary_path)}
-        self._writer = pq.ParquetWriter(self._tmp[self.out], RECORD_SCHEMA)
+        self._writer = streaming.writer(self._tmp[self.out], self.schema)
         self._rejects = open(self._tmp[self.rejects_path], "w", encoding="utf-8", errors="backslashreplace")
         return self
 
@@ -81,9 +99,23 @@ class RecordWriter:
             return
         self._tmp[self.summary_path].write_text(json.dumps(self.summary(), indent=2, sort_keys=True) + "\n",
                                                 encoding="utf-8")
+        if not self.kept_enough():
+            failed_rejects, failed_summary = side_paths(self.out, ".failed")
+            os.replace(self._tmp[self.rejects_path], failed_rejects)
+            os.replace(self._tmp[self.summary_path], failed_summary)
+            self._tmp[self.out].unlink(missing_ok=True)
+            return
         # The Parquet file goes last: its presence means the side files belong to it.
         for final in (self.rejects_path, self.summary_path, self.out):
             os.replace(self._tmp[final], final)
+        self.committed = True
+
+    def kept_enough(self) -> bool:
+        """False when `min_keep_ratio` is set and nothing, or less than that share of the rows read, was kept."""
+        if self.min_keep_ratio is None:
+            return True
+        read = self.written + self.rejected
+        return self.written > 0 and self.written >= self.min_keep_ratio * read
 
     # -- rows --------------------------------------------------------------------------------
     def add(self, sample: Sample, row_id: str) -> bool:
@@ -109,12 +141,13 @@ class RecordWriter:
     def reject(self, row_id: str, reason: str, detail: str = "") -> None:
         """Record that source row `row_id` was dropped, and why."""
         self.reasons[reason] += 1
+        self.last_reject = f"{row_id}: {reason} {str(detail)[:200]}"
         line = {"row": str(row_id), "reason": reason, "detail": str(detail)[:500]}
         self._rejects.write(json.dumps(line, ensure_ascii=False, default=str) + "\n")
 
     def _flush(self) -> None:
         if self._buffer:
-            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=RECORD_SCHEMA))
+            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
             self._buffer, self._buffer_bytes = [], 0
 
     # -- report ------------------------------------------------------------------------------
@@ -132,4 +165,6 @@ class RecordWriter:
             "kinds": dict(sorted(self.kinds.items())),
             "data_sources": dict(sorted(self.sources.items())),
             "box_frame": self.box_frame,
+            "image_root": self.metadata[IMAGE_ROOT_KEY].decode() if IMAGE_ROOT_KEY in self.metadata else None,
+            **({"notes": dict(sorted(self.notes.items()))} if self.notes is not None else {}),
         }

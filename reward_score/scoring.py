@@ -13,9 +13,11 @@ frame (see `reward_score.frames`).
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
 import math
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from reward_score.answers import Verdict, contains_answer, match_answer
@@ -117,13 +119,53 @@ def _fallback_acc(parsed: ParsedResponse, ground_truth: Any, cfg: RewardConfig) 
     return 0.0
 
 
+def acceptable_answers(ground_truth: Any, extra_info: Mapping[str, Any] | None) -> list[str]:
+    """Every acceptable answer: `extra_info["answers"]` (data_prep's list, reference first) when it
+    holds more than one, else just `ground_truth`."""
+    listed = (extra_info or {}).get("answers")
+    answers = [str(a) for a in (list(listed) if listed is not None else []) if str(a).strip()]
+    return answers if len(answers) > 1 else [ground_truth]
+
+
+def _best(results: list[dict[str, float]]) -> dict[str, float]:
+    return max(results, key=lambda r: (r["acc"], -r["acc_undecided"], r["score"]))
+
+
+def any_acceptable_answer(score_fn: Callable) -> Callable:
+    """Wrap a per-rollout scorer so that a rollout matching ANY acceptable answer is correct: the
+    scorer runs once per answer of `acceptable_answers` (stopping at the first decisive match) and
+    the best result is kept. A sample with one answer is scored exactly as before."""
+    if inspect.iscoroutinefunction(score_fn):
+        @functools.wraps(score_fn)
+        async def wrapped_async(data_source, solution_str, ground_truth, extra_info=None, **settings):
+            results = []
+            for answer in acceptable_answers(ground_truth, extra_info):
+                results.append(await score_fn(data_source, solution_str, answer, extra_info, **settings))
+                if results[-1]["acc"] == 1.0 and not results[-1]["acc_undecided"]:
+                    break
+            return _best(results)
+        return wrapped_async
+
+    @functools.wraps(score_fn)
+    def wrapped(data_source, solution_str, ground_truth, extra_info=None, **settings):
+        results = []
+        for answer in acceptable_answers(ground_truth, extra_info):
+            results.append(score_fn(data_source, solution_str, answer, extra_info, **settings))
+            if results[-1]["acc"] == 1.0 and not results[-1]["acc_undecided"]:
+                break
+        return _best(results)
+    return wrapped
+
+
+@any_acceptable_answer
 def compute_score(data_source: str, solution_str: str, ground_truth: Any,
                   extra_info: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, float]:
     """verl custom reward function: rule-only score of one rollout (no network).
 
     `extra_info` keys: `stream` ("grounded" | "textual" | "single", default single), `gt_boxes`
     (ORIGINAL pixels), `image_size` ([width, height], original), `box_frame` ("qwen2_5_vl" |
-    "qwen3_vl"), `min_pixels`/`max_pixels` (the processor's bounds), `answer_type`, `choices`.
+    "qwen3_vl"), `min_pixels`/`max_pixels` (the processor's bounds), `answer_type`, `choices`,
+    `answers` (every acceptable answer; any match is correct, see `any_acceptable_answer`).
     `settings` are RewardConfig fields (verl's reward_kwargs). Undecided answers score acc 0
     (or the `undecided_fallback`) and are flagged `acc_undecided = 1`; use `compute_score_async`
     with a judge to resolve them.
@@ -135,6 +177,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any,
     return _finish(result, stream, _fallback_acc(parsed, ground_truth, cfg), True, cfg)
 
 
+@any_acceptable_answer
 async def compute_score_async(data_source: str, solution_str: str, ground_truth: Any,
                               extra_info: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, float]:
     """Like `compute_score`, but an undecided answer goes to the judge configured under

@@ -29,32 +29,11 @@ MAX_PIXELS = 12 * 28 * 28
 
 @lru_cache(maxsize=1)
 def tiny_qwen(min_pixels: int = MIN_PIXELS, max_pixels: int = MAX_PIXELS):
-    """(model, processor): tiny random Qwen2.5-VL + offline processor with the given bounds."""
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
+    """(model, processor): tiny random Qwen2.5-VL + offline processor with the given bounds (the
+    checkpoint `python -m recipe.ivgr.eval.tiny_checkpoint` writes)."""
+    from recipe.ivgr.eval.tiny_checkpoint import build_tiny_qwen
 
-    from data_prep.offline_processor import build_processor
-
-    processor = build_processor(min_pixels=min_pixels, max_pixels=max_pixels)
-    tok = processor.tokenizer
-    ids = {name: tok.convert_tokens_to_ids(name) for name in
-           ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|im_end|>", "<|endoftext|>")}
-    config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=128, max_position_embeddings=4096,
-                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, tie_word_embeddings=True,
-                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                         pad_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(depth=2, hidden_size=32, num_heads=2, out_hidden_size=64, intermediate_size=64,
-                           window_size=56, fullatt_block_indexes=[1], patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(0)
-    model = Qwen2_5_VLForConditionalGeneration(config).eval()
-    return model, processor
+    return build_tiny_qwen(min_pixels, max_pixels)
 
 
 class ScriptedBackend(Backend):

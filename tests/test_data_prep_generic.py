@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -76,8 +77,9 @@ def source(tmp_path):
 
 
 def convert(source: Path, out: Path, *extra: str) -> None:
+    """CASES keeps 7 of 26 rows on purpose, below the default --min-keep-ratio 0.5."""
     assert generic.main(["--input", str(source), "--image-root", str(source.parent / "images"),
-                         "--out", str(out), "--quiet", *extra]) == 0
+                         "--out", str(out), "--quiet", "--min-keep-ratio", "0", *extra]) == 0
 
 
 def test_every_bad_input_has_a_reason_and_a_count(source, tmp_path):
@@ -174,7 +176,7 @@ def test_coco_style_input(tmp_path):
     path.write_text(json.dumps(coco))
     out = tmp_path / "coco.parquet"
     assert generic.main(["--input", str(path), "--image-root", str(root), "--out", str(out), "--quiet",
-                         "--name", "mycoco"]) == 0
+                         "--name", "mycoco", "--min-keep-ratio", "0"]) == 0
     rows = pq.read_table(out).to_pylist()
     assert [r["sample_id"] for r in rows] == ["mycoco:q1"]
     assert rows[0]["gt_boxes"] == [[10, 20, 40, 60], [100, 100, 150, 150]]
@@ -203,3 +205,126 @@ def test_failure_while_flushing_the_last_row_group_publishes_nothing(tmp_path):
         with RecordWriter(out) as writer:
             assert writer.add(bad, "1")
     assert list(tmp_path.iterdir()) == []
+
+
+# -- safe outputs: a run that keeps too little never replaces good output --------------------------
+def _good_lines(n: int, image: str = "a.png") -> list[dict]:
+    return [{"id": f"g{i}", "image": image, "question": f"q{i}", "answer": "a"} for i in range(n)]
+
+
+def _publish_good(tmp_path: Path) -> tuple[Path, Path, dict[str, bytes]]:
+    make_images(tmp_path / "images")
+    out = tmp_path / "out" / "good.parquet"
+    source = write_jsonl(tmp_path / "good.jsonl", _good_lines(10))
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out),
+                         "--quiet"]) == 0
+    return source, out, {p.name: p.read_bytes() for p in out.parent.iterdir()}
+
+
+def test_image_root_typo_fails_before_the_run_and_keeps_previous_output(tmp_path, capsys):
+    source, out, before = _publish_good(tmp_path)
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path / "imagse"), "--out", str(out),
+                         "--quiet"]) == 2
+    assert "is not a folder" in capsys.readouterr().err
+    assert {p.name: p.read_bytes() for p in out.parent.iterdir()} == before
+
+
+def test_run_that_keeps_nothing_exits_1_and_keeps_previous_output(tmp_path, capsys):
+    """The issue's case: a wrong (but existing) image root rejects every row."""
+    source, out, before = _publish_good(tmp_path)
+    (tmp_path / "elsewhere").mkdir()
+    status = generic.main(["--input", str(source), "--image-root", str(tmp_path / "elsewhere"), "--out", str(out),
+                           "--quiet"])
+    assert status == 1
+    assert "NOT replaced" in capsys.readouterr().err
+    after = {p.name: p.read_bytes() for p in out.parent.iterdir() if ".failed." not in p.name}
+    assert after == before
+    failed = json.loads((out.parent / "good.failed.summary.json").read_text())
+    assert failed["written"] == 0 and failed["reasons"] == {"image_missing": 10}
+
+
+def test_wrong_image_root_stops_after_the_probe_rows(tmp_path, capsys):
+    make_images(tmp_path / "images")
+    source = write_jsonl(tmp_path / "many.jsonl", _good_lines(1000, image="images/a.png"))
+    out = tmp_path / "many.parquet"
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out),
+                         "--quiet"]) == 1
+    assert "first 200 rows all name image files that do not exist" in capsys.readouterr().err
+    assert not out.exists()
+    # the same file with the right root converts
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path), "--out", str(out), "--quiet"]) == 0
+    assert pq.read_metadata(out).num_rows == 1000
+
+
+def test_min_keep_ratio(tmp_path):
+    make_images(tmp_path / "images")
+    lines = _good_lines(4) + [{"id": f"m{i}", "image": "missing.png", "question": "q", "answer": "a"} for i in range(6)]
+    source = write_jsonl(tmp_path / "mixed.jsonl", lines)
+    out = tmp_path / "mixed.parquet"
+    base = ["--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out), "--quiet"]
+    assert generic.main(base) == 1 and not out.exists()  # 4/10 < 0.5
+    assert generic.main([*base, "--min-keep-ratio", "0.4"]) == 0
+    assert pq.read_metadata(out).num_rows == 4
+
+
+# -- values: lists of acceptable answers, booleans, string choices ---------------------------------
+def test_generic_values_answers_list_booleans_and_string_choices(tmp_path):
+    from reward_score import compute_score
+    from reward_score.scoring import compute_score_async
+
+    make_images(tmp_path / "images")
+    lines = [
+        {"id": "list", "image": "a.png", "question": "What colour is the mug?", "answer": ["red", "crimson"]},
+        {"id": "bool", "image": "a.png", "question": "Is the mug red?", "answer": True},
+        {"id": "strchoices", "image": "a.png", "question": "Which colour?", "answer": "A", "choices": "red"},
+        {"id": "nested", "image": "a.png", "question": "q", "answer": [["red"]]},
+        {"id": "num", "image": "a.png", "question": "How many?", "answer": 3, "choices": [1, 2, 3]},
+    ]
+    source = write_jsonl(tmp_path / "values.jsonl", lines)
+    out = tmp_path / "values.parquet"
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out),
+                         "--quiet"]) == 0
+    rows = {r["sample_id"]: r for r in pq.read_table(out).to_pylist()}
+    listed = rows["generic:list"]
+    assert listed["answer"] == "red" and listed["answers"] == ["red", "crimson"]
+    assert listed["extra_info"]["answers"] == ["red", "crimson"] and listed["reward_model"]["ground_truth"] == "red"
+    assert rows["generic:bool"]["answer"] == "yes" and rows["generic:bool"]["answers"] is None
+    assert rows["generic:num"]["answer"] == "3" and rows["generic:num"]["choices"] == ["1", "2", "3"]
+    reasons = {json.loads(line)["row"]: json.loads(line)["reason"]
+               for line in (tmp_path / "values.rejects.jsonl").read_text().splitlines()}
+    assert reasons == {"values.jsonl:3": "bad_choices", "values.jsonl:4": "bad_answer"}
+    # the consumer: verl's reward sees ground_truth "red" plus extra_info; any listed answer is correct
+    extra = {**listed["extra_info"], "stream": "single"}
+    ground_truth = listed["reward_model"]["ground_truth"]
+    for said, acc in (("crimson", 1.0), ("red", 1.0), ("blue", 0.0)):
+        text = f"<think>I look at the mug.</think><answer>{said}</answer>"
+        assert compute_score(listed["data_source"], text, ground_truth, extra)["acc"] == acc, said
+        assert asyncio.run(compute_score_async(listed["data_source"], text, ground_truth, extra))["acc"] == acc
+    single = {**rows["generic:bool"]["extra_info"], "stream": "single"}
+    assert compute_score("s", "<think>t</think><answer>Yes</answer>", "yes", single)["acc"] == 1.0
+
+
+# -- the image root travels with the file -----------------------------------------------------------
+def test_image_root_is_stored_and_used_by_validate_and_inspect(tmp_path, capsys):
+    from data_prep import inspect as inspect_cli
+    from data_prep import validate
+    from data_prep.schema import image_root_of
+
+    make_images(tmp_path / "work" / "images")
+    source = write_jsonl(tmp_path / "work" / "in.jsonl", _good_lines(3) + [
+        {"id": "box", "image": "sub/b.jpg", "question": "q", "answer": "a", "boxes": [[10, 10, 100, 100]]}])
+    out = tmp_path / "work" / "data" / "set.parquet"
+    assert generic.main(["--input", str(source), "--image-root", str(tmp_path / "work" / "images"),
+                         "--out", str(out), "--quiet"]) == 0
+    assert pq.read_schema(out).metadata[b"ivgr.image_root"] == b"../images"
+    assert json.loads(out.with_name("set.summary.json").read_text())["image_root"] == "../images"
+    # validate and inspect find the images without --image-root (the Parquet's folder holds none)
+    assert validate.main([str(out), "--decode", "all"]) == 0
+    assert "OK: no problems found" in capsys.readouterr().out
+    assert inspect_cli.main([str(out), "--prefix-samples", "1", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["shared_prefix"]["samples"] == 1
+    # the relative entry wins: moving the whole folder keeps the file usable
+    moved = tmp_path / "moved"
+    (tmp_path / "work").rename(moved)
+    assert image_root_of(moved / "data" / "set.parquet") == (moved / "images").resolve()
+    assert validate.main([str(moved / "data" / "set.parquet"), "--decode", "all"]) == 0

@@ -14,9 +14,10 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
+from data_prep import generic, synthetic, validate
 from data_prep import inspect as inspect_cli
-from data_prep import synthetic, validate
 from data_prep.synthetic import COLOURS
+from data_prep.writer import RecordWriter
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -127,6 +128,33 @@ def test_validate_schema_and_unreadable(tmp_path):
     assert validate.main([str(garbage)]) == 1
 
 
+def test_validate_fails_on_an_empty_file(tmp_path, capsys):
+    empty = tmp_path / "empty.parquet"
+    with RecordWriter(empty):
+        pass
+    assert pq.read_metadata(empty).num_rows == 0
+    assert validate.main([str(empty)]) == 1
+    assert "empty_file" in capsys.readouterr().out
+
+
+def test_validate_stats_every_path_mode_image_without_decoding(tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = []
+    for i in range(300):
+        Image.new("RGB", (40, 30)).save(images / f"{i}.png")
+        lines.append(json.dumps({"id": str(i), "image": f"{i}.png", "question": "q", "answer": "a"}))
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "paths.parquet"
+    assert generic.main(["--input", str(tmp_path / "in.jsonl"), "--out", str(out), "--image-root", str(images),
+                         "--quiet"]) == 0
+    (images / "137.png").unlink()
+    (images / "211.png").write_bytes(b"")
+    report = validate.validate(out, images, decode="none")
+    assert dict(report.counts) == {"image_missing": 1, "image_empty": 1}
+    assert report.bad_rows == {137, 211}
+
+
 def test_inspect_reports_and_shared_prefix(high_res_set, small_set, tmp_path, capsys):
     assert inspect_cli.main([str(high_res_set / "train.parquet"), "--json", "--prefix-samples", "2",
                              "--render", "2", str(tmp_path / "png")]) == 0
@@ -138,9 +166,55 @@ def test_inspect_reports_and_shared_prefix(high_res_set, small_set, tmp_path, ca
     assert prefix["samples"] == 2 and prefix["max_pixels"] == 1280 * 28 * 28
     assert prefix["mean_ratio"] >= 0.9 and prefix["min_ratio"] >= 0.9
     assert prefix["grounded_prompt_tokens"]["min"] > 1000  # image tokens are counted
-    pngs = sorted((tmp_path / "png").iterdir())
+    pngs = sorted((tmp_path / "png").glob("*.png"))
     assert len(pngs) == 2 and Image.open(pngs[0]).size[0] >= 2000
     # small images: far fewer image tokens, so a lower ratio (and the human-readable output)
     assert inspect_cli.main([str(small_set / "val.parquet"), "--prefix-samples", "2"]) == 0
     text = capsys.readouterr().out
     assert "rows per data source" in text and "shared-prefix ratio" in text and "synthetic/shapes [grounded]" in text
+
+
+def _path_mode_set(tmp_path: Path, n: int = 4) -> tuple[Path, Path]:
+    images = tmp_path / "images"
+    images.mkdir()
+    lines = []
+    for i in range(n):
+        Image.new("RGB", (200, 150), (250, 250, 250)).save(images / f"{i}.png")
+        line = {"id": str(i), "image": f"{i}.png", "question": f"Where is thing {i}?", "answer": ["left", "west"]}
+        if i % 2 == 0:
+            line["boxes"] = [[20, 30, 120, 130]]
+        lines.append(json.dumps(line))
+    (tmp_path / "in.jsonl").write_text("\n".join(lines) + "\n")
+    out = tmp_path / "data" / "set.parquet"
+    assert generic.main(["--input", str(tmp_path / "in.jsonl"), "--out", str(out), "--image-root", str(images),
+                         "--quiet"]) == 0
+    return out, images
+
+
+def test_inspect_reports_missing_images_and_writes_a_gallery(tmp_path, capsys):
+    out, images = _path_mode_set(tmp_path)
+    (images / "2.png").unlink()  # a grounded row's image disappears after conversion
+    gallery = tmp_path / "gallery"
+    assert inspect_cli.main([str(out), "--json", "--prefix-samples", "4", "--render", "4", str(gallery),
+                             "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bad_rows"]["count"] == 2 and report["bad_rows"]["reasons"] == {"image_missing": 2}
+    assert report["shared_prefix"]["samples"] == 1  # the other grounded row could not be opened
+    page = (gallery / "index.html").read_text(encoding="utf-8")
+    assert page.count("class='row'") == 4 and page.count("<img ") == 3 and "image not shown: image_missing" in page
+    for i in range(4):
+        assert f"Where is thing {i}?" in page
+    assert "left | west" in page and "grounded prompt" in page and "textual / single prompt" in page
+    assert "Think step by step" in page and "localize every object" in page  # both prompts' text
+    drawn = Image.open(gallery / "generic_0.png").convert("RGB")
+    assert drawn.getpixel((20, 80)) == (255, 0, 255) and drawn.getpixel((70, 80)) == (250, 250, 250)
+
+
+def test_validate_and_inspect_show_progress_bars(tmp_path, capsys):
+    out, _ = _path_mode_set(tmp_path)
+    assert validate.main([str(out)]) == 0
+    assert "validate: 100%" in capsys.readouterr().err
+    assert inspect_cli.main([str(out), "--prefix-samples", "0"]) == 0
+    assert "inspect: 100%" in capsys.readouterr().err
+    assert validate.main([str(out), "--quiet"]) == 0
+    assert "validate:" not in capsys.readouterr().err

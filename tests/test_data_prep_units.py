@@ -113,15 +113,38 @@ def test_image_sizes_and_failures(tmp_path):
     assert err.value.reason == "image_aspect_ratio"
 
 
-def test_truncated_image_needs_decode_to_be_caught(tmp_path):
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "GIF"])
+def test_truncated_image_is_caught_without_full_decode(tmp_path, fmt):
+    """A file cut in half: PIL's full decode fails on it (the oracle), and so does the default
+    header + end-marker check; the complete file passes both."""
     buffer = io.BytesIO()
-    Image.effect_noise((256, 256), 50).convert("RGB").save(buffer, format="JPEG")
-    truncated = tmp_path / "cut.jpg"
-    truncated.write_bytes(buffer.getvalue()[: len(buffer.getvalue()) // 2])
-    assert size_of_file(truncated) == (256, 256)  # header only: fast, does not see the cut
-    with pytest.raises(ImageError) as err:
-        size_of_file(truncated, decode=True)
-    assert err.value.reason == "image_corrupt"
+    image = Image.effect_noise((256, 256), 50).convert("RGB")
+    (image.convert("P") if fmt == "GIF" else image).save(buffer, format=fmt)
+    whole = buffer.getvalue()
+    full, cut = tmp_path / f"full.{fmt.lower()}", tmp_path / f"cut.{fmt.lower()}"
+    full.write_bytes(whole)
+    cut.write_bytes(whole[: len(whole) // 2])
+    with pytest.raises(OSError):
+        Image.open(cut).load()
+    assert size_of_file(full) == (256, 256) and size_of_bytes(whole) == (256, 256)
+    for check in (lambda: size_of_file(cut), lambda: size_of_bytes(cut.read_bytes()),
+                  lambda: size_of_file(cut, decode=True)):
+        with pytest.raises(ImageError) as err:
+            check()
+        assert err.value.reason in ("image_truncated", "image_corrupt")
+    if fmt != "WEBP":  # PIL already refuses to open the cut WebP (image_corrupt)
+        with pytest.raises(ImageError) as err:
+            size_of_file(cut)
+        assert err.value.reason == "image_truncated"
+
+
+def test_jpeg_with_bytes_after_its_end_marker_is_complete(tmp_path):
+    buffer = io.BytesIO()
+    Image.effect_noise((64, 64), 50).convert("RGB").save(buffer, format="JPEG")
+    padded = tmp_path / "padded.jpg"
+    padded.write_bytes(buffer.getvalue() + b"\0" * 100)
+    Image.open(padded).load()  # PIL decodes it: it is a good file
+    assert size_of_file(padded) == (64, 64)
 
 
 def test_upscale_tiny_image_scales_boxes_consistently():

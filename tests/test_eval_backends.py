@@ -120,3 +120,57 @@ def test_vllm_backend_without_vllm_says_what_to_do(monkeypatch):
     monkeypatch.setitem(sys.modules, "vllm", None)  # import fails as on CPU machines
     with pytest.raises(RuntimeError, match="--backend transformers"):
         VLLMBackend("/ckpt")
+
+
+# -- the box frame: from the model config (local or hub cache), the id, else refused; checked on the first batch
+def test_box_frame_from_hub_id_local_folder_and_hub_cache(tmp_path, monkeypatch):
+    import json
+
+    import huggingface_hub
+
+    from recipe.ivgr.eval.main import choose_box_frame, detect_box_frame
+
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub"))
+    # the case: a hub id that is not a local folder and not in the cache
+    frame, why = detect_box_frame("Qwen/Qwen3-VL-8B-Instruct")
+    assert frame == "qwen3_vl" and "architecture name" in why
+    assert detect_box_frame("Qwen/Qwen2.5-VL-7B-Instruct")[0] == "qwen2_5_vl"
+    # the hub cache holds the config (layout written by huggingface_hub's downloads)
+    snapshot = tmp_path / "hub" / "models--acme--vision-8b" / "snapshots" / "0123abcd"
+    snapshot.mkdir(parents=True)
+    (snapshot / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
+    (tmp_path / "hub" / "models--acme--vision-8b" / "refs").mkdir()
+    (tmp_path / "hub" / "models--acme--vision-8b" / "refs" / "main").write_text("0123abcd")
+    frame, why = detect_box_frame("acme/vision-8b")
+    assert frame == "qwen3_vl" and "hub cache" in why
+    # a local folder's config wins over a misleading name
+    folder = tmp_path / "Qwen3-VL-finetune"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2_5_vl"}))
+    assert detect_box_frame(str(folder))[0] == "qwen2_5_vl"
+    # nothing to go on: grounded/tool modes are refused without --box-frame, textual runs
+    assert detect_box_frame("acme/unknown-7b")[0] is None
+    with pytest.raises(SystemExit, match="--box-frame"):
+        choose_box_frame(None, "acme/unknown-7b", ["textual", "grounded"])
+    assert choose_box_frame(None, "acme/unknown-7b", ["textual"])[0] == "qwen2_5_vl"
+    assert choose_box_frame("qwen3_vl", "acme/unknown-7b", ["tool"]) == ("qwen3_vl", "--box-frame")
+
+
+def test_vllm_backend_checks_the_frame_on_the_first_batch(monkeypatch):
+    from recipe.ivgr.eval.backends import FrameMismatch
+
+    fake_vllm(monkeypatch)
+    _, processor = tiny_qwen()  # a Qwen2.5-VL processor: patch 14 x merge 2 = 28 px steps
+    wrong = VLLMBackend("/ckpt/x", processor=processor, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+    wrong.box_frame = "qwen3_vl"
+    with pytest.raises(FrameMismatch, match="steps of 28 px"):
+        wrong.generate([request("b:1")])
+    resized = VLLMBackend("/ckpt/x", processor=processor, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+    resized.box_frame = "qwen2_5_vl"
+    with pytest.raises(FrameMismatch, match="resized the images again"):  # above the processor's max_pixels
+        resized.generate([request("b:1", size=(280, 280))])
+    ok = VLLMBackend("/ckpt/x", processor=processor, min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)
+    ok.box_frame = "qwen2_5_vl"
+    assert [r.text for r in ok.generate([request("b:1"), request("b:2")])] == ["answer 0", "answer 1"]
+    assert ok.describe()["frame_check"] == {"checked": True, "box_frame": "qwen2_5_vl", "resize_factor": 28,
+                                            "images": 2}

@@ -217,3 +217,14 @@ def test_cli_lists_and_converts(tmp_path, capsys):
     with pytest.raises(FileNotFoundError):
         convert("treebench", [tmp_path / "nope.tsv"], tmp_path / "x.parquet")
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_converter_shows_a_progress_bar_and_caps_row_groups_in_bytes(tmp_path, capsys):
+    src = make_pope_parquet(tmp_path / "pope.parquet")
+    assert benchmarks.main(["pope", "--input", str(src), "--out", str(tmp_path / "p.parquet")]) == 0
+    err = capsys.readouterr().err
+    assert "pope: 100%" in err and "4/4" in err  # total known from the Parquet footer
+    # a 1-byte cap gives one item per row group
+    convert("pope", [src], tmp_path / "small_groups.parquet", row_group_bytes=1)
+    assert pq.ParquetFile(tmp_path / "small_groups.parquet").num_row_groups == 4
+    assert pq.ParquetFile(tmp_path / "p.parquet").num_row_groups == 1

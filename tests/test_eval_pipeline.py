@@ -256,9 +256,12 @@ def test_cli_converts_on_the_fly_and_writes_outputs(data, tmp_path, capsys):
     rows = rows_of(data["treebench"])
     backend = ScriptedBackend(lambda r: "<think>ok <box>[1,1,40,40]</box></think><answer>B</answer>")
     out = tmp_path / "out"
-    code = main(["--model", "dummy", "--bench", f"treebench={src / 'tree.tsv'}", f"rwqa={data['realworldqa']}",
-                 "--mode", "textual", "--mode", "grounded,tool-union", "--out", str(out), "--no-progress",
-                 "--min-pixels", str(MIN_PIXELS), "--max-pixels", str(MAX_PIXELS)], backend=backend)
+    args = ["--model", "dummy", "--bench", f"treebench={src / 'tree.tsv'}", f"rwqa={data['realworldqa']}",
+            "--mode", "textual", "--mode", "grounded,tool-union", "--out", str(out), "--no-progress",
+            "--min-pixels", str(MIN_PIXELS), "--max-pixels", str(MAX_PIXELS)]
+    with pytest.raises(SystemExit, match="cannot tell the box frame"):  # "dummy" names no architecture
+        main(args, backend=backend)
+    code = main([*args, "--box-frame", "qwen2_5_vl"], backend=backend)
     assert code == 0
     assert (out / "data" / "treebench.parquet").exists()  # converted from the public TSV
     for label in ("treebench", "rwqa"):
@@ -285,9 +288,10 @@ def test_cli_converts_on_the_fly_and_writes_outputs(data, tmp_path, capsys):
 
 
 def test_cli_transformers_backend_from_a_saved_checkpoint(data, tmp_path):
-    model, _ = tiny_qwen()
+    from recipe.ivgr.eval import tiny_checkpoint
+
     ckpt = tmp_path / "tiny-ckpt"
-    model.save_pretrained(ckpt)
+    assert tiny_checkpoint.main([str(ckpt)]) == 0  # the README's one command
     out = tmp_path / "out"
     assert main(["--model", str(ckpt), "--backend", "transformers", "--offline-processor", "--bench",
                  str(data["hrbench4k"]), "--mode", "textual", "--max-new-tokens", "3", "--min-pixels",

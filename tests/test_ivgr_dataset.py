@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import io
+import json
 import os
 from collections import Counter
 from pathlib import Path
@@ -86,7 +87,8 @@ def env(tmp_path_factory):
     (tmp / "images" / "p0.png").write_bytes(donor.images[0].data)
     by_path = Sample(sample_id=PATH_SAMPLE, data_source="test/path", question=donor.question, answer=donor.answer,
                      images=[ImageItem(None, "images/p0.png")], image_size=donor.image_size,
-                     gt_boxes=donor.gt_boxes, answer_type=donor.answer_type, choices=donor.choices)
+                     gt_boxes=donor.gt_boxes, answer_type=donor.answer_type, choices=donor.choices,
+                     question_textual="In the picture: " + donor.question)  # iVGR's `query` next to `problem`
     # records interleave kinds; the dataset must still put pairs first
     records = [grounded[0], singles[0], grounded[1], by_path, singles[1], *grounded[2:5], singles[2],
                *grounded[5:], *singles[3:]]
@@ -155,7 +157,8 @@ def test_items_carry_stream_prompt_and_reward_inputs(env, ds):
         assert item["index"] == extra["index"] == index
         assert "images" not in item and "prompt_grounded" not in item and "prompt_textual" not in item
         assert extra["stream"] == stream and extra["sample_id"] == sample.sample_id
-        assert extra["data_source"] == sample.data_source and extra["question"] == sample.question
+        asked = (stream != "grounded" and sample.question_textual) or sample.question  # the stream's own question
+        assert extra["data_source"] == sample.data_source and extra["question"] == asked
         assert extra["answer_type"] == sample.answer_type and extra["choices"] == sample.choices
         # ground truth stays in ORIGINAL pixels, with the original size and the frame
         assert extra["gt_boxes"] == [list(map(float, box)) for box in sample.gt_boxes]
@@ -166,7 +169,7 @@ def test_items_carry_stream_prompt_and_reward_inputs(env, ds):
         instruction = {"grounded": GROUNDED_INSTRUCTIONS["qwen2_5_vl"], "textual": TEXTUAL_INSTRUCTION,
                        "single": SINGLE_INSTRUCTION}[stream]
         assert user["content"][-1]["text"].endswith(instruction)
-        assert user["content"][-1]["text"].startswith(sample.question)
+        assert user["content"][-1]["text"].startswith(asked)
         (image,) = _image_items(item["raw_prompt"])
         seen = resized_size(*sample.image_size, "qwen2_5_vl", 56 * 56, MAX_PIXELS)
         assert isinstance(image["image"], Image.Image) and image["image"].size == seen  # resized, not original
@@ -300,6 +303,24 @@ def test_image_paths_stay_under_the_root(env):
     filtered = make(env, files, image_root=str(tmp / "root"), filter_overlong_prompts=True)
     assert [filtered[i]["extra_info"]["sample_id"] for i in range(len(filtered))] == ["test:ok", "test:ok"]
     assert filtered.filter_stats["errors"] == 1 and filtered.filter_stats["dropped_sample_ids"] == ["test:escape"]
+
+
+def test_image_root_stored_by_the_converter_is_the_default(env):
+    """A path-mode file from data_prep.generic, images in a sibling folder: no data.image_root needed."""
+    from data_prep import generic
+
+    tmp = env["tmp"] / "stored_root"
+    (tmp / "pics").mkdir(parents=True)
+    donor = synthetic.make_sample(SEED, 301)
+    (tmp / "pics" / "d.png").write_bytes(donor.images[0].data)
+    line = {"id": "d", "image": "d.png", "question": donor.question, "answer": donor.answer,
+            "boxes": [list(b) for b in donor.gt_boxes]}
+    (tmp / "in.jsonl").write_text(json.dumps(line) + "\n")
+    out = tmp / "data" / "d.parquet"
+    assert generic.main(["--input", str(tmp / "in.jsonl"), "--image-root", str(tmp / "pics"), "--out", str(out),
+                         "--quiet"]) == 0
+    item = make(env, [str(out)])[0]
+    assert _image_items(item["raw_prompt"])[0]["image"].size == tuple(donor.image_size)
 
 
 # ---------------------------------------------------------------------------------------- length filter

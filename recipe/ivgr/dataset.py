@@ -38,7 +38,8 @@ Every item is what `RLHFDataset.__getitem__` returns for a verl row (its code fi
 Images
 ------
 Embedded ``bytes`` win; otherwise ``path`` is resolved under ``data.image_root`` (default: the
-folder of the data files when they share one folder, like ``python -m data_prep.validate``).
+image root data_prep stored in the files' metadata, else the folder of the data files when they
+share one folder, like ``python -m data_prep.validate``).
 Absolute paths, URLs and paths that escape the root are refused (`data_prep.images`). Each image
 reaches ``raw_prompt`` as ``{"type": "image", "image": <PIL RGB>, "min_pixels": lo, "max_pixels": hi}``,
 the picture already smart-resized within those bounds (verl copies it into every trajectory).
@@ -74,7 +75,8 @@ logged and kept in `filter_stats`. Uses ``data.filter_overlong_prompts_workers``
 
 Config keys added under ``data:`` (all optional; settable from a recipe yaml or as overrides)
 ------------------------------------------------------------------------------------------
-- ``image_root`` (null): folder that stored image paths are relative to.
+- ``image_root`` (null): folder that stored image paths are relative to (default: the root the
+  files' metadata names, ``ivgr.image_root``, else the files' folder).
 - ``ivgr_streams`` ([grounded, textual, single]): streams to emit. Ablations: ``[grounded, textual]``
   drops single samples, ``[textual, single]`` trains without the grounded stream (the textual row of
   a grounded sample then stands alone), etc.
@@ -205,12 +207,18 @@ class DualStreamDataset(RLHFDataset):
     # ------------------------------------------------------------------ loading and index
     @staticmethod
     def _default_image_root(image_root: Any, data_files: Any) -> Path | None:
-        """`data.image_root`, else the one local folder holding all data files, else None."""
+        """`data.image_root`, else the root the data files' metadata names (data_prep writes it; all
+        files must agree), else the one local folder holding all data files, else None."""
+        from data_prep.schema import image_root_of
+
         if image_root:
             return Path(os.path.expanduser(str(image_root))).resolve()
         files = [data_files] if isinstance(data_files, str | os.PathLike) else list(data_files)
         if any("://" in str(f) for f in files):
             return None
+        stored = {image_root_of(os.path.expanduser(str(f))) for f in files}
+        if len(stored) == 1 and None not in stored:
+            return stored.pop()
         parents = {Path(os.path.expanduser(str(f))).resolve().parent for f in files}
         return parents.pop() if len(parents) == 1 else None
 
@@ -363,7 +371,8 @@ class DualStreamDataset(RLHFDataset):
         bounds = (images[0]["min_pixels"], images[0]["max_pixels"]) if images else self.pixel_bounds(frame)
         extra.update(
             index=int(index), record_index=extra.get("index"), stream=stream, sample_id=record["sample_id"],
-            kind=record.get("kind"), data_source=source, question=record.get("question"),
+            kind=record.get("kind"), data_source=source,
+            question=(stream != "grounded" and record.get("question_textual")) or record.get("question"),
             answer=record.get("answer"), answer_type=record.get("answer_type"),
             choices=list(record["choices"]) if record.get("choices") is not None else None,
             gt_boxes=[[float(v) for v in box] for box in record.get("gt_boxes") or []],

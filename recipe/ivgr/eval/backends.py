@@ -10,6 +10,13 @@ Decoding is greedy by default (temperature 0). With temperature > 0 each request
 `seed` (vLLM: per-request `SamplingParams.seed`; transformers: `torch.manual_seed(seed)` before each
 batch), and the settings are recorded in the run's `run.json` through `describe()`.
 
+Frame check (every backend): before its first batch with images, a backend whose `box_frame` is
+set runs its processor's image processor on that batch's images and checks (1) that the model
+resizes in steps of the frame's resize factor (patch x merge: 28 for Qwen2.5-VL, 32 for
+Qwen3-VL) and (2) that the patch grid it produces is exactly our pre-resized image (no second
+resize). A mismatch raises `FrameMismatch` and stops the run: grounded IoU and tool crops would
+otherwise be computed in the wrong frame.
+
 vLLM is imported lazily (only by `VLLMBackend`); it is not installed on CPU machines.
 """
 
@@ -61,25 +68,65 @@ class GenerationResult:
     error: str | None = None
 
 
+class FrameMismatch(RuntimeError):
+    """The model's processor does not see images in the box frame the evaluation maps boxes with."""
+
+
+def check_frame(processor: Any, images: Sequence[Image.Image], box_frame: str) -> dict[str, Any]:
+    """Check `images` (already resized by the eval) against the processor's own resize; returns
+    what was checked. Raises FrameMismatch (see the module docstring)."""
+    from reward_score.frames import get_frame
+
+    image_processor = getattr(processor, "image_processor", None)
+    if image_processor is None or not images:
+        return {"checked": False}
+    patch = int(getattr(image_processor, "patch_size", 14) or 14)
+    merge = int(getattr(image_processor, "merge_size", 2) or 2)
+    factor = get_frame(box_frame).resize_factor
+    if patch * merge != factor:
+        raise FrameMismatch(f"the model's processor resizes in steps of {patch * merge} px (patch {patch} x merge "
+                            f"{merge}) but box frame {box_frame!r} assumes {factor}: wrong --box-frame for this model")
+    grid = image_processor(images=list(images), return_tensors="np")["image_grid_thw"]
+    got = [(int(g[1]), int(g[2])) for g in grid.tolist()]
+    expected = [(img.height // patch, img.width // patch) for img in images]
+    if got != expected:
+        raise FrameMismatch(f"the processor resized the images again (expected patch grids {expected[:4]}, got "
+                            f"{got[:4]}): its min/max_pixels differ from the eval's; boxes would use the wrong frame")
+    return {"checked": True, "box_frame": box_frame, "resize_factor": factor, "images": len(images)}
+
+
 class Backend(ABC):
-    """Base class: subclasses implement `_generate_batch`; `generate` adds batching and isolation."""
+    """Base class: subclasses implement `_generate_batch`; `generate` adds batching, isolation and
+    the one-time frame check (`box_frame` set by the runner; `processor` when the backend has one)."""
 
     name = "base"
+    processor: Any = None
 
     def __init__(self, sampling: SamplingSettings | None = None, batch_size: int = 8):
         self.sampling = sampling or SamplingSettings()
         self.batch_size = int(batch_size)
         self.stats = {"requests": 0, "errors": 0, "seconds": 0.0, "generated_tokens": 0}
+        self.box_frame: str | None = None
+        self.frame_check: dict[str, Any] | None = None
+
+    def _check_frame_once(self, requests: Sequence[GenerationRequest]) -> None:
+        if self.frame_check is not None or self.box_frame is None or self.processor is None:
+            return
+        batch = [r for r in requests if r.images][: max(1, self.batch_size)]
+        if batch:
+            self.frame_check = check_frame(self.processor, [img for r in batch for img in r.images], self.box_frame)
 
     def describe(self) -> dict[str, Any]:
         """What produced the responses (recorded in run.json)."""
-        return {"backend": self.name, "batch_size": self.batch_size, "sampling": asdict(self.sampling)}
+        return {"backend": self.name, "batch_size": self.batch_size, "sampling": asdict(self.sampling),
+                "frame_check": self.frame_check}
 
     def image_bounds(self) -> tuple[int | None, int | None]:
         """(min_pixels, max_pixels) the backend's processor applies after our resize (None: unknown)."""
         return None, None
 
     def generate(self, requests: Sequence[GenerationRequest]) -> list[GenerationResult]:
+        self._check_frame_once(requests)  # raises FrameMismatch: a wrong frame stops the run
         results: list[GenerationResult] = []
         start = time.perf_counter()
         for begin in range(0, len(requests), max(1, self.batch_size)):

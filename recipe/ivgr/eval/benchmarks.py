@@ -18,6 +18,8 @@ Eval schema (`EVAL_SCHEMA`, one row per benchmark question)
 - `choices` (list<string> | null): option texts in the order SHOWN to the model (after shuffling).
 - `answer` (string): ground truth. Multiple choice: the letter of the correct option in the shown
   order; yes/no: `yes` / `no`; otherwise the source's answer.
+- `answers` (list<string> | null): every acceptable answer when the source lists several (ChartQA
+  labels, MMMU open questions), `answer` first; a match with any of them is correct.
 - `answer_text` (string | null): the correct option's text (multiple choice).
 - `answer_type` (string): one of `reward_score.answers.ANSWER_TYPES` (`choice`, `yes_no`, `number`,
   `math`, `text`).
@@ -76,7 +78,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-EVAL_SCHEMA_VERSION = "1"
+EVAL_SCHEMA_VERSION = "2"  # 2: answers
 _IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 EVAL_SCHEMA = pa.schema(
     [
@@ -87,6 +89,7 @@ EVAL_SCHEMA = pa.schema(
         ("question", pa.string()),
         ("choices", pa.list_(pa.string())),
         ("answer", pa.string()),
+        ("answers", pa.list_(pa.string())),
         ("answer_text", pa.string()),
         ("answer_type", pa.string()),
         ("source_answer", pa.string()),
@@ -109,8 +112,9 @@ class BenchmarkSpec:
     """What a benchmark is and how its official score is computed.
 
     `metric`: `accuracy` (micro mean over items), `subset_mean` (mean of the per-subset accuracies,
-    the official HR-Bench and CV-Bench-2D scores) or `f1` (F1 of the "yes" class, VLMEvalKit's POPE
-    "Overall"; accuracy is reported too).
+    the official HR-Bench and CV-Bench-2D scores), `f1` (F1 of the "yes" class, VLMEvalKit's POPE
+    "Overall"; accuracy is reported too) or `wemath` (We-Math's strict score over its multi-step
+    problems; the loose score and the four-dimensional counts are reported too).
     """
 
     name: str
@@ -118,7 +122,8 @@ class BenchmarkSpec:
     metric: str = "accuracy"
     answer_type: str = "choice"
     has_boxes: bool = False
-    reader: str = ""  # name of the converter function below
+    reader: str = ""  # name of the converter function below (or in reasoning_benchmarks)
+    rule: str = ""  # "relaxed": ChartQA's relaxed accuracy instead of the generic answer rules
 
 
 BENCHMARKS: dict[str, BenchmarkSpec] = {
@@ -131,10 +136,18 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     "cvbench2d": BenchmarkSpec("cvbench2d", "CV-2D", metric="subset_mean", reader="cvbench"),
     "cvbench3d": BenchmarkSpec("cvbench3d", "CV-3D", reader="cvbench"),
     "treebench": BenchmarkSpec("treebench", "TreeBench", has_boxes=True, reader="treebench"),
+    # the chart and multidisciplinary table (method.md §2.6); readers in reasoning_benchmarks.py
+    "chartqa": BenchmarkSpec("chartqa", "ChartQA", answer_type="text", reader="chartqa", rule="relaxed"),
+    "ai2d": BenchmarkSpec("ai2d", "AI2D", reader="ai2d"),
+    "wemath": BenchmarkSpec("wemath", "WeMath", metric="wemath", reader="wemath"),
+    "mmstar": BenchmarkSpec("mmstar", "MMStar", reader="mmstar"),
+    "mmmu": BenchmarkSpec("mmmu", "MMMU", reader="mmmu"),
+    "mmk12": BenchmarkSpec("mmk12", "MMK12", answer_type="math", reader="mmk12"),
 }
 # Column order of the paper's main table (method.md §2.6) and of its tool-assisted table (§2.7).
 PAPER_MAIN = ("vstar", "hrbench4k", "hrbench8k", "mme_realworld_lite", "pope", "realworldqa", "cvbench2d", "cvbench3d")
 PAPER_TOOL = ("vstar", "hrbench4k", "hrbench8k")
+PAPER_REASONING = ("chartqa", "ai2d", "wemath", "mmstar", "mmmu", "mmk12")  # the second table of §2.6
 
 
 def spec_of(name: str | None) -> BenchmarkSpec:
@@ -160,6 +173,7 @@ class RawItem:
     options: list[str] | None = None
     correct: int | None = None
     answer: str | None = None
+    answers: list[str] | None = None  # every acceptable answer (answer first) when there are several
     answer_type: str | None = None
     subset: str | None = None
     category: str | None = None
@@ -301,8 +315,9 @@ def _read_rows(path: Path) -> Iterator[dict]:
     """Rows of a Parquet / JSONL / JSON-list / TSV file as dicts (TSV image references resolved)."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=32):
+        from data_prep import streaming
+
+        for batch in streaming.iter_batches(path):  # bounded batches, whatever the row groups
             yield from batch.to_pylist()
     elif suffix == ".jsonl":
         with open(path, encoding="utf-8") as handle:
@@ -743,6 +758,10 @@ def reader_for(name: str) -> Callable[[Sequence[Path], Path], Iterator[RawItem]]
     spec = BENCHMARKS.get(name)
     if spec is None:
         raise ValueError(f"unknown benchmark {name!r}; choose one of {sorted(BENCHMARKS)}")
+    if spec.reader not in READERS:
+        from recipe.ivgr.eval.reasoning_benchmarks import READERS as REASONING_READERS
+
+        return REASONING_READERS[spec.reader]
     return READERS[spec.reader]
 
 
@@ -835,6 +854,8 @@ def to_row(benchmark: str, raw: RawItem, options: ConvertOptions, loader) -> tup
     row = {
         "item_id": item_id, "benchmark": benchmark, "subset": raw.subset, "category": raw.category,
         "question": question, "choices": choices, "answer": answer, "answer_text": answer_text,
+        "answers": ([answer] + [a for a in dict.fromkeys(map(str, raw.answers)) if a and a != answer]
+                    if raw.options is None and raw.answers and len(set(raw.answers)) > 1 else None),
         "answer_type": answer_type, "source_answer": source_answer, "choice_order": order, "shuffle_seed": seed,
         "images": images, "image_size": [int(size[0]), int(size[1])] if size else None, "gt_boxes": gt_boxes,
         "meta": json.dumps(meta, ensure_ascii=False, sort_keys=True, default=str),
@@ -845,9 +866,14 @@ def to_row(benchmark: str, raw: RawItem, options: ConvertOptions, loader) -> tup
 # ------------------------------------------------------------------------------------- convert
 def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.PathLike, *,
             image_root: str | os.PathLike | None = None, seed: int | None = 0, embed: bool = True,
-            box_format: str | None = None, limit: int | None = None, row_group_rows: int = 64) -> dict:
+            box_format: str | None = None, limit: int | None = None, row_group_rows: int = 64,
+            row_group_bytes: int = 64 << 20, progress: bool = False) -> dict:
     """Convert public benchmark files into `out` (eval schema); returns the summary (also written
-    to `<out stem>.summary.json`). Written atomically: nothing appears unless the run completes."""
+    to `<out stem>.summary.json`). Written atomically: nothing appears unless the run completes.
+    Row groups hold at most `row_group_rows` items or `row_group_bytes` of embedded images
+    (8K-pixel benchmarks have 10-20 MB images), so memory stays bounded."""
+    from tqdm import tqdm
+
     from data_prep.common import ImageLoader
 
     paths = [Path(p) for p in inputs]
@@ -871,13 +897,22 @@ def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.P
     rejects: list[dict] = []
     seen: set[str] = set()
     buffer: list[dict] = []
-    writer = pq.ParquetWriter(tmp, schema)
+    buffer_bytes = 0
+    from data_prep import streaming
+
+    writer = streaming.writer(tmp, schema)
+    files = [q for p in paths for q in ([p] if p.is_file() else sorted(p.iterdir()))]
+    total = (sum(pq.ParquetFile(p).metadata.num_rows for p in files)
+             if files and all(p.suffix == ".parquet" for p in files) else None)
+    bar = tqdm(total=min(total, limit) if total is not None and limit is not None else total, unit="item",
+               desc=benchmark, disable=not progress, mininterval=1.0)
     try:
         iterator = reader(paths, root)
         while limit is None or counts["written"] < limit:
             raw = next(iterator, None)
             if raw is None:
                 break
+            bar.update(1)
             if isinstance(raw, SkipRow):
                 counts["skipped_other_split"] += 1
                 continue
@@ -900,10 +935,11 @@ def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.P
             problems.update(soft)
             subsets[row["subset"] or "-"] += 1
             buffer.append(row)
+            buffer_bytes += sum(len(image.get("bytes") or b"") for image in row["images"])
             counts["written"] += 1
-            if len(buffer) >= row_group_rows:
+            if len(buffer) >= row_group_rows or buffer_bytes >= row_group_bytes:
                 writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
-                buffer = []
+                buffer, buffer_bytes = [], 0
         if buffer:
             writer.write_table(pa.Table.from_pylist(buffer, schema=schema))
         writer.close()
@@ -915,7 +951,9 @@ def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.P
             "shuffle_seed": seed, "embedded_images": embed, "rejects": rejects[:50],
         }
         os.replace(tmp, out)
+        bar.close()
     except BaseException:
+        bar.close()
         writer.close()
         tmp.unlink(missing_ok=True)
         raise
@@ -938,10 +976,13 @@ def check_eval_file(path: str | os.PathLike) -> pq.ParquetFile:
 
 def iter_eval_rows(path: str | os.PathLike, batch_size: int = 64, limit: int | None = None) -> Iterator[dict]:
     """Rows of an eval Parquet, streamed; missing optional columns default to None."""
+    from data_prep import streaming
+
     parquet = check_eval_file(path)
     names = [f.name for f in EVAL_SCHEMA]
     count = 0
-    for batch in parquet.iter_batches(batch_size=batch_size):
+    for batch in streaming.open_parquet(path).iter_batches(
+            batch_size=min(batch_size, streaming.batch_rows(parquet))):
         for row in batch.to_pylist():
             if limit is not None and count >= limit:
                 return
@@ -973,6 +1014,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="override the GT box format (V*: xywh, TreeBench: xyxy by default)")
     parser.add_argument("--limit", type=int, default=None, help="write at most N items")
     parser.add_argument("--list", action="store_true", help="list the benchmarks and exit")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if args.list or args.benchmark is None:
         for name, spec in BENCHMARKS.items():
@@ -982,7 +1024,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("--input and --out are required")
     summary = convert(args.benchmark, args.input, args.out, image_root=args.image_root,
                       seed=None if args.no_shuffle else args.seed, embed=args.embed,
-                      box_format=args.box_format, limit=args.limit)
+                      box_format=args.box_format, limit=args.limit, progress=not args.quiet)
     print(f"[eval.benchmarks] {args.out}: read {summary['read']}, wrote {summary['written']}, rejected "
           f"{summary['rejected']} {summary['reasons']}, kept with problems {summary['kept_with_problems']}, "
           f"subsets {summary['subsets']}", file=sys.stderr)

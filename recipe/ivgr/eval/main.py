@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import platform
+import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -94,14 +95,71 @@ def resolve_benches(specs: Sequence[str], data_dir: Path, out_dir: Path, *, shuf
     return benches
 
 
-def detect_box_frame(model_path: str | None) -> str:
-    """`qwen3_vl` for Qwen3-VL checkpoints (config.json model_type), else `qwen2_5_vl`."""
-    try:
-        config = json.loads((Path(str(model_path)) / "config.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError, TypeError):
-        return "qwen2_5_vl"
-    model_type = str(config.get("model_type") or "")
-    return "qwen3_vl" if model_type.startswith("qwen3") else "qwen2_5_vl"
+_MODEL_TYPE_FRAMES = (("qwen3_vl", "qwen3_vl"), ("qwen2_5_vl", "qwen2_5_vl"))  # config.json model_type prefixes
+_ID_FRAMES = ((re.compile(r"qwen[-_ ]?3[-_. ]?vl", re.IGNORECASE), "qwen3_vl"),
+              (re.compile(r"qwen[-_ ]?2[._]5[-_. ]?vl", re.IGNORECASE), "qwen2_5_vl"))
+
+
+def _read_config(model: str) -> tuple[dict | None, str]:
+    """(config.json of `model`, where it was read): a local folder, else the Hugging Face hub cache
+    (no network: `huggingface_hub.try_to_load_from_cache`)."""
+    local = Path(os.path.expanduser(model)) / "config.json"
+    candidates = [(local, "local config.json")] if local.is_file() else []
+    if not candidates and not Path(model).exists():
+        try:
+            from huggingface_hub import try_to_load_from_cache
+
+            cached = try_to_load_from_cache(model, "config.json")
+            if isinstance(cached, str):
+                candidates.append((Path(cached), "hub cache config.json"))
+        except Exception:  # noqa: BLE001  (not a repo id, huggingface_hub missing, ...)
+            pass
+    for path, source in candidates:
+        try:
+            return json.loads(path.read_text(encoding="utf-8")), f"{source} ({path})"
+        except (OSError, ValueError):
+            continue
+    return None, "no config.json found (local folder or hub cache)"
+
+
+def detect_box_frame(model_path: str | None) -> tuple[str | None, str]:
+    """(box frame, how it was decided) of a checkpoint folder or hub id.
+
+    In order: the model config (`model_type` `qwen3_vl*` -> `qwen3_vl`, `qwen2_5_vl*` ->
+    `qwen2_5_vl`) from a local folder or the hub cache; else the architecture name in the path or
+    id (`Qwen3-VL` / `Qwen2.5-VL`); else (None, why): the caller must then refuse grounded and tool
+    modes unless `--box-frame` is given (their IoU and crops depend on the frame).
+    """
+    if not model_path:
+        return None, "no model given"
+    model = str(model_path)
+    config, source = _read_config(model)
+    if config is not None:
+        model_type = str(config.get("model_type") or "")
+        for prefix, frame in _MODEL_TYPE_FRAMES:
+            if model_type.startswith(prefix):
+                return frame, f"model_type {model_type!r} in {source}"
+        return None, f"model_type {model_type!r} in {source} has no known box frame"
+    for pattern, frame in _ID_FRAMES:
+        if pattern.search(model):
+            return frame, f"architecture name in {model!r} ({source})"
+    return None, f"{source}; no Qwen2.5-VL / Qwen3-VL name in {model!r}"
+
+
+def choose_box_frame(explicit: str | None, model: str | None, modes: Sequence[str]) -> tuple[str, str]:
+    """(frame, how it was decided) for a run: `--box-frame`, else `detect_box_frame`; an undecided
+    frame is refused for grounded/tool modes and falls back to `qwen2_5_vl` pixel bounds for textual."""
+    if explicit:
+        return explicit, "--box-frame"
+    frame, why = detect_box_frame(model)
+    if frame is not None:
+        return frame, why
+    boxed = [m for m in modes if m != "textual"]
+    if boxed:
+        raise SystemExit(f"cannot tell the box frame of {model!r} ({why}); modes {boxed} parse boxes and crop in it: "
+                         "pass --box-frame qwen2_5_vl|qwen3_vl")
+    logger.warning("box frame of %s unknown (%s): textual mode only, using qwen2_5_vl pixel bounds", model, why)
+    return "qwen2_5_vl", f"default for textual mode ({why})"
 
 
 def _versions() -> dict[str, str]:
@@ -116,9 +174,10 @@ def _versions() -> dict[str, str]:
 class _LazyBackend:
     """Builds the backend on first use, so a fully resumed run never loads the model."""
 
-    def __init__(self, factory: Callable[[], Backend] | None, backend: Backend | None):
+    def __init__(self, factory: Callable[[], Backend] | None, backend: Backend | None, box_frame: str):
         self._factory = factory
         self.backend = backend
+        self.box_frame = box_frame
 
     def __call__(self) -> Backend:
         if self.backend is None:
@@ -126,13 +185,15 @@ class _LazyBackend:
             started = time.perf_counter()
             self.backend = self._factory()
             logger.info("backend ready in %.1f s", time.perf_counter() - started)
+        self.backend.box_frame = self.box_frame  # the first batch with images checks it
         return self.backend
 
 
 def run_eval(benches: Sequence[BenchInput], cfg: EvalConfig, out_dir: str | os.PathLike, *,
              backend: Backend | None = None, backend_factory: Callable[[tuple[int, int]], Backend] | None = None,
              model: str | None = None, resume: bool = False, overwrite: bool = False,
-             judge: Any = None, progress: bool = True, argv: Sequence[str] | None = None) -> dict[str, Any]:
+             judge: Any = None, progress: bool = True, argv: Sequence[str] | None = None,
+             box_frame_source: str | None = None) -> dict[str, Any]:
     """Evaluate `benches` in `cfg.modes`; returns the summary (also written to `out_dir`).
 
     Pass a ready `backend` (tests, notebooks) or a `backend_factory(bounds)` that builds one with
@@ -143,7 +204,7 @@ def run_eval(benches: Sequence[BenchInput], cfg: EvalConfig, out_dir: str | os.P
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     bounds = resolve_bounds(cfg, backend)
-    lazy = _LazyBackend((lambda: backend_factory(bounds)) if backend_factory else None, backend)
+    lazy = _LazyBackend((lambda: backend_factory(bounds)) if backend_factory else None, backend, cfg.box_frame)
     fingerprint = cfg.fingerprint(bounds)
     run_path = out / "run.json"
     identity = {"model": model, "backend": backend.name if backend else getattr(backend_factory, "backend_name", None)}
@@ -164,7 +225,7 @@ def run_eval(benches: Sequence[BenchInput], cfg: EvalConfig, out_dir: str | os.P
     run_info: dict[str, Any] = {
         "started": timestamp(), "argv": list(argv) if argv is not None else None, "model": model,
         "identity": identity, "fingerprint": fingerprint, "config": asdict(cfg) | {"judge": _judge_public(cfg.judge)},
-        "box_frame": cfg.box_frame, "pixel_bounds": list(bounds),
+        "box_frame": cfg.box_frame, "box_frame_source": box_frame_source, "pixel_bounds": list(bounds),
         "benches": {b.label: _bench_info(b.path) for b in benches},
     }
     run_path.write_text(json.dumps(run_info, indent=2, default=str) + "\n", encoding="utf-8")
@@ -212,7 +273,7 @@ def _bench_info(path: Path) -> dict:
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m recipe.ivgr.eval", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--model", help="checkpoint folder (HF format)")
+    p.add_argument("--model", help="checkpoint folder (HF format) or hub id (vLLM / transformers load it)")
     p.add_argument("--bench", action="extend", nargs="+", required=True,
                    help="NAME (registered; <data-dir>/NAME.parquet), FILE.parquet (eval schema) or NAME=SOURCE "
                         "(public benchmark file/folder, converted on the fly); several allowed")
@@ -226,7 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--shuffle-seed", type=int, default=0, help="option shuffle seed for NAME=SOURCE conversions")
     g = p.add_argument_group("model input")
     g.add_argument("--box-frame", choices=("qwen2_5_vl", "qwen3_vl"), default=None,
-                   help="box frame of the model (default: from config.json; qwen2_5_vl otherwise)")
+                   help="box frame of the model (default: model_type in config.json, read from the folder or the "
+                        "hub cache, else Qwen3-VL / Qwen2.5-VL in the name; grounded/tool modes refuse to guess)")
     g.add_argument("--min-pixels", type=int, default=None, help="image pixel bounds (default: the frame's "
                                                                 "training bounds, 4..4096 image tokens)")
     g.add_argument("--max-pixels", type=int, default=None)
@@ -314,8 +376,10 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -
         judge = {"base_url": args.judge_url, "model": args.judge_model, "api_key_env": args.judge_api_key_env,
                  "max_concurrency": args.judge_concurrency}
     default_chunk = 16 if (backend is not None or args.backend == "transformers") else 256
+    frame, frame_source = choose_box_frame(args.box_frame, args.model, modes)
+    logger.info("box frame %s (%s)", frame, frame_source)
     cfg = EvalConfig(
-        modes=tuple(modes), box_frame=args.box_frame or detect_box_frame(args.model),
+        modes=tuple(modes), box_frame=frame,
         min_pixels=args.min_pixels, max_pixels=args.max_pixels, max_crops=args.max_crops,
         crop_min_side=args.crop_min_side, crop_note=not args.no_crop_note, strict_answer=args.strict_answer,
         lenient=not args.no_lenient, judge=judge, judge_scope=args.judge_scope,
@@ -327,7 +391,8 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -
                                 seed=args.seed)
     factory = None if backend is not None else make_backend_factory(args, sampling, max_images=args.max_crops + 3)
     summary = run_eval(benches, cfg, out, backend=backend, backend_factory=factory, model=args.model,
-                       resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, argv=argv)
+                       resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, argv=argv,
+                       box_frame_source=frame_source)
     print(render_markdown(summary))
     print(f"[eval] wrote {out}/summary.md, {out}/summary.json and per-item JSONL under {out}/", file=sys.stderr)
     return 0

@@ -3,7 +3,8 @@
 Scores follow each benchmark's official aggregation (`benchmarks.BenchmarkSpec.metric`):
 `accuracy` (micro), `subset_mean` (mean of per-subset accuracies: HR-Bench FSP/FCP, CV-Bench-2D
 ADE20K/COCO) or `f1` (POPE: F1 of "yes", unknown answers count as "no", as VLMEvalKit does; the
-accuracy is reported next to it). Every item counts: an item whose image is missing or whose
+accuracy is reported next to it) or `wemath` (We-Math's strict score, loose score beside it).
+Every item counts: an item whose image is missing or whose
 output is unparsable is wrong, never dropped from the denominator.
 """
 
@@ -17,7 +18,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from recipe.ivgr.eval.benchmarks import PAPER_MAIN, PAPER_TOOL, spec_of
+from recipe.ivgr.eval.benchmarks import PAPER_MAIN, PAPER_REASONING, PAPER_TOOL, spec_of
 from recipe.ivgr.eval.runner import FAILURES, MODES, TOOL_MODES
 
 _DECIDED = ("rule", "lenient", "judge")
@@ -42,6 +43,44 @@ def _f1(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return {"f1": f1, "precision": precision, "recall": recall}
 
 
+def wemath_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """We-Math's four-dimensional metrics and scores over its multi-step problems.
+
+    A problem `ID` of N steps (N = 2, 3) has sub-problems keyed `{N}steps_1..N` and the composite
+    `{N}steps_multi` (item ids `wemath:<ID>@<key>`). Per complete problem: IK (insufficient
+    knowledge) = some sub-problem wrong and the composite wrong; IG (inadequate generalization) =
+    all sub-problems right, composite wrong; CM (complete mastery) = composite right and all
+    sub-problems right (strict) / at least one right (loose); RM (rote memorization) = composite
+    right and some sub-problem wrong (strict) / all wrong (loose). Score = (n - 0.5 IG - RM - IK) / n
+    over the n complete problems (n = 525 on testmini, lmms-eval's constant). Problems missing a
+    part are counted in `incomplete` and left out.
+    """
+    parts: dict[tuple[int, str], dict[str, bool]] = defaultdict(dict)
+    for r in records:
+        group, _, key = str(r.get("item_id") or "").split(":", 1)[-1].rpartition("@")
+        if key[:1].isdigit() and "steps_" in key:
+            parts[(int(key[0]), group)][key.split("_", 1)[1]] = bool(r.get("correct"))
+    counts = Counter()
+    for (steps, _), got in parts.items():
+        needed = [str(i) for i in range(1, steps + 1)] + ["multi"]
+        if any(k not in got for k in needed):
+            counts["incomplete"] += 1
+            continue
+        singles, multi = [got[str(i)] for i in range(1, steps + 1)], got["multi"]
+        counts["problems"] += 1
+        if not multi:
+            counts["IG" if all(singles) else "IK"] += 1
+        else:
+            counts["CM_strict" if all(singles) else "RM_strict"] += 1
+            counts["RM_loose" if not any(singles) else "CM_loose"] += 1
+    n = counts["problems"]
+    out = {k: counts.get(k, 0) for k in ("problems", "incomplete", "IK", "IG", "CM_strict", "RM_strict",
+                                         "CM_loose", "RM_loose")}
+    for kind in ("strict", "loose"):
+        out[f"score_{kind}"] = (n - 0.5 * counts["IG"] - counts[f"RM_{kind}"] - counts["IK"]) / n if n else None
+    return out
+
+
 def summarize_records(records: Sequence[Mapping[str, Any]], benchmark: str | None = None) -> dict[str, Any]:
     """Metrics of one benchmark x mode from its per-item records."""
     name = benchmark or (records[0].get("benchmark") if records else None)
@@ -62,6 +101,9 @@ def summarize_records(records: Sequence[Mapping[str, Any]], benchmark: str | Non
     elif spec.metric == "f1":
         out.update(_f1(records))
         out["score"] = out["f1"] if n else None
+    elif spec.metric == "wemath":
+        out["wemath"] = wemath_scores(records)
+        out["score"] = out["wemath"]["score_strict"]
     else:
         out["score"] = out["accuracy"]
     failures = Counter(reason for r in records for reason in r.get("failures") or [])
@@ -120,7 +162,7 @@ def _columns(results: Mapping[str, Any]) -> list[str]:
     """Benchmarks in the paper's column order first, then the others in run order."""
     def key(label: str) -> tuple[int, int]:
         name = next(iter(results[label].values()))["benchmark"] if results[label] else label
-        order = PAPER_MAIN + tuple(x for x in PAPER_TOOL if x not in PAPER_MAIN)
+        order = PAPER_MAIN + tuple(x for x in PAPER_TOOL if x not in PAPER_MAIN) + PAPER_REASONING
         return (order.index(name) if name in order else len(order), list(results).index(label))
     return sorted(results, key=key)
 
@@ -145,16 +187,36 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         return "\n".join(lines + ["No results.", ""])
     cols = _columns(results)
     modes = [m for m in MODES if any(m in results[c] for c in cols)]
-    lines += ["## Scores (%), paper table layout", "",
-              "Each benchmark's official score (accuracy; HR-Bench and CV-2D: mean over subsets; POPE: F1).",
-              "Avg is shown when every benchmark has a score.", ""]
-    lines.append("| mode | " + " | ".join(_title(c, results) for c in cols) + " | Avg |")
-    lines.append("|---|" + "---|" * (len(cols) + 1))
-    for mode in modes:
-        scores = [results[c].get(mode, {}).get("score") for c in cols]
-        avg = _mean([s for s in scores if s is not None]) if all(s is not None for s in scores) else None
-        lines.append(f"| {mode} | " + " | ".join(_pct(s) for s in scores) + f" | {_pct(avg)} |")
-    lines.append("")
+
+    def bench_of(label: str) -> str:
+        return next(iter(results[label].values()))["benchmark"] if results[label] else label
+
+    tables = [("Scores (%), paper table layout", [c for c in cols if bench_of(c) not in PAPER_REASONING],
+               "Each benchmark's official score (accuracy; HR-Bench and CV-2D: mean over subsets; POPE: F1)."),
+              ("Chart and multidisciplinary scores (%), paper table layout",
+               [c for c in cols if bench_of(c) in PAPER_REASONING],
+               "ChartQA: relaxed accuracy; AI2D, MMStar, MMMU, MMK12: accuracy; WeMath: strict score.")]
+    for heading, table_cols, note in tables:
+        if not table_cols:
+            continue
+        lines += [f"## {heading}", "", note, "Avg is shown when every benchmark has a score.", ""]
+        lines.append("| mode | " + " | ".join(_title(c, results) for c in table_cols) + " | Avg |")
+        lines.append("|---|" + "---|" * (len(table_cols) + 1))
+        for mode in modes:
+            scores = [results[c].get(mode, {}).get("score") for c in table_cols]
+            avg = _mean([s for s in scores if s is not None]) if all(s is not None for s in scores) else None
+            lines.append(f"| {mode} | " + " | ".join(_pct(s) for s in scores) + f" | {_pct(avg)} |")
+        lines.append("")
+    wemath = [(c, m) for c in cols for m in modes if (results[c].get(m) or {}).get("wemath")]
+    if wemath:
+        lines += ["## WeMath", "", "| benchmark | mode | problems | strict | loose | IK | IG | CM (strict) | "
+                  "RM (strict) | CM (loose) | RM (loose) | incomplete |", "|" + "---|" * 12]
+        for c, m in wemath:
+            w = results[c][m]["wemath"]
+            lines.append(f"| {c} | {m} | {w['problems']} | {_pct(w['score_strict'])} | {_pct(w['score_loose'])} | "
+                         f"{w['IK']} | {w['IG']} | {w['CM_strict']} | {w['RM_strict']} | {w['CM_loose']} | "
+                         f"{w['RM_loose']} | {w['incomplete']} |")
+        lines.append("")
     used = [f for f in FAILURES if any(results[c][m]["failures"].get(f) for c in cols for m in results[c])]
     lines += ["## Per benchmark and mode", ""]
     header = ["benchmark", "mode", "items", "score", "metric", "accuracy", *used]

@@ -250,7 +250,7 @@ def _base_record(item: Prepared, mode: str) -> dict:
     return {
         "item_id": item.item_id, "benchmark": row.get("benchmark"), "subset": row.get("subset"),
         "category": row.get("category"), "mode": mode, "answer_type": row.get("answer_type"),
-        "ground_truth": row.get("answer"), "answer_text": row.get("answer_text"),
+        "ground_truth": row.get("answer"), "answers": row.get("answers"), "answer_text": row.get("answer_text"),
         "choices": list(row["choices"]) if row.get("choices") is not None else None,
         "image_size": list(item.size) if item.size else None,
         "model_image_size": list(item.model_size) if item.model_size else None,

@@ -17,10 +17,15 @@ Matching, in order:
    truth as whole words in the answer (`reward_score.answers.contains_answer`);
 3. the LLM judge, only when configured and in scope (`open`: non-multiple-choice items; `all`);
 4. otherwise wrong, counted `undecided`.
+
+An item with several acceptable answers (`answers`) is correct when the response matches any of
+them. A benchmark whose spec names its own rule replaces steps 1-2: ChartQA's relaxed accuracy
+(`relaxed_correctness`).
 """
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -96,21 +101,60 @@ def _lenient(pred: str, item: Mapping[str, Any]) -> Verdict:
     return Verdict(None, str(kind))
 
 
+def _to_number(text: str) -> float | None:
+    """A float, with a trailing % meaning hundredths (ChartQA's convention); None if not a number."""
+    text = text.strip()
+    scale = 1.0
+    if text.endswith("%"):
+        text, scale = text[:-1], 0.01
+    try:
+        value = float(text)
+    except ValueError:
+        return None
+    return value * scale if math.isfinite(value) else None
+
+
+def relaxed_correctness(prediction: str, target: str, tolerance: float = 0.05) -> bool:
+    """ChartQA's relaxed accuracy (Methani et al. 2020; the rule of pix2struct's metrics, which
+    VLMEvalKit and lmms-eval use): when both texts are numbers and the target is not 0, correct iff
+    the relative error is at most `tolerance`; otherwise a case-insensitive exact match."""
+    pred, gold = _to_number(prediction), _to_number(target)
+    if pred is not None and gold:
+        return abs(pred - gold) / abs(gold) <= tolerance
+    return prediction.strip().lower() == target.strip().lower()
+
+
+def acceptable_answers(item: Mapping[str, Any]) -> list[str]:
+    """The item's acceptable answers (`answers` when listed, else `answer`)."""
+    listed = [str(a) for a in (item.get("answers") or []) if str(a).strip()]
+    return listed or [str(item.get("answer") or "")]
+
+
 def score_answer(item: Mapping[str, Any], response: str | None, *, strict: bool = False,
                  lenient: bool = True) -> AnswerScore:
     """Rule-based score of `response` for an eval item (dict with the eval schema's columns)."""
+    from recipe.ivgr.eval.benchmarks import spec_of
+
     answer, source = extract_answer(response, strict)
     if answer is None:
         return AnswerScore(None, source, False, "empty", "empty")
+    golds = acceptable_answers(item)
+    if spec_of(item.get("benchmark")).rule == "relaxed":
+        return AnswerScore(answer, source, any(relaxed_correctness(answer, g) for g in golds), "relaxed_accuracy",
+                           "rule")
     choices = list(item["choices"]) if item.get("choices") is not None else None
-    verdict = match_answer(answer, str(item.get("answer") or ""), item.get("answer_type"), choices)
-    if verdict.decisive:
+    verdicts = [match_answer(answer, gold, item.get("answer_type"), choices) for gold in golds]
+    hit = next((v for v in verdicts if v.decisive and v.correct), None)
+    if hit is not None or all(v.decisive for v in verdicts):
+        verdict = hit or verdicts[0]
         return AnswerScore(answer, source, bool(verdict.correct), verdict.rule, "rule")
     if lenient:
-        second = _lenient(answer, item)
-        if second.decisive:
+        seconds = [_lenient(answer, {**item, "answer": gold}) for gold in golds]
+        second = next((v for v in seconds if v.decisive and v.correct), None) or next(
+            (v for v in seconds if v.decisive), None)
+        if second is not None:
             return AnswerScore(answer, source, bool(second.correct), second.rule, "lenient")
-    return AnswerScore(answer, source, False, verdict.rule, "undecided")
+    return AnswerScore(answer, source, False, verdicts[0].rule, "undecided")
 
 
 def judge_reference(item: Mapping[str, Any]) -> str:
