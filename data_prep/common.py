@@ -220,13 +220,16 @@ def build_sample(loader: ImageLoader, *, sample_id: str, data_source: str, quest
 
 # -- the run loop -----------------------------------------------------------------------------
 def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Sample],
-        args: argparse.Namespace, total: int | None = None) -> dict[str, Any]:
-    """Convert `rows` into `args.out`; every dropped row gets a reason. Returns the summary."""
+        args: argparse.Namespace, total: int | None = None, writer: RecordWriter | None = None) -> dict[str, Any]:
+    """Convert `rows` into `args.out`; every dropped row gets a reason. Returns the summary.
+
+    `writer` replaces the default `RecordWriter` (the SFT converters pass a `data_prep.sft.SftWriter`)."""
     if args.limit is not None:
         rows = islice(rows, args.limit)
         total = min(total, args.limit) if total is not None else args.limit
     start = time.perf_counter()
-    with RecordWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows) as writer:
+    writer = writer or RecordWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows)
+    with writer:
         for row_id, raw in tqdm(rows, total=total, unit="row", disable=args.quiet, mininterval=1.0):
             if isinstance(raw, BadRow):
                 writer.reject(row_id, raw.reason, raw.detail)

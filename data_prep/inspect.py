@@ -194,6 +194,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--prefix-samples", type=int, default=32, help="grounded rows used for the shared-prefix ratio")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     args = parser.parse_args(argv)
+    if "messages" in pq.read_schema(args.file).names:  # an SFT file (data_prep.sft)
+        from data_prep.sft_tools import print_inspect_sft
+
+        return print_inspect_sft(args.file, args.json)
     root = args.image_root if args.image_root is not None else args.file.resolve().parent
     report = statistics_of(args.file, args.max_pixels)
     if args.prefix_samples > 0:

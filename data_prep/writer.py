@@ -37,6 +37,8 @@ def side_paths(out: Path) -> tuple[Path, Path]:
 class RecordWriter:
     """Context manager: `add()` samples, `reject()` source rows; files appear only on success."""
 
+    schema: pa.Schema = RECORD_SCHEMA  # subclasses writing another table (data_prep.sft) replace it
+
     def __init__(self, out: str | os.PathLike, *, box_frame: str = "qwen2_5_vl",
                  row_group_rows: int = 1000, row_group_bytes: int = 64 << 20):
         self.out = Path(out)
@@ -58,7 +60,7 @@ class RecordWriter:
         self.out.parent.mkdir(parents=True, exist_ok=True)
         suffix = f".{os.getpid()}.tmp"
         self._tmp = {p: p.with_name(f".{p.name}{suffix}") for p in (self.out, self.rejects_path, self.summary_path)}
-        self._writer = pq.ParquetWriter(self._tmp[self.out], RECORD_SCHEMA)
+        self._writer = pq.ParquetWriter(self._tmp[self.out], self.schema)
         self._rejects = open(self._tmp[self.rejects_path], "w", encoding="utf-8", errors="backslashreplace")
         return self
 
@@ -114,7 +116,7 @@ class RecordWriter:
 
     def _flush(self) -> None:
         if self._buffer:
-            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=RECORD_SCHEMA))
+            self._writer.write_table(pa.Table.from_pylist(self._buffer, schema=self.schema))
             self._buffer, self._buffer_bytes = [], 0
 
     # -- report ------------------------------------------------------------------------------
