@@ -3,16 +3,13 @@ side: verl's own `MultiTurnSFTDataset` with the offline Qwen2.5-VL-style process
 frame (`reward_score.compute_score`), `data_prep.validate` / `data_prep.inspect`.
 
 verl's SFT dataset resizes images through `qwen_vl_utils.fetch_image`, which imports torchvision (absent
-on CPU boxes). Where qwen_vl_utils cannot be imported, the `fetch_image` fixture installs a stand-in that
-does what its `fetch_image` does for an image item (RGB, smart_resize with the item's min/max pixels,
-resize); on a GPU node the real one runs.
+on CPU boxes): the `fetch_image` fixture installs the stand-in of tests/sft_helpers.py where it is missing;
+on a GPU node the real one runs.
 """
 
 from __future__ import annotations
 
 import json
-import sys
-import types
 from pathlib import Path
 
 import pyarrow as pa
@@ -89,30 +86,10 @@ def converted(source, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def fetch_image():
     """qwen_vl_utils.fetch_image, or a stand-in with its image behaviour where torchvision is missing."""
-    try:
-        import qwen_vl_utils  # noqa: F401
+    from sft_helpers import fetch_image_available
 
-        yield "real"
-        return
-    except Exception:  # noqa: BLE001 - ImportError, or torchvision failing inside it
-        pass
-    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
-
-    from data_prep.images import to_rgb
-
-    def stand_in(ele: dict, image_patch_size: int = 14) -> Image.Image:
-        image = to_rgb(ele["image"])
-        factor = image_patch_size * 2
-        height, width = smart_resize(image.height, image.width, factor=factor,
-                                     min_pixels=ele.get("min_pixels", 4 * factor * factor),
-                                     max_pixels=ele.get("max_pixels", 16384 * factor * factor))
-        return image.resize((width, height), Image.Resampling.BICUBIC)
-
-    module = types.ModuleType("qwen_vl_utils")
-    module.fetch_image = stand_in
-    sys.modules["qwen_vl_utils"] = module
-    yield "stand-in"
-    del sys.modules["qwen_vl_utils"]
+    with fetch_image_available() as which:
+        yield which
 
 
 def _sft_dataset(path: Path, processor):
