@@ -66,7 +66,8 @@ def check_sft_row(row: dict, n: int, seen: set[str], report, decode: bool) -> No
     if not images:
         report.add("no_image", n, where)
     if count_placeholders(messages[:2]) != len(images) or count_placeholders(messages[2:]):
-        report.add("placeholder_mismatch", n, f"{where}: {count_placeholders(messages)} <image> for {len(images)} images")
+        report.add("placeholder_mismatch", n,
+                   f"{where}: {count_placeholders(messages)} <image> for {len(images)} images")
     for position, image in enumerate(images):
         if not image["bytes"]:
             report.add("image_no_data", n, f"{where}: image {position} not embedded")

@@ -1,7 +1,7 @@
-"""Helpers for the SFT tests (imported via tests/conftest.py's sys.path entry; not a test module).
+"""Helpers for the SFT tests (imported through tests/conftest.py's sys.path entry; not a test).
 
-`fetch_image_available()` (a context manager): verl's SFT dataset resizes images through `qwen_vl_utils.fetch_image`, which
-imports torchvision (absent on CPU boxes). Where it cannot be imported this installs a stand-in module
+`fetch_image_available()` (a context manager): verl's SFT dataset resizes images through
+`qwen_vl_utils.fetch_image`, which imports torchvision (absent on CPU boxes). Where it cannot be imported this installs a stand-in module
 that does what its `fetch_image` does for an image item (RGB as `qwen_vl_utils.to_rgb`, smart_resize at
 the item's `min_pixels`/`max_pixels` and factor `2 * image_patch_size`, resize); on a GPU node the real
 one runs. Yields "real" or "stand-in"; the stand-in is removed on exit (other tests check that

@@ -40,6 +40,9 @@ def source(tmp_path_factory) -> Path:
     (root / "images").mkdir()
     Image.new("RGB", (1000, 800), "white").save(root / "images" / "a.jpg")
     Image.new("RGB", (640, 480), "red").save(root / "images" / "b.png")
+    # above the RL max_pixels (3,211,264) but below qwen_vl_utils' default (12,845,056): only the stored
+    # bounds make verl's loader show it at the size the boxes were mapped to
+    Image.new("RGB", (2400, 1800), "white").save(root / "images" / "big.jpg")
     (root / "images" / "broken.jpg").write_bytes(b"not an image")
     records = [
         {"id": "g1", "images": ["images/a.jpg"], "system": "You are a helpful assistant.",
@@ -51,7 +54,8 @@ def source(tmp_path_factory) -> Path:
          "messages": [{"role": "user", "content": "<image>Is it red?"},
                       {"role": "assistant", "content": "<think>The whole image is red.</think><answer>yes</answer>"}]},
         {"id": "bad_box", "images": ["images/b.png"],
-         "conversations": _turns("<image>Where?", "<think>It <box>[100,200,3000,400]</box>.</think><answer>x</answer>")},
+         "conversations": _turns("<image>Where?",
+                                 "<think>It <box>[100,200,3000,400]</box>.</think><answer>x</answer>")},
         {"id": "bad_format", "images": ["images/b.png"],
          "conversations": _turns("<image>Where?", "It is on the left. <answer>left</answer>")},
         {"id": "multi", "images": ["images/b.png"],
@@ -66,6 +70,8 @@ def source(tmp_path_factory) -> Path:
         {"id": "g1", "images": ["images/a.jpg"], "conversations": _turns("<image>Again?", GROUNDED)},
         {"id": "empty_box", "images": ["images/a.jpg"],
          "conversations": _turns("<image>Where?", "<think>It is here <box></box>.</think><answer>x</answer>")},
+        {"id": "g2", "images": ["images/big.jpg"],
+         "conversations": _turns("<image>What colour is the mug?" + OFFICIAL_GROUNDED, GROUNDED)},
     ]
     (root / "ivgr_sft35k.json").write_text(json.dumps(records), encoding="utf-8")
     return root
@@ -106,9 +112,9 @@ def _sft_dataset(path: Path, processor):
 def test_counts_and_reject_reasons(converted):
     summary = json.loads(converted.with_name("sft.summary.json").read_text())
     rejects = [json.loads(line) for line in converted.with_name("sft.rejects.jsonl").read_text().splitlines()]
-    assert summary["read"] == 11 and summary["written"] == 3 and summary["rejected"] == 8
-    assert summary["streams"] == {"grounded": 1, "textual": 2}
-    assert summary["data_sources"] == {"ivgr_sft35k/default": 3}
+    assert summary["read"] == 12 and summary["written"] == 4 and summary["rejected"] == 8
+    assert summary["streams"] == {"grounded": 2, "textual": 2}
+    assert summary["data_sources"] == {"ivgr_sft35k/default": 4}
     assert summary["notes"] == {"official_instruction_not_found": 1}
     assert {r["row"].split(":", 1)[1]: r["reason"] for r in rejects} == {
         "[3]": "box_outside", "[4]": "format_invalid", "[5]": "multi_turn_unsupported",
@@ -138,7 +144,7 @@ def test_verl_sft_dataset_trains_on_the_response_only(converted, fetch_image):
     processor = build_processor(max_pixels=16384 * 28 * 28)  # wider than the stored bounds: they must win
     dataset = _sft_dataset(converted, processor)
     rows = pq.read_table(converted).to_pylist()
-    assert len(dataset) == len(rows) == 3
+    assert len(dataset) == len(rows) == 4
     pad = processor.tokenizer.convert_tokens_to_ids("<|image_pad|>")
     for index, row in enumerate(rows):
         item = dataset[index]
@@ -158,25 +164,28 @@ def test_grounded_boxes_point_at_the_same_pixels_the_model_sees(converted, fetch
     processor = build_processor(max_pixels=16384 * 28 * 28)
     dataset = _sft_dataset(converted, processor)
     rows = pq.read_table(converted).to_pylist()
-    index = next(i for i, r in enumerate(rows) if r["stream"] == "grounded")
-    _, grid_h, grid_w = dataset[index]["multi_modal_inputs"]["image_grid_thw"][0].tolist()
-    seen_w, seen_h = grid_w * 14, grid_h * 14  # what the vision tower got
-    response = rows[index]["messages"][2]["content"]
-    (box,) = parse_boxes(response).valid
-    expected = (100 * seen_w / 1000, 200 * seen_h / 800, 300 * seen_w / 1000, 400 * seen_h / 800)
-    assert max(abs(a - b) for a, b in zip(box, expected)) <= 0.5 + 1e-9
-    image = rows[index]["images"][0]
-    extra = {"stream": "grounded", "gt_boxes": [[100, 200, 300, 400]], "image_size": [1000, 800],
-             "box_frame": "qwen2_5_vl", "min_pixels": image["min_pixels"], "max_pixels": image["max_pixels"],
-             "question": rows[index]["question"]}
-    result = compute_score("ivgr_sft35k/default", response, "red", extra)
-    assert result["format"] == 1 and result["acc"] == 1 and result["iou"] > 0.99
+    grounded = [i for i, r in enumerate(rows) if r["stream"] == "grounded"]
+    assert [rows[i]["image_size"] for i in grounded] == [[1000, 800], [2400, 1800]]
+    for index in grounded:
+        width, height = rows[index]["image_size"]
+        _, grid_h, grid_w = dataset[index]["multi_modal_inputs"]["image_grid_thw"][0].tolist()
+        seen_w, seen_h = grid_w * 14, grid_h * 14  # what the vision tower got
+        response = rows[index]["messages"][2]["content"]
+        (box,) = parse_boxes(response).valid
+        expected = (100 * seen_w / width, 200 * seen_h / height, 300 * seen_w / width, 400 * seen_h / height)
+        assert max(abs(a - b) for a, b in zip(box, expected)) <= 0.5 + 1e-9, (box, expected, seen_w, seen_h)
+        image = rows[index]["images"][0]
+        extra = {"stream": "grounded", "gt_boxes": [[100, 200, 300, 400]], "image_size": [width, height],
+                 "box_frame": "qwen2_5_vl", "min_pixels": image["min_pixels"], "max_pixels": image["max_pixels"],
+                 "question": rows[index]["question"]}
+        result = compute_score("ivgr_sft35k/default", response, "red", extra)
+        assert result["format"] == 1 and result["acc"] == 1 and result["iou"] > 0.99
 
 
 def test_qwen3_frame_writes_0_to_1000(source, tmp_path):
     out = tmp_path / "q3.parquet"
     _convert(source, out, "--box-frame", "qwen3_vl")
-    row = next(r for r in pq.read_table(out).to_pylist() if r["stream"] == "grounded")
+    row = next(r for r in pq.read_table(out).to_pylist() if r["sample_id"] == "ivgr_sft35k:g1")
     assert "<box>[100,250,300,500]</box>" in row["messages"][2]["content"]
     assert "0-1000 scale" in row["messages"][1]["content"]
     assert row["images"][0]["max_pixels"] == 4096 * 32 * 32
@@ -248,7 +257,7 @@ def test_validate_accepts_the_output_and_catches_broken_rows(converted, tmp_path
 def test_inspect_reports_streams_and_tokens(converted, capsys):
     assert inspect_main([str(converted), "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
-    assert report["kind"] == "sft" and report["rows"] == 3
-    assert report["streams"] == {"grounded": 1, "textual": 2}
-    # 1000x800 at <= 4096 tokens -> 1008x812 = 36x29 merged patches = 1044 tokens
-    assert report["image_tokens_first_image"]["max"] == 1044
+    assert report["kind"] == "sft" and report["rows"] == 4
+    assert report["streams"] == {"grounded": 2, "textual": 2}
+    # 2400x1800 at <= 4096 tokens -> 2044x1540 = 73x55 merged patches = 4015 tokens
+    assert report["image_tokens_first_image"]["max"] == 4015

@@ -79,7 +79,7 @@ def _responder(body: dict) -> Reply:
                _valid("something else", "I changed my mind.")]
     if "purple shapes" in question:
         choices[1] = _valid(answer, "The object at [10, 20, 110, 220] is it.")
-    return ok(*choices)
+    return ok(*choices, delay_s=0.2)  # slow enough that requests overlap
 
 
 def _distill(run, out: Path, url: str, *extra: str) -> int:
@@ -105,19 +105,22 @@ def test_selects_rewrites_checks_and_writes_sft(run, judge_server, tmp_path):
     assert all(b["n"] == K and b["temperature"] == 0.7 for b in requests)
     asked = {_answer_of(b)[0] for b in requests}
     assert asked == {run["info"][sid]["question"] for sid in ids[:6]}
-    user = requests[0]["messages"][1]["content"]
-    assert "<box>[10,20,110,220]</box>" in user or "<box>[30,40,130,240]</box>" in user
-    assert judge_server.max_inflight <= 2
+    by_question = {_answer_of(b)[0]: b["messages"][1]["content"] for b in requests}
+    info = run["info"]
+    assert "The target <box>[10,20,110,220]</box> answers it" in by_question[info[ids[0]]["question"]]  # archive
+    assert "The object <box>[30,40,130,240]</box> settles it" in by_question[info[ids[5]]["question"]]  # dump
+    assert f"Final answer: {info[ids[5]]['answer']}" in by_question[info[ids[5]]["question"]]
+    assert judge_server.max_inflight == 2  # --concurrency 2: bounded, and used
 
     summary = json.loads(out.with_name("distill.summary.json").read_text())
     rejects = _rejects(out)
     assert rejects[ids[6]] == "no_reference"
-    yellow = next(sid for sid in ids[:6] if "purple shapes" in run["info"][sid]["question"])
+    purple = next(sid for sid in ids[:6] if "purple shapes" in run["info"][sid]["question"])
     for sid in ids[:6]:
         assert rejects[f"{sid}#r2"] == "duplicate_rewrite"
         assert rejects[f"{sid}#r3"] == "box_in_textual"
         assert rejects[f"{sid}#r4"] == "answer_changed"
-    assert rejects[f"{yellow}#r1"] == "coordinates_left"
+    assert rejects[f"{purple}#r1"] == "coordinates_left"
     assert summary["written"] == 2 * 6 - 1 and summary["streams"] == {"textual": 11}
     assert summary["notes"]["selected"] == 7 and summary["notes"]["dump_bad_lines"] == 1
     assert summary["data_sources"] == {"distill/archive": 9, "distill/dump": 2}
@@ -137,6 +140,7 @@ def test_loads_in_verl_sft_dataset(run, judge_server, tmp_path):
     from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
 
     from data_prep.offline_processor import build_processor
+    from sft_helpers import fetch_image_available
 
     judge_server.reset()
     judge_server.responder = _responder
@@ -144,8 +148,6 @@ def test_loads_in_verl_sft_dataset(run, judge_server, tmp_path):
     assert _distill(run, out, judge_server.url) == 0
     processor = build_processor()
     config = OmegaConf.create({"max_length": 8192, "pad_mode": "no_padding", "messages_key": "messages"})
-    from sft_helpers import fetch_image_available
-
     dataset = MultiTurnSFTDataset([str(out)], processor.tokenizer, config, processor=processor)
     rows = pq.read_table(out).to_pylist()
     with fetch_image_available():
