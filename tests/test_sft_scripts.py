@@ -76,7 +76,7 @@ def test_dry_run_passes_on_cpu(script, sft_data, tmp_path):
     assert "24 {'grounded': 16, 'textual': 8}" in result.stdout
     # 24 rows over 8 ranks = 3 per rank, 1 per rank per step: 3 steps per epoch x 2 epochs
     assert "steps            6 (3 per epoch x 2 epochs)" in result.stdout
-    assert f"RL MODEL_PATH    {tmp_path}/global_step_6/huggingface" in result.stdout
+    assert f"RL MODEL_PATH    {tmp_path}/hf_final (-> global_step_6/huggingface" in result.stdout
 
 
 def test_script_defaults_compose_and_validate_as_verl_builds_them(sft_data, tmp_path):

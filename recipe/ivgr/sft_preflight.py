@@ -226,7 +226,7 @@ def check_sizes(config, train_rows: int, findings: Findings) -> dict[str, int]:
 def check_hf_output(config, steps: int, findings: Findings) -> str:
     contents = [str(c) for c in plain(select(config, "checkpoint.save_contents", [])) or []]
     folder = str(select(config, "trainer.default_local_dir", ""))
-    final = f"{folder}/global_step_{steps}/huggingface"
+    final = f"{folder}/hf_final (-> global_step_{steps}/huggingface, linked by the script at the end)"
     if "hf_model" not in contents:
         findings.warn("checkpoint.save_contents has no hf_model: verl writes sharded FSDP files only; rebuild a "
                       f"Hugging Face folder with `python -m verl.model_merger merge --backend fsdp --local_dir "
