@@ -22,7 +22,9 @@ Needs no GPU. Composes the exact config `torchrun -m verl.trainer.sft_trainer <o
   `MODEL_PATH` (without it verl writes sharded FSDP files only; `python -m verl.model_merger merge`
   rebuilds the folder, see scripts/README.md).
 
-Prints a table (GPUs, rows, steps, token estimates, the final `MODEL_PATH`). Exit 0 when sound.
+Prints a table (GPUs, rows, steps, token estimates, host memory of the datasets: verl's
+`MultiTurnSFTDataset` reads every file whole with pandas in every rank, so embedded images cost
+their size once per GPU; the final `MODEL_PATH`). Exit 0 when sound.
 """
 
 from __future__ import annotations
@@ -140,7 +142,7 @@ def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dic
         files = file_list(select(config, key))
         if split == "train" and not files:
             findings.problem("data.train_files is empty")
-        info = {"rows": 0, "streams": Counter(), "frames": Counter(), "tokens": []}
+        info = {"rows": 0, "streams": Counter(), "frames": Counter(), "tokens": [], "bytes": 0}
         for name in files:
             path = Path(os.path.expanduser(name))
             if not path.is_file():
@@ -168,6 +170,7 @@ def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dic
                             info["tokens"].append(_row_tokens(row))
                     number += 1
             info["rows"] += rows
+            info["bytes"] += path.stat().st_size
             findings.note(f"{key}: {name}: {rows} rows {dict(info['streams'])}, {report.decoded} decoded")
         stats[split] = info
     return stats
@@ -260,6 +263,8 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
     ckpt = check_checkpoints(config, findings)
     final = check_hf_output(config, sizes["steps"], findings)
     tokens = stats.get("train", {}).get("tokens") or [0]
+    per_node = int(select(config, "trainer.n_gpus_per_node", 1))
+    ram = per_node * sum(s.get("bytes", 0) for s in stats.values())
     batch = int(select(config, "data.train_batch_size", 0))
     rows = [
         ("GPUs", f"{sizes['gpus']} (data parallel {sizes['dp']})"),
@@ -272,10 +277,16 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
         ("tokens/step", f"~{batch * sum(tokens) / len(tokens) / 1e6:.2f} M"),
         ("lr", f"{select(config, 'optim.lr')} ({select(config, 'optim.lr_scheduler_type')}, warmup "
                f"{select(config, 'optim.lr_warmup_steps_ratio')})"),
+        ("host memory", f"~{_gib(ram)} GiB per node for the datasets (verl's SFT dataset reads each file whole into "
+                        f"every rank: {per_node} ranks x {_gib(ram / max(1, per_node))} GiB)"),
         ("checkpoints", ckpt),
         ("RL MODEL_PATH", final),
     ]
     return report(findings, rows, out)
+
+
+def _gib(value: float) -> str:
+    return f"{value / 2**30:.1f}"
 
 
 def report(findings: Findings, rows: list[tuple[str, str]], out) -> int:
