@@ -15,6 +15,7 @@ import pytest
 from judge_server import Reply, dead_port, ok, status
 
 K = 5
+RUN_BOUNDS = {"min_pixels": 3136, "max_pixels": 768 * 28 * 28}  # what the RL dataset put in extra_info
 
 
 def _valid(answer: str, words: str) -> str:
@@ -50,12 +51,13 @@ def run(tmp_path_factory):
         for sid in ids[:9]:
             accs = [1.0, 1.0, 0.2, 0.4] if (sid == ids[7] and step == 2) else textual_acc[sid]
             for acc in accs:
-                records.append(RolloutRecord(sid, "textual", info[sid]["question"], "x", {"acc": acc, "format": 1.0}))
+                records.append(RolloutRecord(sid, "textual", info[sid]["question"], "x", {"acc": acc, "format": 1.0},
+                                             RUN_BOUNDS))
                 responses.append(_valid("no", "A guess."))
             if sid == ids[5] and step == 6:
                 think = f"The object <box>[30,40,130,240]</box> settles it: {info[sid]['answer']}."
                 records.append(RolloutRecord(sid, "grounded", info[sid]["question"], think,
-                                             {"acc": 1.0, "format": 1.0, "box_valid": 1.0, "iou": 0.5}))
+                                             {"acc": 1.0, "format": 1.0, "box_valid": 1.0, "iou": 0.5}, RUN_BOUNDS))
                 responses.append(_valid(info[sid]["answer"], think))
         write_step_dump(str(run_dir / "rollout_dumps"), step, records, responses, [0.0] * len(records), archive)
     with open(run_dir / "rollout_dumps" / "step_6.jsonl", "a", encoding="utf-8") as handle:
@@ -133,6 +135,7 @@ def test_selects_rewrites_checks_and_writes_sft(run, judge_server, tmp_path):
     row = table[0]
     assert row["messages"][1]["content"].endswith("Describe what you see in words only, without boxes or coordinates.")
     assert "<box>" not in row["messages"][2]["content"]
+    assert {(i["min_pixels"], i["max_pixels"]) for r in table for i in r["images"]} == {(3136, 768 * 28 * 28)}
 
 
 def test_loads_in_verl_sft_dataset(run, judge_server, tmp_path):

@@ -11,6 +11,9 @@ Inputs, all written by the RL run (`recipe.ivgr.trainer`):
   `recipe.ivgr.dump`): every rollout's stream, response and reward components;
 - the RL record Parquet the run trained on (`--data`): question, options, images.
 
+The SFT images keep the pixel bounds the RL run showed them with (the dumps' `extra_info`), unless
+`--min-pixels` / `--max-pixels` say otherwise.
+
 Selection. A sample qualifies when, in every dumped step that rolled it out, the mean accuracy of its
 textual-stream rollouts is at most `--threshold` (default 0.4: the textual stream "stays" weak there).
 Its reference is the archive entry (else the best dumped grounded rollout with format 1, accuracy 1,
@@ -130,6 +133,7 @@ class Candidate:
     answer: str | None  # the reference rollout's <answer>, None when no dump has it
     textual_acc: float  # the highest per-step mean textual accuracy (<= threshold)
     source: str  # "archive" or "dump"
+    bounds: tuple[int, int] | None = None  # (min_pixels, max_pixels) the RL run showed the image with
 
 
 def latest_step(run: Path) -> int:
@@ -193,8 +197,12 @@ def select_candidates(archive, rows: Iterable[dict], threshold: float, notes: Co
 
     textual: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     grounded: dict[str, list[dict]] = defaultdict(list)
+    bounds: dict[str, tuple[int, int]] = {}
     for row in rows:
         sid = str(row["sample_id"])
+        info = row.get("extra_info") or {}
+        if sid not in bounds and info.get("min_pixels") and info.get("max_pixels"):
+            bounds[sid] = (int(info["min_pixels"]), int(info["max_pixels"]))
         if row["stream"] == "textual":
             textual[sid][int(row.get("step", 0))].append(float((row.get("reward") or {}).get("acc", 0.0)))
         elif row["stream"] == "grounded" and _qualified_grounded(row):
@@ -210,12 +218,13 @@ def select_candidates(archive, rows: Iterable[dict], threshold: float, notes: Co
         if reference is not None:
             answer = next((p.answer.strip() for r, p in parsed_rows
                            if p.answer and (p.think or "").strip() == reference.think.strip()), None)
-            out.append(Candidate(sid, reference.think, answer, worst, "archive"))
+            out.append(Candidate(sid, reference.think, answer, worst, "archive", bounds.get(sid)))
         elif parsed_rows:
             best, parsed = max(parsed_rows, key=lambda rp: (rp[0]["reward"].get("iou", 0), -int(rp[0].get("step", 0))))
             if not (parsed.think or "").strip():
                 continue
-            out.append(Candidate(sid, parsed.think, (parsed.answer or "").strip() or None, worst, "dump"))
+            out.append(Candidate(sid, parsed.think, (parsed.answer or "").strip() or None, worst, "dump",
+                                 bounds.get(sid)))
         else:
             notes["no_reference"] += 1
             out.append(Candidate(sid, "", None, worst, "none"))
@@ -279,7 +288,8 @@ async def ask_judge(candidates: Sequence[Candidate], records: dict[str, dict], c
         async def one(candidate: Candidate) -> None:
             record = records[candidate.sample_id]
             frame = record.get("box_frame") or "qwen2_5_vl"
-            size = resized_size(*record["image_size"], frame) if frame == "qwen2_5_vl" else None
+            size = resized_size(*record["image_size"], frame, *(candidate.bounds or (None, None))) \
+                if frame == "qwen2_5_vl" else None
             answer = candidate.answer or record["answer"]
             messages = rewrite_messages(record["question"], candidate.think, answer, frame, size)
             async with gate:
@@ -372,7 +382,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=2048)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per judge request")
     parser.add_argument("--box-frame", default=None, help="frame of the SFT images' bounds (default: the data's)")
-    parser.add_argument("--min-pixels", type=int, default=None)
+    parser.add_argument("--min-pixels", type=int, default=None, help="image bounds (default: the run's)")
     parser.add_argument("--max-pixels", type=int, default=None)
     parser.add_argument("--fresh", action="store_true", help="ignore the journal of a previous run")
     parser.add_argument("--quiet", action="store_true")
@@ -405,7 +415,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     failures = asyncio.run(ask_judge(todo, records, client, args.k, args.concurrency, journal, args.quiet))
     done = read_journal(journal)
 
-    writer = SftWriter(args.out, box_frame=frame, bounds=pixel_bounds(frame, args.min_pixels, args.max_pixels))
+    run_bounds = Counter(c.bounds for c in candidates if c.bounds).most_common(1)
+    lo, hi = run_bounds[0][0] if run_bounds else (None, None)  # default: the bounds the RL run used
+    writer = SftWriter(args.out, box_frame=frame,
+                       bounds=pixel_bounds(frame, args.min_pixels or lo, args.max_pixels or hi))
     with writer:
         build_rows(candidates, records, done, writer, args.k)
         writer.notes.update(notes)
