@@ -295,12 +295,14 @@ def check_image_root(args: argparse.Namespace) -> str | None:
 
 def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Sample],
         args: argparse.Namespace, total: int | None = None,
-        report: Callable[[dict[str, Any]], None] | None = None, notes: Counter | None = None) -> int:
+        report: Callable[[dict[str, Any]], None] | None = None, notes: Counter | None = None,
+        writer: RecordWriter | None = None) -> int:
     """Convert `rows` into `args.out`; every dropped row gets a reason. Returns the exit status:
     0 when the output was published, 1 when too few rows were kept (`--min-keep-ratio`) or the
     image root is wrong, 2 when `--image-root` is not a folder; in both failure cases any previous
     output stays untouched. `report` gets the summary dict (extra per-source lines); `notes` are
-    converter-specific counts that make_sample updates, stored in the summary under `notes`."""
+    converter-specific counts that make_sample updates, stored in the summary under `notes`;
+    `writer` replaces the default `RecordWriter` (the SFT converters pass a `data_prep.sft.SftWriter`)."""
     problem = check_image_root(args)
     if problem:
         print(f"[data_prep] error: {problem}; nothing written", file=sys.stderr)
@@ -309,7 +311,7 @@ def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Samp
         rows = islice(rows, args.limit)
         total = min(total, args.limit) if total is not None else args.limit
     start = time.perf_counter()
-    writer = RecordWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows,
+    writer = writer or RecordWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows,
                           min_keep_ratio=getattr(args, "min_keep_ratio", 0.5),
                           image_root=default_image_root(args), notes=notes)
     try:

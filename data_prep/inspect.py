@@ -295,6 +295,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
+    if "messages" in pq.read_schema(args.file).names:  # an SFT file (data_prep.sft)
+        from data_prep.sft_tools import print_inspect_sft
+
+        return print_inspect_sft(args.file, args.json)
     root = args.image_root if args.image_root is not None else (image_root_of(args.file) or args.file.resolve().parent)
     report = statistics_of(args.file, args.max_pixels, progress=not args.quiet)
     bad = BadRows()

@@ -191,6 +191,10 @@ def validate(path: str | Path, image_root: str | Path | None = None, decode: str
     except (OSError, ValueError) as err:
         report.add("unreadable_file", None, f"{path}: {err}")
         return report
+    if "messages" in parquet.schema_arrow.names:  # an SFT file (data_prep.sft): its own checks
+        from data_prep.sft_tools import validate_sft
+
+        return validate_sft(path, decode, sample_rows)
     if not check_schema(path, report):
         return report
     root = Path(image_root) if image_root is not None else (image_root_of(path) or path.resolve().parent)

@@ -45,16 +45,19 @@ def side_paths(out: Path, infix: str = "") -> tuple[Path, Path]:
 class RecordWriter:
     """Context manager: `add()` samples, `reject()` source rows; files appear only on success."""
 
+    schema: pa.Schema = RECORD_SCHEMA  # subclasses writing another table (data_prep.sft) replace it
+
     def __init__(self, out: str | os.PathLike, *, box_frame: str = "qwen2_5_vl",
                  row_group_rows: int = 1000, row_group_bytes: int = streaming.ROW_GROUP_BYTES,
                  min_keep_ratio: float | None = None, image_root: str | os.PathLike | None = None,
                  notes: Counter | None = None):
         self.out = Path(out)
         self.notes = notes  # converter-specific counts, reported in the summary under `notes`
-        self.metadata = dict(RECORD_SCHEMA.metadata or {})
+        base = type(self).schema
+        self.metadata = dict(base.metadata or {})
         if image_root is not None:
             self.metadata.update(image_root_metadata(self.out, image_root))
-        self.schema = RECORD_SCHEMA.with_metadata(self.metadata)
+        self.schema = base.with_metadata(self.metadata)
         self.min_keep_ratio = min_keep_ratio
         self.committed = False
         self.last_reject = ""
