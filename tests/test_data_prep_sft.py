@@ -78,8 +78,16 @@ def source(tmp_path_factory) -> Path:
 
 
 def _convert(source: Path, out: Path, *extra: str) -> dict:
-    assert ivgr_sft35k.main(["--input", str(source / "ivgr_sft35k.json"), "--out", str(out), "--quiet", *extra]) == 0
+    # the fixture is mostly broken rows (8 of 12): below the default --min-keep-ratio 0.5
+    assert ivgr_sft35k.main(["--input", str(source / "ivgr_sft35k.json"), "--out", str(out), "--quiet",
+                             "--min-keep-ratio", "0.3", *extra]) == 0
     return json.loads(out.with_name(out.stem + ".summary.json").read_text())
+
+
+def test_a_run_that_keeps_too_little_fails_and_writes_nothing(source, tmp_path):
+    out = tmp_path / "sft.parquet"
+    assert ivgr_sft35k.main(["--input", str(source / "ivgr_sft35k.json"), "--out", str(out), "--quiet"]) == 1
+    assert not out.exists()
 
 
 @pytest.fixture(scope="module")
@@ -223,7 +231,7 @@ def test_generic_sft_lines(source, tmp_path, fetch_image):
     data.write_text("\n".join(json.dumps(line) for line in lines) + "\n{broken\n")
     out = tmp_path / "mine.parquet"
     assert generic_sft.main(["--input", str(data), "--image-root", str(source), "--out", str(out), "--name", "mine",
-                             "--quiet"]) == 0
+                             "--min-keep-ratio", "0.3", "--quiet"]) == 0
     rejects = {json.loads(line)["row"]: json.loads(line)["reason"]
                for line in out.with_name("mine.rejects.jsonl").read_text().splitlines()}
     assert rejects == {"mine.jsonl:2": "answer_mismatch", "mine.jsonl:3": "box_in_textual",
