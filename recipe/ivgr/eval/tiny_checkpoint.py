@@ -20,31 +20,13 @@ from typing import Any
 
 
 def build_tiny_qwen(min_pixels: int = 4 * 28 * 28, max_pixels: int = 12 * 28 * 28, seed: int = 0) -> tuple[Any, Any]:
-    """(model, processor): the tiny random Qwen2.5-VL and the offline processor with these pixel bounds."""
-    import torch
-    from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
-
+    """(model, processor): the tiny random Qwen2.5-VL (`recipe.cpu_backend.tiny_model`, the one the CPU
+    smoke run trains) and the offline processor with these pixel bounds."""
     from data_prep.offline_processor import build_processor
+    from recipe.cpu_backend.tiny_model import build_model
 
     processor = build_processor(min_pixels=min_pixels, max_pixels=max_pixels)
-    tok = processor.tokenizer
-    ids = {name: tok.convert_tokens_to_ids(name) for name in
-           ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|im_end|>", "<|endoftext|>")}
-    config = Qwen2_5_VLConfig(
-        text_config=dict(vocab_size=len(tok), hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
-                         num_key_value_heads=2, intermediate_size=128, max_position_embeddings=4096,
-                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, tie_word_embeddings=True,
-                         bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
-                         pad_token_id=ids["<|endoftext|>"]),
-        vision_config=dict(depth=2, hidden_size=32, num_heads=2, out_hidden_size=64, intermediate_size=64,
-                           window_size=56, fullatt_block_indexes=[1], patch_size=14, spatial_merge_size=2,
-                           temporal_patch_size=2),
-        image_token_id=ids["<|image_pad|>"], video_token_id=ids["<|video_pad|>"],
-        vision_start_token_id=ids["<|vision_start|>"], vision_end_token_id=ids["<|vision_end|>"],
-        tie_word_embeddings=True,
-    )
-    torch.manual_seed(seed)
-    return Qwen2_5_VLForConditionalGeneration(config).eval(), processor
+    return build_model(processor.tokenizer, seed=seed), processor
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -53,10 +35,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("out", type=Path, help="folder to write (config.json + weights)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
-    model, _ = build_tiny_qwen(seed=args.seed)
-    model.save_pretrained(args.out)
-    params = sum(p.numel() for p in model.parameters())
-    print(f"[eval] tiny Qwen2.5-VL ({params:,} parameters, random weights) written to {args.out}; evaluate it with "
+    from recipe.cpu_backend.tiny_model import save_tiny_checkpoint
+
+    save_tiny_checkpoint(args.out, seed=args.seed)  # weights, config, tokenizer, image processor
+    print(f"[eval] tiny Qwen2.5-VL (~200K parameters, random weights) written to {args.out}; evaluate it with "
           f"--backend transformers --offline-processor", file=sys.stderr)
     return 0
 
