@@ -47,6 +47,8 @@ FAILURE_OUTCOMES = (
     OUTCOME_BAD_REPLY,
 )
 OUTCOMES = SUCCESS_OUTCOMES + FAILURE_OUTCOMES + (OUTCOME_DISABLED,)
+# numeric code of each outcome in per-rollout reward_extra_info (`acc_judge`); 0 = no judge call
+OUTCOME_CODES = {outcome: index + 1 for index, outcome in enumerate(OUTCOMES)}
 
 _PREVIEW_CHARS = 200
 _LOG_FIRST = 10
