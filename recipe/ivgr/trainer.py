@@ -23,7 +23,8 @@ from tensordict import TensorDict
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from recipe.ivgr.archive import RolloutArchive
-from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage, RolloutRecord, StageOutput, StepStage
+from recipe.ivgr.stage import (ConsistencySettings, ConsistencyStage, RewardMetricsStage, RolloutRecord, StageOutput,
+                               StepStage, split_judge_settings)
 
 logger = logging.getLogger(__name__)
 STAGE_FIELDS = ["extra_info", "extra_fields", "rm_scores"]
@@ -43,15 +44,16 @@ class BackgroundLoop:
 
 
 def build_stages(config) -> list[StepStage]:
-    """The step stages the `ivgr` config asks for (consistency, unless disabled)."""
+    """The step stages the `ivgr` config asks for (consistency, unless disabled; else reward metrics only)."""
     ivgr = OmegaConf.to_container(config.ivgr, resolve=True)
+    judge_settings, policy = split_judge_settings(ivgr["judge"])
     if not ivgr["consistency"]["enable"]:
-        return []
+        return [RewardMetricsStage(policy.warn_failure_rate)]
     judge = None
-    if ivgr["judge"].get("base_url"):
+    if judge_settings.get("base_url"):
         from reward_score.judge import JudgeClient, JudgeConfig
 
-        judge = JudgeClient(JudgeConfig.from_mapping(ivgr["judge"]))
+        judge = JudgeClient(JudgeConfig.from_mapping(judge_settings))
     else:
         logger.warning("ivgr.judge.base_url is not set: consistency stays 0 (counted as ivgr/textual/judge_disabled)")
     weights = ivgr["reward"].get("weights") or {}
@@ -59,6 +61,7 @@ def build_stages(config) -> list[StepStage]:
         reference_iou_threshold=ivgr["consistency"]["reference_iou_threshold"],
         reference_requires_format=ivgr["consistency"]["reference_requires_format"],
         weight=weights.get("consistency", 1.0),
+        judge=policy,
     )
     return [ConsistencyStage(settings, RolloutArchive(enabled=ivgr["archive"]["enable"]), judge)]
 
