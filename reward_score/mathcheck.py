@@ -23,6 +23,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Iterator
 
 logger = logging.getLogger(__name__)
@@ -68,16 +69,21 @@ class _Worker:
 class MathPool:
     """`workers` persistent processes; `check(gold, pred)` is thread-safe and bounded by `timeout_s`."""
 
-    def __init__(self, workers: int = 2, timeout_s: float = 2.0, startup_timeout_s: float = 60.0) -> None:
+    def __init__(self, workers: int = 2, timeout_s: float = 2.0, startup_timeout_s: float = 60.0,
+                 cache_size: int = 65_536) -> None:
         if workers < 1 or timeout_s <= 0:
             raise ValueError("MathPool needs workers >= 1 and timeout_s > 0")
         self.workers, self.timeout_s, self.startup_timeout_s = workers, timeout_s, startup_timeout_s
+        # verdicts are a pure function of the pair: GRPO groups repeat answers, and a pathological
+        # answer the policy repeats costs the deadline once, not every time
+        self.cache_size = cache_size
+        self._cache: OrderedDict[tuple[str, str], bool | None | str] = OrderedDict()
         self._cond = threading.Condition()
         self._idle: list[_Worker] = []
         self._started = False
         self._ready = False  # a worker has come up at least once: no more start-up grace
         self._closed = False
-        self._stats = {"checks": 0, "timeouts": 0, "killed": 0}
+        self._stats = {"checks": 0, "cache_hits": 0, "timeouts": 0, "killed": 0}
 
     def stats(self) -> dict[str, int]:
         with self._cond:
@@ -124,6 +130,22 @@ class MathPool:
 
     def check(self, gold: str, pred: str) -> bool | None | str:
         """math-verify's verdict on `pred` against `gold` (LaTeX or plain expressions), or MATH_TIMEOUT."""
+        key = (gold, pred)
+        with self._cond:
+            if key in self._cache:
+                self._stats["cache_hits"] += 1
+                self._cache.move_to_end(key)
+                return self._cache[key]
+        result, cacheable = self._check(gold, pred)
+        if self.cache_size > 0 and cacheable:
+            with self._cond:
+                self._cache[key] = result
+                while len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        return result
+
+    def _check(self, gold: str, pred: str) -> tuple[bool | None | str, bool]:
+        """(result, cacheable): a timeout for want of a free worker is not the pair's verdict."""
         grace = self._ensure_started()
         start = time.monotonic()
         deadline = start + self.timeout_s
@@ -133,7 +155,7 @@ class MathPool:
                 left = (deadline + grace) - time.monotonic()
                 if left <= 0 or self._closed:
                     self._stats["timeouts"] += 1
-                    return MATH_TIMEOUT
+                    return MATH_TIMEOUT, False
                 self._cond.wait(left)
             worker = self._idle.pop()
         if grace:  # the first call waited for start-up: its own deadline starts now
@@ -149,14 +171,14 @@ class MathPool:
                 self._stats["timeouts"] += 1
                 self._stats["killed"] += 1
             self._spawn()
-            return MATH_TIMEOUT
+            return MATH_TIMEOUT, True
         with self._cond:
             self._idle.append(worker)
             self._cond.notify_all()
         try:
-            return json.loads(line)["r"]
+            return json.loads(line)["r"], True
         except (ValueError, KeyError, TypeError):
-            return None
+            return None, True
 
     def close(self) -> None:
         with self._cond:

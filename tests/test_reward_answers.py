@@ -204,14 +204,14 @@ def test_pathological_math_returns_within_the_bound_and_freezes_no_thread(warm_p
         elapsed = time.monotonic() - start
     assert verdict.correct is None and verdict.rule == "math_timeout"
     assert elapsed < TIMEOUT_S + 0.5
-    assert ticker.ticks >= 0.5 * elapsed / 0.01  # the other thread kept running the whole time
+    assert ticker.ticks >= 0.25 * elapsed / 0.01  # the other thread kept running the whole time
     after = warm_pool.stats()
     assert after["timeouts"] == before["timeouts"] + 1 and after["killed"] == before["killed"] + 1
 
 
 @pytest.mark.timeout(60)
 def test_stuck_worker_is_replaced_and_math_keeps_working(warm_pool):
-    for pred, gt in PATHOLOGICAL[:2]:
+    for pred, gt in [("10^{10^{12}}", "2"), ("3^{10^{10}}", "2")]:
         assert match_answer(pred, gt, "math").rule == "math_timeout"
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:  # replacements start in the background
@@ -227,7 +227,7 @@ def test_math_bound_holds_off_the_main_thread_and_in_an_event_loop(warm_pool):
 
     def worker():
         start = time.monotonic()
-        out["verdict"] = match_answer(*PATHOLOGICAL[0], "math")
+        out["verdict"] = match_answer("10^{10^{11}}", "\\frac{1}{2}", "math")
         out["elapsed"] = time.monotonic() - start
 
     thread = threading.Thread(target=worker)
@@ -249,7 +249,7 @@ def test_math_bound_holds_off_the_main_thread_and_in_an_event_loop(warm_pool):
 
         ticker = asyncio.create_task(tick())
         start = time.monotonic()
-        result = await compute_score_async("s", "<think>x</think><answer>10^{10^{10}}</answer>", "\\frac{1}{2}",
+        result = await compute_score_async("s", "<think>x</think><answer>7^{10^{10}}</answer>", "\\frac{1}{2}",
                                            {"answer_type": "math"})
         elapsed = time.monotonic() - start
         ticker.cancel()
@@ -257,4 +257,13 @@ def test_math_bound_holds_off_the_main_thread_and_in_an_event_loop(warm_pool):
 
     result, ticks, elapsed = asyncio.run(loop_ticks())
     assert result["math_timeout"] == 1.0 and result["acc_undecided"] == 1.0
-    assert elapsed < TIMEOUT_S + 0.5 and ticks >= 0.5 * elapsed / 0.01
+    assert elapsed < TIMEOUT_S + 0.5 and ticks >= 0.25 * elapsed / 0.01
+
+
+@pytest.mark.timeout(60)
+def test_a_repeated_pathological_answer_costs_the_deadline_once(warm_pool):
+    pair = ("5^{10^{10}}", "\\frac{1}{3}")
+    assert match_answer(*pair, "math").rule == "math_timeout"
+    start = time.monotonic()
+    assert match_answer(*pair, "math").rule == "math_timeout"  # cached verdict, no new worker killed
+    assert time.monotonic() - start < 0.1
