@@ -29,6 +29,7 @@ import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
+from functools import lru_cache
 
 ANSWER_TYPES = ("choice", "yes_no", "number", "math", "text")
 
@@ -52,6 +53,7 @@ class Verdict:
 
 # ------------------------------------------------------------------------------------- text basics
 _ARTICLES = re.compile(r"\b(?:a|an|the)\b")
+_HAS_LETTER = re.compile(r"[A-Za-z]")
 _PUNCT = str.maketrans({c: " " for c in string.punctuation})
 _LEADIN = re.compile(
     r"^\s*(?:(?:so|thus|therefore|hence)\s*,?\s*)?(?:the\s+)?(?:final\s+|correct\s+|right\s+)?"
@@ -60,19 +62,28 @@ _BOXED = re.compile(r"^\\boxed\{(.*)\}$", re.DOTALL)
 _MATH_DELIMS = re.compile(r"^\$+(.*?)\$+$|^\\\((.*)\\\)$|^\\\[(.*)\\\]$", re.DOTALL)
 
 
+@lru_cache(maxsize=16_384)  # answers repeat within GRPO groups
 def normalize_text(text: str) -> str:
     """Lower-case, drop punctuation and articles, collapse whitespace."""
     text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT))
     return " ".join(text.split())
 
 
+@lru_cache(maxsize=16_384)  # answers repeat within GRPO groups
 def _strip_answer(text: str) -> str:
     """The answer without a lead-in ("The answer is"), quotes, bold marks or a trailing period."""
-    text = unicodedata.normalize("NFKC", str(text)).strip()
-    text = _LEADIN.sub("", text).strip().strip("\"'`*").strip()
-    boxed = _BOXED.match(text)
-    if boxed:
-        text = boxed.group(1).strip()
+    text = str(text)
+    if not text.isascii():
+        text = unicodedata.normalize("NFKC", text)
+    text = text.strip()
+    lower = text[:40].lower()
+    if "answer" in lower or "option" in lower or "choice" in lower:
+        text = _LEADIN.sub("", text)
+    text = text.strip().strip("\"'`*").strip()
+    if text.startswith("\\boxed"):
+        boxed = _BOXED.match(text)
+        if boxed:
+            text = boxed.group(1).strip()
     return text
 
 
@@ -283,18 +294,26 @@ def _words_to_numbers(text: str) -> str:
     return _WORD_RUN.sub(value, text)
 
 
+@lru_cache(maxsize=16_384)  # answers repeat within GRPO groups
 def _prepare_number_text(text: str) -> str:
-    text = _strip_answer(text).replace("\u2212", "-").replace("\u2009", "").replace("\u202f", "")
-    delims = _MATH_DELIMS.fullmatch(text)
-    if delims:
-        text = next(g for g in delims.groups() if g is not None).strip()
-    text = _FRAC_LATEX.sub(lambda m: f"{m.group(1)}/{m.group(2)}", text)
-    text = _FRAC_LATEX_BARE.sub(lambda m: f"{m.group(1)}/{m.group(2)}", text)
-    text = _DEGREE.sub("°", text)
-    text = _LATEX_PERCENT.sub("%", text)
-    text = re.sub(r"\\(?:text|mathrm)\{\s*([^{}]*)\}", r" \1", text)
-    text = text.replace("\\,", "").replace("\\ ", " ").replace("\\!", "")
-    return _words_to_numbers(text).strip().rstrip(".").strip()
+    text = _strip_answer(text)
+    if not text.isascii():
+        text = text.replace("\u2212", "-").replace("\u2009", "").replace("\u202f", "")
+    if "$" in text or "\\" in text:
+        delims = _MATH_DELIMS.fullmatch(text)
+        if delims:
+            text = next(g for g in delims.groups() if g is not None).strip()
+        text = _FRAC_LATEX.sub(lambda m: f"{m.group(1)}/{m.group(2)}", text)
+        text = _FRAC_LATEX_BARE.sub(lambda m: f"{m.group(1)}/{m.group(2)}", text)
+        text = _DEGREE.sub("°", text)
+        text = _LATEX_PERCENT.sub("%", text)
+        text = re.sub(r"\\(?:text|mathrm)\{\s*([^{}]*)\}", r" \1", text)
+        text = text.replace("\\,", "").replace("\\ ", " ").replace("\\!", "")
+    elif not text.isascii():
+        text = _DEGREE.sub("°", text)
+    if _HAS_LETTER.search(text):
+        text = _words_to_numbers(text)
+    return text.strip().rstrip(".").strip()
 
 
 def _to_fraction(num: str, den: str | None) -> Fraction | None:
@@ -329,6 +348,7 @@ class _Quantity:
     exact: bool  # written as an integer or fraction (exact), not a decimal
 
 
+@lru_cache(maxsize=65_536)
 def _quantity(text: str, *, strict: bool) -> _Quantity | None:
     """One number with an optional unit. `strict`: the whole text must be that; otherwise a sentence
     with exactly one number ("There are 3 cars.") also counts. None when no or several numbers."""
@@ -448,13 +468,36 @@ def resolve_math(verdict: Verdict, result: bool | None | str) -> Verdict:
 
 
 # ------------------------------------------------------------------------------------------- dispatch
+def _choices_key(choices: object) -> tuple | None:
+    """A hashable form of `choices` (a mapping, a list or a numpy array from parquet)."""
+    if choices is None or (hasattr(choices, "__len__") and len(choices) == 0):
+        return None
+    if isinstance(choices, Mapping):
+        return ("map", *((str(k), str(v)) for k, v in choices.items()))
+    return ("seq", *(str(c) for c in choices))
+
+
+@lru_cache(maxsize=4096)
+def _options(key: tuple | None) -> dict[str, str]:
+    if key is None:
+        return {}
+    if key[0] == "map":
+        return options_from_choices(dict(key[1:]))
+    return options_from_choices(list(key[1:]))
+
+
 def detect_answer_type(gt: str, choices: object = None) -> str:
     """Guess the rule family from the ground truth (and the presence of options)."""
+    return _detect(str(gt), _choices_key(choices))
+
+
+@lru_cache(maxsize=65_536)
+def _detect(gt: str, choices_key: tuple | None) -> str:
     stripped = _strip_answer(gt).rstrip(".").strip()
     if _BARE.fullmatch(stripped):
         return "choice"
-    if choices is not None and len(options_from_choices(choices)) and _choice_letters(
-            gt, options_from_choices(choices), is_gt=True):
+    options = _options(choices_key)
+    if options and _choice_letters(gt, options, is_gt=True):
         return "choice"
     if normalize_text(stripped) in ("yes", "no", "true", "false"):
         return "yes_no"
@@ -482,10 +525,11 @@ def rule_verdict(
     if len(pred) > max_answer_chars:
         return Verdict(False, "too_long")
     gt = "" if gt is None else str(gt)
-    kind = answer_type if answer_type in ANSWER_TYPES else detect_answer_type(gt, choices)
+    key = _choices_key(choices)
+    kind = answer_type if answer_type in ANSWER_TYPES else _detect(gt, key)
     norm_pred, norm_gt = normalize_text(_strip_answer(pred)), normalize_text(_strip_answer(gt))
     if kind == "choice":
-        verdict = _match_choice(pred, gt, options_from_choices(choices))
+        verdict = _match_choice(pred, gt, _options(key))
         if verdict.decisive:
             return verdict
     elif kind == "yes_no":

@@ -9,6 +9,7 @@ the implementation returns; a rule that decides a U pair, or decides an R/W pair
 import pytest
 
 from reward_score.answers import match_answer
+from reward_score.mathcheck import math_pool
 
 CHOICES = ["A. red", "B. blue", "C. green", "D. a yellow car"]
 NUM_CHOICES = ["A. 3", "B. 4", "C. 5", "D. 6"]
@@ -225,6 +226,8 @@ def test_table_is_large_and_covers_every_family():
 
 @pytest.mark.parametrize("pred, gt, choices, grade", TABLE, ids=[f"{p!r:.30}|{g!r:.15}" for p, g, _, _ in TABLE])
 def test_rules_decide_as_a_grader_would(pred, gt, choices, grade):
+    # math-verify rows need the math pool's workers up (other tests kill stuck ones on purpose)
+    assert math_pool().wait_idle(timeout_s=60)
     verdict = match_answer(pred, gt, choices=choices)
     expected = {"R": True, "W": False, "U": None}[grade]
     assert verdict.correct is expected, verdict

@@ -83,12 +83,14 @@ def test_numbers_the_rules_cannot_judge_are_undecided(pred):
 
 
 def test_math_via_math_verify():
+    assert math_pool().wait_idle(timeout_s=60)
     assert match_answer("\\frac{1}{2}", "0.5", "math").correct is True
     assert match_answer("$x^2+2x+1$", "(x+1)^2", "math").correct is True
     assert match_answer("\\frac{1}{3}", "0.5", "math").correct is False
 
 
 def test_math_works_off_the_main_thread():
+    assert math_pool().wait_idle(timeout_s=60)
     # verl calls compute_score in executor threads, where SIGALRM timeouts cannot be installed
     out = {}
     thread = threading.Thread(target=lambda: out.setdefault("v", match_answer("\\frac{2}{4}", "1/2", "math")))
