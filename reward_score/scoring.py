@@ -20,6 +20,7 @@ import logging
 import math
 import threading
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from reward_score.answers import Verdict, contains_answer, resolve_math, rule_verdict
@@ -146,7 +147,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any,
     with a judge to resolve them.
     """
     judge_settings = settings.get("judge")
-    if judge_settings and judge_settings.get("base_url"):
+    if RULES_IN_THREAD and judge_settings and judge_settings.get("base_url"):
         # the same judge policy as compute_score_async (undecided answers, `judge_all`), on one
         # background event loop per process so the connection pool and cache are shared
         return _sync_loop().run(compute_score_async(data_source, solution_str, ground_truth, extra_info, **settings))
@@ -170,9 +171,17 @@ async def compute_score_async(data_source: str, solution_str: str, ground_truth:
     settings = dict(settings)
     judge_settings = settings.pop("judge", None)
     cfg = reward_config(settings)
-    result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
+    loop = asyncio.get_running_loop()
+    if RULES_IN_THREAD and judge_settings and judge_settings.get("base_url"):
+        # the CPU part runs in one side thread, so that judge requests already due go out while the
+        # rest of the batch is scored (inline, 5,000 rollouts submitted at once would delay the
+        # first request by their whole scoring time)
+        result, stream, parsed, verdict = await loop.run_in_executor(
+            _rule_executor(), _rule_part, solution_str, ground_truth, extra_info, cfg)
+    else:
+        result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
     if verdict.pending is not None:
-        outcome = await asyncio.get_running_loop().run_in_executor(None, _math_check, verdict, cfg)
+        outcome = await loop.run_in_executor(None, _math_check, verdict, cfg)
         verdict = _with_math(result, verdict, outcome)
     if verdict.decisive and not (cfg.judge_all and verdict.rule not in ("empty", "too_long")):
         return _finish(result, stream, float(verdict.correct), False, cfg)
@@ -199,6 +208,20 @@ class _LoopThread:
 
     def run(self, coro):
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
+_executor: ThreadPoolExecutor | None = None
+RULES_IN_THREAD = True  # benchmarks compare with the rule part inline on the event loop
+
+
+def _rule_executor() -> ThreadPoolExecutor:
+    """One thread per process for the rule part of `compute_score_async` (pure Python: more threads
+    would only contend for the GIL)."""
+    global _executor
+    with _loop_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reward-rules")
+        return _executor
 
 
 _loop_thread: _LoopThread | None = None
