@@ -143,11 +143,11 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any,
     (ORIGINAL pixels), `image_size` ([width, height], original), `box_frame` ("qwen2_5_vl" |
     "qwen3_vl"), `min_pixels`/`max_pixels` (the processor's bounds), `answer_type`, `choices`.
     `settings` are RewardConfig fields (verl's reward_kwargs). Undecided answers score acc 0
-    (or the `undecided_fallback`) and are flagged `acc_undecided = 1`; use `compute_score_async`
-    with a judge to resolve them.
+    (or the `undecided_fallback`) and are flagged `acc_undecided = 1`. With `settings["judge"]`
+    (a `base_url`) it applies `compute_score_async`'s judge policy, `judge_all` included.
     """
     judge_settings = settings.get("judge")
-    if RULES_IN_THREAD and judge_settings and judge_settings.get("base_url"):
+    if judge_settings and judge_settings.get("base_url"):
         # the same judge policy as compute_score_async (undecided answers, `judge_all`), on one
         # background event loop per process so the connection pool and cache are shared
         return _sync_loop().run(compute_score_async(data_source, solution_str, ground_truth, extra_info, **settings))
