@@ -35,7 +35,10 @@ WORKER_MEMORY_BYTES = 2 * 1024**3
 
 class _Worker:
     def __init__(self) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        # the child imports reward_score from wherever this process found it
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        path = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
+        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=path)
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "reward_score.mathcheck"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
             stderr=subprocess.DEVNULL, env=env, bufsize=0)
@@ -82,6 +85,7 @@ class MathPool:
         self._idle: list[_Worker] = []
         self._started = False
         self._ready = False  # a worker has come up at least once: no more start-up grace
+        self._failed_starts = 0
         self._closed = False
         self._stats = {"checks": 0, "cache_hits": 0, "timeouts": 0, "killed": 0}
 
@@ -114,8 +118,15 @@ class MathPool:
                     self._cond.notify_all()
                     return
             worker.kill()
+            with self._cond:
+                self._failed_starts += 1
+                self._ready = True  # no start-up grace for a pool that cannot start
+                self._cond.notify_all()
             if not self._closed:
-                logger.error("math-verify worker failed to start; math answers stay undecided")
+                logger.error("math-verify worker failed to start (%d so far); math answers stay undecided "
+                             "(math_timeout) until one starts", self._failed_starts)
+                if self._failed_starts < 3 * self.workers:
+                    self._spawn()
         threading.Thread(target=start, name="mathcheck-spawn", daemon=True).start()
 
     def _ensure_started(self) -> float:
