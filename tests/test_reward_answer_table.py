@@ -55,6 +55,8 @@ TABLE = [
     ("red or blue", "B", CHOICES, "W"),
     ("B) red", "B", CHOICES, "W"),  # letter B, text of option A
     ("B or B", "B", None, "R"),
+    ("B!", "B", None, "R"),
+    ("C!", "B", None, "W"),
     # option texts need the options
     ("blue", "B", CHOICES, "R"),
     ("Blue.", "B", CHOICES, "R"),

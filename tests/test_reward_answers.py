@@ -121,6 +121,13 @@ def test_answer_type_detection(gt, kind):
     assert detect_answer_type(gt) == kind
 
 
+def test_answer_type_detection_with_options():
+    # an option's text as ground truth is multiple choice once the options are known (found by mutmut)
+    assert detect_answer_type("blue", CHOICES) == "choice"
+    assert detect_answer_type("blue") == "text"
+    assert detect_answer_type("3", ["A. 3", "B. 4"]) == "choice"
+
+
 # ------------------------------------------------------------------------------ issue 11 examples
 @pytest.mark.parametrize("choices", [None, CHOICES])
 @pytest.mark.parametrize("pred, gt", [("B or C", "B"), ("A, B", "B"), ("A, B", "A"), ("A/B", "B"),
