@@ -53,6 +53,10 @@ class RewardConfig:
     judge_all: bool = False
     # box frame used when extra_info carries none: "qwen2_5_vl" or "qwen3_vl"
     default_box_frame: str = "qwen2_5_vl"
+    # math-verify wall-time bound per check, seconds (a stuck check is killed: `math_timeout`,
+    # undecided, then the judge), and the number of persistent math worker processes per process
+    math_timeout_s: float = 2.0
+    math_workers: int = 2
 
     def __post_init__(self) -> None:
         if self.iou_variant not in IOU_VARIANTS:
@@ -63,6 +67,8 @@ class RewardConfig:
             raise ValueError(f"box_syntax {self.box_syntax!r} not in ('tolerant', 'strict')")
         if self.format_rule not in ("ours", "paper"):
             raise ValueError(f"format_rule {self.format_rule!r} not in ('ours', 'paper')")
+        if self.math_timeout_s <= 0 or self.math_workers < 1:
+            raise ValueError("math_timeout_s must be > 0 and math_workers >= 1")
         if self.undecided_fallback not in ("zero", "contains"):
             raise ValueError(f"undecided_fallback {self.undecided_fallback!r} not in ('zero', 'contains')")
 

@@ -7,20 +7,25 @@ Components (paper defaults; weights in `RewardConfig.weights`):
 
 Every call returns the same keys for every stream (verl turns them into `reward_extra_info`):
 `score, format, acc, acc_undecided, iou, box_valid, num_boxes, invalid_boxes, duplicate_boxes,
-consistency, gt_error`. Box counts refer to the whole response; IoU is computed in the model's
-frame (see `reward_score.frames`).
+consistency, gt_error, math_timeout, acc_judge`. Box counts refer to the whole response; IoU is
+computed in the model's frame (see `reward_score.frames`). `acc_judge` is 0 when no accuracy judge
+call was made, else the code of its outcome (`reward_score.judge.OUTCOME_CODES`); the step stage
+turns the codes into per-step counts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import inspect
 import logging
 import math
+import threading
 from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from reward_score.answers import Verdict, contains_answer, match_answer
+from reward_score.answers import Verdict, contains_answer, resolve_math, rule_verdict
 from reward_score.config import RewardConfig, reward_config
 from reward_score.format import STREAMS, format_reward
 from reward_score.frames import to_model_frame
@@ -31,7 +36,7 @@ logger = logging.getLogger(__name__)
 _gt_errors = 0
 
 RESULT_KEYS = ("score", "format", "acc", "acc_undecided", "iou", "box_valid", "num_boxes",
-               "invalid_boxes", "duplicate_boxes", "consistency", "gt_error")
+               "invalid_boxes", "duplicate_boxes", "consistency", "gt_error", "math_timeout", "acc_judge")
 
 
 def _clean_gt_boxes(raw: Any) -> list[Box]:
@@ -84,10 +89,23 @@ def _rule_part(solution_str: str, ground_truth: Any, extra_info: Mapping[str, An
                       invalid_boxes=float(num_invalid), duplicate_boxes=float(duplicates))
     else:
         result["format"] = format_reward(parsed, stream, rule=cfg.format_rule)
-    verdict = match_answer(parsed.answer, "" if ground_truth is None else str(ground_truth),
+    verdict = rule_verdict(parsed.answer, "" if ground_truth is None else str(ground_truth),
                            extra_info.get("answer_type"), extra_info.get("choices"),
                            number_rel_tol=cfg.number_rel_tol, max_answer_chars=cfg.max_answer_chars)
     return result, stream, parsed, verdict
+
+
+def _math_check(verdict: Verdict, cfg: RewardConfig) -> bool | None | str:
+    from reward_score.mathcheck import math_pool
+
+    return math_pool(cfg.math_workers, cfg.math_timeout_s).check(*verdict.pending)
+
+
+def _with_math(result: dict[str, float], verdict: Verdict, outcome: bool | None | str) -> Verdict:
+    verdict = resolve_math(verdict, outcome)
+    if verdict.rule == "math_timeout":
+        result["math_timeout"] = 1.0
+    return verdict
 
 
 def _log_gt_error(err: Exception, extra_info: Mapping[str, Any]) -> None:
@@ -167,11 +185,20 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any,
     "qwen3_vl"), `min_pixels`/`max_pixels` (the processor's bounds), `answer_type`, `choices`,
     `answers` (every acceptable answer; any match is correct, see `any_acceptable_answer`).
     `settings` are RewardConfig fields (verl's reward_kwargs). Undecided answers score acc 0
-    (or the `undecided_fallback`) and are flagged `acc_undecided = 1`; use `compute_score_async`
-    with a judge to resolve them.
+    (or the `undecided_fallback`) and are flagged `acc_undecided = 1`. With `settings["judge"]`
+    (a `base_url`) it applies `compute_score_async`'s judge policy, `judge_all` included.
     """
+    judge_settings = settings.get("judge")
+    if judge_settings and judge_settings.get("base_url"):
+        # the same judge policy as compute_score_async (undecided answers, `judge_all`), on one
+        # background event loop per process so the connection pool and cache are shared
+        # (the unwrapped coroutine: this call already runs once per acceptable answer)
+        return _sync_loop().run(compute_score_async.__wrapped__(data_source, solution_str, ground_truth, extra_info,
+                                                                **settings))
     cfg = reward_config(settings)
     result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
+    if verdict.pending is not None:
+        verdict = _with_math(result, verdict, _math_check(verdict, cfg))
     if verdict.decisive:
         return _finish(result, stream, float(verdict.correct), False, cfg)
     return _finish(result, stream, _fallback_acc(parsed, ground_truth, cfg), True, cfg)
@@ -182,21 +209,76 @@ async def compute_score_async(data_source: str, solution_str: str, ground_truth:
                               extra_info: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, float]:
     """Like `compute_score`, but an undecided answer goes to the judge configured under
     `settings["judge"]` (JudgeConfig fields; needs `base_url`). A judge failure keeps acc at the
-    fallback value and `acc_undecided = 1` (counted in the client's stats and logged)."""
+    fallback value and `acc_undecided = 1` (counted in the client's stats and logged); with
+    `judge_all` a failed judge call keeps the rule's decisive verdict. `acc_judge` records the
+    call's outcome. math-verify runs in a worker thread (waiting on the math process pool), so the
+    event loop keeps serving in-flight judge requests."""
+    settings = dict(settings)
     judge_settings = settings.pop("judge", None)
     cfg = reward_config(settings)
-    result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
+    loop = asyncio.get_running_loop()
+    if RULES_IN_THREAD and judge_settings and judge_settings.get("base_url"):
+        # the CPU part runs in one side thread, so that judge requests already due go out while the
+        # rest of the batch is scored (inline, 5,000 rollouts submitted at once would delay the
+        # first request by their whole scoring time)
+        result, stream, parsed, verdict = await loop.run_in_executor(
+            _rule_executor(), _rule_part, solution_str, ground_truth, extra_info, cfg)
+    else:
+        result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
+    if verdict.pending is not None:
+        outcome = await loop.run_in_executor(None, _math_check, verdict, cfg)
+        verdict = _with_math(result, verdict, outcome)
     if verdict.decisive and not (cfg.judge_all and verdict.rule not in ("empty", "too_long")):
         return _finish(result, stream, float(verdict.correct), False, cfg)
     client = shared_judge_client(judge_settings)
     if client is not None:
-        from reward_score.judge import judge_answer
+        from reward_score.judge import OUTCOME_CODES, judge_answer
 
         question = str((extra_info or {}).get("question") or "")
-        outcome = await judge_answer(client, question, str(ground_truth), parsed.answer or "")
-        if outcome.value is not None:
-            return _finish(result, stream, float(bool(outcome.value)), False, cfg)
+        judged = await judge_answer(client, question, str(ground_truth), parsed.answer or "")
+        result["acc_judge"] = float(OUTCOME_CODES[judged.outcome])
+        if judged.value is not None:
+            return _finish(result, stream, float(bool(judged.value)), False, cfg)
+    if verdict.decisive:  # judge_all and the judge did not answer: the rule's verdict stands
+        return _finish(result, stream, float(verdict.correct), False, cfg)
     return _finish(result, stream, _fallback_acc(parsed, ground_truth, cfg), True, cfg)
+
+
+class _LoopThread:
+    """An event loop in a daemon thread; `run` blocks the calling thread until the coroutine is done."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, name="reward-judge-loop", daemon=True).start()
+
+    def run(self, coro):
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
+_executor: ThreadPoolExecutor | None = None
+RULES_IN_THREAD = True  # benchmarks compare with the rule part inline on the event loop
+
+
+def _rule_executor() -> ThreadPoolExecutor:
+    """One thread per process for the rule part of `compute_score_async` (pure Python: more threads
+    would only contend for the GIL)."""
+    global _executor
+    with _loop_lock:
+        if _executor is None:
+            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reward-rules")
+        return _executor
+
+
+_loop_thread: _LoopThread | None = None
+_loop_lock = threading.Lock()
+
+
+def _sync_loop() -> _LoopThread:
+    global _loop_thread
+    with _loop_lock:
+        if _loop_thread is None:
+            _loop_thread = _LoopThread()
+        return _loop_thread
 
 
 _clients: dict[tuple, Any] = {}

@@ -37,6 +37,8 @@ class Reply:
     delay_s: float = 0.0
     body: str | None = None  # raw body, overrides texts
     content_type: str = "application/json"
+    headers: tuple[tuple[str, str], ...] = ()  # extra response headers, e.g. (("Retry-After", "1"),)
+    n_choices: int | None = None  # answer with this many choices instead of the request's n
 
 
 def ok(*texts: str, delay_s: float = 0.0) -> Reply:
@@ -118,15 +120,16 @@ class FakeJudgeServer:
             if reply.delay_s:
                 await asyncio.sleep(reply.delay_s)
             if reply.body is not None:
-                return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type)
-            n = int(body.get("n", 1))
+                return web.Response(status=reply.status, text=reply.body, content_type=reply.content_type,
+                                    headers=dict(reply.headers))
+            n = int(body.get("n", 1)) if reply.n_choices is None else reply.n_choices
             choices = [
                 {"index": i, "message": {"role": "assistant", "content": reply.texts[i % len(reply.texts)]},
                  "finish_reason": "stop"}
                 for i in range(n)
             ]
             return web.json_response({"id": "fake", "object": "chat.completion", "choices": choices},
-                                     status=reply.status)
+                                     status=reply.status, headers=dict(reply.headers))
         finally:
             self.inflight -= 1
 

@@ -42,9 +42,10 @@ def test_choice_lenient_rules_and_undecided():
     sentence = score_answer(MC, wrap("The car in the picture is green."))
     assert (sentence.correct, sentence.decided_by, sentence.rule) == (False, "lenient", "lenient_option_text")
     assert score_answer(MC, wrap("It looks blue to me")).correct  # only "blue" is named as a whole option
-    ambiguous = score_answer(MC, wrap("either red or green"))
-    assert not ambiguous.correct and ambiguous.undecided
-    assert score_answer(MC, wrap("either red or green"), lenient=False).undecided
+    # a hedge between two options is decisively wrong (reward_score's choice rule, issue 11)
+    hedge = score_answer(MC, wrap("either red or green"))
+    assert (hedge.correct, hedge.rule, hedge.undecided) == (False, "choice_hedge", False)
+    assert score_answer(MC, wrap("either red or green"), lenient=False).rule == "choice_hedge"
     assert score_answer(MC, wrap("it is blue"), lenient=False).undecided
 
 

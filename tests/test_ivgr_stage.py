@@ -143,3 +143,95 @@ def test_no_judge_configured_means_zero_and_counted():
     assert out.bonus == [0.0, 0.0, 0.0]
     assert out.metrics["ivgr/textual/judge_disabled"] == 1.0
     assert out.metrics["ivgr/textual/no_think"] == 1.0
+
+
+# ------------------------------------------------------------------- step deadline, breaker, metrics
+def fast_judge(judge_server, **kw):
+    base = dict(base_url=judge_server.url, max_concurrency=8, timeout_s=30, max_retries=3, backoff_s=0.001,
+                backoff_max_s=0.002)
+    return JudgeClient(JudgeConfig(**{**base, **kw}))
+
+
+@pytest.mark.timeout(60)
+def test_a_hung_judge_costs_at_most_the_step_deadline(judge_server, caplog):
+    from recipe.ivgr.stage import JudgePolicy
+
+    judge_server.reset()
+    judge_server.script(default=Reply(delay_s=30.0))  # answers long after any sane step
+    settings = ConsistencySettings(judge=JudgePolicy(step_deadline_s=1.0))
+    stage = ConsistencyStage(settings, RolloutArchive(), fast_judge(judge_server))
+    records = [grounded("s1", 1.0, 0.9)] + [textual("s1", f"say=1.0 #{i}") for i in range(6)]
+    import time as _time
+
+    start = _time.monotonic()
+    out = run(stage, records)
+    assert _time.monotonic() - start < 3.0  # per call: 30 s timeout x 4 attempts without the deadline
+    assert out.bonus == [0.0] * 7
+    assert out.metrics["ivgr/textual/judge_deadline"] == 6.0
+    assert out.metrics["ivgr/judge/failures/cancelled"] == 6.0  # the requests themselves were cancelled
+    assert "step deadline" in caplog.text
+    judge_server.reset()
+
+
+def test_circuit_breaker_stops_calling_a_failing_judge(judge_server, caplog):
+    from recipe.ivgr.stage import JudgePolicy
+
+    judge_server.reset()
+    judge_server.script(default=Reply(status=503, body="{}", delay_s=0.05))
+    settings = ConsistencySettings(judge=JudgePolicy(breaker_failure_rate=0.5, breaker_min_calls=4))
+    stage = ConsistencyStage(settings, RolloutArchive(), fast_judge(judge_server, max_concurrency=2, max_retries=1))
+    records = [grounded("s1", 1.0, 0.9)] + [textual("s1", f"say=1.0 #{i}") for i in range(40)]
+    out = run(stage, records)
+    m = out.metrics
+    assert m["ivgr/textual/judge_failed"] >= 4 and m["ivgr/textual/judge_breaker"] >= 30
+    assert m["ivgr/textual/judge_failed"] + m["ivgr/textual/judge_breaker"] == 40
+    # 2 calls open at a time, 2 attempts of 50 ms each: the 4 failed calls and the 2 open at the trip,
+    # instead of 80 requests (40 calls x 2 attempts) without the breaker
+    assert judge_server.count <= 12
+    assert "circuit breaker" in caplog.text
+    judge_server.reset()
+
+
+def test_breaker_stays_closed_for_a_healthy_judge(judge):
+    from recipe.ivgr.stage import JudgePolicy
+
+    settings = ConsistencySettings(judge=JudgePolicy(breaker_min_calls=2))
+    stage = ConsistencyStage(settings, RolloutArchive(), judge)
+    out = run(stage, [grounded("s1", 1.0, 0.9)] + [textual("s1", f"say=0.7 #{i}") for i in range(5)])
+    assert out.bonus[1:] == [pytest.approx(0.7)] * 5 and out.metrics["ivgr/textual/judge_breaker"] == 0.0
+
+
+def test_accuracy_judge_outcomes_and_undecided_answers_reach_the_step_metrics(caplog):
+    """The reward workers' per-rollout `acc_judge` codes and `acc_undecided` flags, as compute_score
+    writes them into reward_extra_info, become per-step counts, and an outage logs a warning."""
+    from reward_score.judge import OUTCOME_CODES
+
+    def with_judge(record, outcome, undecided):
+        record.reward.update(acc_judge=float(OUTCOME_CODES[outcome]) if outcome else 0.0,
+                             acc_undecided=float(undecided))
+        return record
+
+    records = [with_judge(grounded("s1", 1.0, 0.9), None, 0), with_judge(grounded("s1", 0.0, 0.9), "timeout", 1),
+               with_judge(textual("s1"), "ok", 0), with_judge(textual("s1"), "connection_error", 1),
+               with_judge(textual("s1"), "cached", 0), with_judge(single("s2"), "server_error", 1)]
+    stage = ConsistencyStage(ConsistencySettings(), RolloutArchive(), judge=None)
+    m = run(stage, records).metrics
+    assert (m["ivgr/acc_judge/calls"], m["ivgr/acc_judge/ok"], m["ivgr/acc_judge/failed"]) == (5.0, 2.0, 3.0)
+    assert (m["ivgr/acc_judge/timeout"], m["ivgr/acc_judge/connection_error"], m["ivgr/acc_judge/server_error"],
+            m["ivgr/acc_judge/cached"]) == (1.0, 1.0, 1.0, 1.0)
+    assert m["ivgr/acc_undecided_rate"] == pytest.approx(3 / 6)
+    assert m["ivgr/grounded/acc_undecided"] == 0.5 and m["ivgr/textual/acc_undecided"] == pytest.approx(1 / 3)
+    assert m["ivgr/single/acc_undecided"] == 1.0
+    assert "accuracy judge failed on 3 of 5 calls" in caplog.text
+
+
+def test_judge_settings_split_into_client_and_step_policy():
+    from recipe.ivgr.stage import split_judge_settings
+
+    client, policy = split_judge_settings({"base_url": "http://h/v1", "timeout_s": 5, "step_deadline_s": 30,
+                                           "breaker_min_calls": 8})
+    assert client == {"base_url": "http://h/v1", "timeout_s": 5}
+    assert (policy.step_deadline_s, policy.breaker_min_calls, policy.breaker_failure_rate) == (30, 8, 0.5)
+    JudgeConfig.from_mapping(client)  # the client accepts what is left
+    with pytest.raises(ValueError):
+        split_judge_settings({"step_deadline_s": 0})

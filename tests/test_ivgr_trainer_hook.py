@@ -172,3 +172,37 @@ def test_archive_survives_checkpoint_round_trip_and_resumed_run_scores_the_same(
         assert metrics["ivgr/archive/hit_rate"] == 1.0
         tq.kv_clear(keys=batch.keys, partition_id="train")
     assert not load_stage_states(resumed.stages, os.path.join(tmp_path, "global_step_99"))
+
+
+def test_accuracy_judge_outage_and_undecided_answers_reach_the_step_metrics(transfer_queue, judge_server, tmp_path,
+                                                                            caplog):
+    """reward_extra_info written by the real compute_score_async against a failing judge, read back from
+    TransferQueue by the trainer's step stage: the outage is counted and logged, not silently 0."""
+    import asyncio
+
+    from reward_score import compute_score_async
+
+    judge_server.reset()
+    judge_server.responder = lambda body: status(503)
+    judge = {"base_url": judge_server.url, "max_retries": 0, "timeout_s": 2}
+    answers = [("B", "B"), ("navy", "blue"), ("crimson", "red"), ("3", "3")]  # two undecided -> judge (fails)
+
+    async def score():
+        return await asyncio.gather(*(compute_score_async(
+            "s", f"<think>look</think><answer>{pred}</answer>", gt, {"stream": "textual"}, judge=judge)
+            for pred, gt in answers))
+
+    rewards = asyncio.run(score())
+    assert [r["acc_undecided"] for r in rewards] == [0.0, 1.0, 1.0, 0.0]
+    for disabled in (False, True):
+        config = compose_config(f"ivgr.judge.base_url={judge_server.url}", f"trainer.default_local_dir={tmp_path}",
+                                *(["ivgr.consistency.enable=false"] if disabled else []))
+        trainer = make_trainer(config, tmp_path)
+        batch = put_step([("ta", "textual", "s5", [(r, "look") for r in rewards])])
+        metrics = {}
+        trainer.run_step_stages(batch, metrics)
+        assert (metrics["ivgr/acc_judge/calls"], metrics["ivgr/acc_judge/failed"],
+                metrics["ivgr/acc_judge/server_error"]) == (2.0, 2.0, 2.0)
+        assert metrics["ivgr/textual/acc_undecided"] == 0.5 and metrics["ivgr/acc_undecided_rate"] == 0.5
+        tq.kv_clear(keys=batch.keys, partition_id="train")
+    assert "accuracy judge failed on 2 of 2 calls" in caplog.text

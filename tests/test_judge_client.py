@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import gc
+import json
 import logging
 import math
 import os
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 sys.path.insert(0, os.path.dirname(__file__))
 
-from judge_server import FakeJudgeServer, dead_port, garbage, hang, no_choices, ok, status  # noqa: E402
+from judge_server import FakeJudgeServer, Reply, dead_port, garbage, hang, no_choices, ok, status  # noqa: E402
 
 from reward_score.judge import (  # noqa: E402
     FAILURE_OUTCOMES,
@@ -342,7 +343,7 @@ def test_stats_keys_and_percentiles(srv):
 
     run(client, go)
     s = client.stats(reset=True)
-    expected = {"calls", "attempts", "cache_hits", "failures", "latency_p50", "latency_p95"}
+    expected = {"calls", "attempts", "cache_hits", "failures", "short_replies", "latency_p50", "latency_p95"}
     assert set(s) == expected | {f"failures/{o}" for o in FAILURE_OUTCOMES}
     assert (s["calls"], s["attempts"], s["cache_hits"], s["failures"], s["failures/http_error"]) == (5, 4, 1, 1, 1)
     # network latencies about [0.0 (the 400), 0.05, 0.05, 0.3]: p50 ~ 0.05, p95 interpolates towards 0.3
@@ -355,13 +356,13 @@ def test_session_recreated_when_loop_changes(srv):
     loop1, loop2 = asyncio.new_event_loop(), asyncio.new_event_loop()
     try:
         assert loop1.run_until_complete(judge_answer(client, "Q", "1", "a")).outcome == "ok"
-        session1 = client._state.session
-        # a different loop, no aclose in between: the old session is closed, a new one is opened
+        session1 = client._states[loop1].session
+        # a different loop, no aclose in between: the idle loop's session is closed, a new one is opened
         assert loop2.run_until_complete(judge_answer(client, "Q", "1", "b")).outcome == "ok"
-        assert session1.closed and client._state.session is not session1
+        assert session1.closed and client._states[loop2].session is not session1
         loop1.run_until_complete(asyncio.sleep(0.01))  # let loop1 finish closing its transports
         loop2.run_until_complete(client.aclose())
-        assert client._state is None
+        assert client._states == {}
     finally:
         loop1.close()
         loop2.close()
@@ -414,6 +415,7 @@ def test_backoff_delay_bounded(retry, base, cap, u):
         ("The answer is 1 apple", None),
         ("Verdict: 0.5", None),
         ("Verdict: 10", None),
+        ("Verdict: 1/2", None),
         ("", None),
         (None, None),
     ],
@@ -433,8 +435,12 @@ def test_parse_equivalence(reply, expected):
         ("Score: 0.65", 0.7),
         ("Score: 0.5", 0.3),  # tie goes to the lower rubric value
         ("Score: 0.2", 0.3),
-        ("Score: 1.7", 1.0),
-        ("Score: -3", 0.0),
+        ("Score: 1.7", None),  # out of the rubric's range: another scale, not 1.0
+        ("Score: -3", None),
+        ("Score: 7/10", None),
+        ("Score: 7", None),
+        ("Score: 70%", None),
+        ("Score: 1/1", None),
         ("Score: 1e999", None),
         ("nan", None),
         ("inf", None),
@@ -457,10 +463,10 @@ def test_parsers_total_on_any_text(text):
 @given(st.floats(allow_nan=True, allow_infinity=True))
 def test_parse_consistency_number_roundtrip(x):
     v = parse_consistency(f"Score: {x!r}")
-    if not math.isfinite(x):
+    if not math.isfinite(x) or not 0.0 <= x <= 1.0:
         assert v is None
     else:
-        assert v in RUBRIC and abs(v - min(1.0, max(0.0, x))) <= 0.2 + 1e-9
+        assert v in RUBRIC and abs(v - x) <= 0.2 + 1e-9
 
 
 def test_prompt_messages_content_and_bounds():
@@ -481,3 +487,118 @@ def test_prompt_messages_content_and_bounds():
     assert len(user) < 2 * 6000 + 1000
     small = consistency_messages("Q", "r" * 100, "t" * 100, max_chars=50)[1]["content"]
     assert "r" * 51 not in small and "omitted" in small
+
+
+# ------------------------------------------------------------------------------ policy (issue 11)
+def test_retry_after_is_honoured_and_bounded_by_the_timeout(srv):
+    srv.script(Reply(status=429, body="{}", headers=(("Retry-After", "0.4"),)), ok("Verdict: 1"))
+    client = JudgeClient(cfg(srv.url, max_retries=1, backoff_s=0.001))
+    t0 = time.perf_counter()
+    res = ask(client)
+    assert (res.value, res.attempts) == (True, 2) and time.perf_counter() - t0 >= 0.4
+    # an hour-long Retry-After waits at most timeout_s
+    srv.script(Reply(status=503, body="{}", headers=(("Retry-After", "3600"),)), ok("Verdict: 1"))
+    client = JudgeClient(cfg(srv.url, max_retries=1, timeout_s=0.3))
+    t0 = time.perf_counter()
+    res = ask(client, pred="other")
+    assert res.value is True and 0.3 <= time.perf_counter() - t0 < 2.0
+
+
+def test_reply_over_the_size_cap_is_bad_reply(srv):
+    huge = json.dumps({"choices": [{"message": {"content": "x" * 2_000_000 + " Verdict: 1"}}]})
+    srv.script(default=Reply(body=huge))
+    client = JudgeClient(cfg(srv.url, max_retries=1))
+    res = ask(client)
+    assert (res.value, res.outcome, res.attempts) == (None, "bad_reply", 2)
+    # the same reply under a larger cap is read and parsed
+    res = ask(JudgeClient(cfg(srv.url, max_reply_bytes=4_000_000)), pred="other")
+    assert (res.value, res.outcome) == (True, "ok")
+
+
+def test_out_of_rubric_score_is_unparsable_not_full_marks(srv):
+    srv.script(default=ok("Mostly consistent. Score: 7/10"))
+    client = JudgeClient(cfg(srv.url, max_retries=1))
+    res = run(client, lambda: judge_consistency(client, "Q", "ref", "target"))
+    assert (res.value, res.outcome) == (None, "bad_reply")  # was 1.0
+
+
+def test_fewer_choices_than_asked_are_counted(srv):
+    srv.script(Reply(texts=("Score: 1.0", "Score: 0.3"), n_choices=2))
+    client = JudgeClient(cfg(srv.url, samples=4, temperature=0.5))
+    res = run(client, lambda: judge_consistency(client, "Q", "ref", "target"))
+    assert res.value == pytest.approx(0.65)
+    assert client.stats()["short_replies"] == 1
+
+
+def test_retry_of_an_unparsable_reply_asks_with_another_seed(srv):
+    srv.script(ok("no verdict"), ok("still none"), ok("Verdict: 1"))
+    client = JudgeClient(cfg(srv.url, max_retries=2))
+    res = ask(client)
+    assert (res.value, res.attempts) == (True, 3)
+    seeds = [r["body"]["seed"] for r in srv.requests]
+    assert len(set(seeds)) == 3 and seeds[0] == 0
+    # the cache key is the original request: the same question is served from the cache
+    assert ask(client).outcome == "cached"
+
+
+def test_aclose_with_calls_in_flight_never_raises_out_of_complete(srv):
+    srv.script(default=hang(2.0))
+    client = JudgeClient(cfg(srv.url, timeout_s=5.0, max_retries=1))
+
+    async def go():
+        calls = [asyncio.ensure_future(judge_answer(client, "Q", "x", f"p{i}")) for i in range(5)]
+        await asyncio.sleep(0.2)
+        await client.aclose()
+        return await asyncio.gather(*calls)  # raises if any call raised
+
+    t0 = time.perf_counter()
+    results = asyncio.run(go())
+    assert all(r.value is None and r.outcome in FAILURE_OUTCOMES for r in results)
+    assert time.perf_counter() - t0 < 2.0
+
+
+def test_two_threads_each_with_their_own_loop_share_one_client(srv):
+    import threading
+
+    srv.script(default=ok("Verdict: 1", delay_s=0.1))
+    client = JudgeClient(cfg(srv.url, max_concurrency=4))
+    out, errors = {}, []
+
+    def worker(name):
+        async def go():
+            try:
+                return await asyncio.gather(*(judge_answer(client, "Q", "x", f"{name}{i}") for i in range(8)))
+            finally:
+                await client.aclose()
+        try:
+            out[name] = asyncio.run(go())
+        except Exception as err:  # noqa: BLE001
+            errors.append(err)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(20)
+    assert not errors
+    assert all(r.outcome == "ok" for name in ("a", "b") for r in out[name])
+    assert srv.count == 16 and client.stats()["calls"] == 16
+
+
+def test_cancelling_a_call_stops_its_request(srv):
+    srv.script(default=hang(3.0))
+    client = JudgeClient(cfg(srv.url, timeout_s=5.0, max_retries=3))
+
+    async def go():
+        task = asyncio.ensure_future(judge_answer(client, "Q", "x", "y"))
+        await asyncio.sleep(0.2)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        await asyncio.sleep(0.1)
+        return client._states[asyncio.get_running_loop()].inflight
+
+    t0 = time.perf_counter()
+    assert run(client, go) == {}
+    assert time.perf_counter() - t0 < 2.0 and srv.count == 1
+    assert client.stats()["failures/cancelled"] == 1

@@ -1,11 +1,14 @@
 """compute_score: verl's custom reward entry point, per stream, with every switch."""
 
+import asyncio
 import math
 
 import numpy as np
 import pytest
 
-from reward_score import RESULT_KEYS, compute_score
+from judge_server import ok, status
+
+from reward_score import RESULT_KEYS, compute_score, compute_score_async
 
 SIZE = [800, 1000]  # original pixels; Qwen2.5-VL sees 812x1008 at max_pixels 1280*28*28
 BOUNDS = {"min_pixels": 3136, "max_pixels": 1280 * 28 * 28}
@@ -26,8 +29,14 @@ def test_perfect_grounded_rollout_scores_four():
 
 
 def test_box_in_original_pixels_is_not_the_model_frame():
+    from reward_score.scoring import gt_boxes_in_model_frame
+
+    (mapped,) = gt_boxes_in_model_frame(grounded())
+    assert mapped == pytest.approx((101.5, 201.6, 406.0, 504.0))  # x 812/800, y 1008/1000
     text = "<think>The cup <box>[100,200,400,500]</box></think><answer>red</answer>"
-    assert compute_score("s", text, "red", grounded())["iou"] < 0.99
+    # IoU of [100,200,400,500] with the mapped box: 298.5*298.4 / (300*300 + 304.5*302.4 - 298.5*298.4)
+    inter = 298.5 * 298.4
+    assert compute_score("s", text, "red", grounded())["iou"] == pytest.approx(inter / (90000 + 304.5 * 302.4 - inter))
 
 
 def test_qwen3_vl_boxes_are_compared_on_the_0_1000_grid():
@@ -144,3 +153,46 @@ def test_paper_format_rule_asks_no_box_of_the_grounded_stream():
     text = "<think>the red cup</think><answer>red</answer>"
     assert compute_score("s", text, "red", grounded())["format"] == 0.0
     assert compute_score("s", text, "red", grounded(), format_rule="paper")["format"] == 1.0
+
+
+# ------------------------------------------------------------------------ judge policy (issue 11)
+def _judge(url, **kw):
+    return {"base_url": url, "timeout_s": 1.0, "max_retries": 0, "backoff_s": 0.001, **kw}
+
+
+def test_judge_all_with_the_judge_down_keeps_the_rule_verdict():
+    from judge_server import dead_port
+
+    from reward_score.judge import OUTCOME_CODES
+
+    text = "<think>x</think><answer>B</answer>"
+    judge = _judge(f"http://127.0.0.1:{dead_port()}/v1")
+    for result in (asyncio.run(compute_score_async("s", text, "B", {"stream": "textual"}, judge_all=True, judge=judge)),
+                   compute_score("s", text, "B", {"stream": "textual"}, judge_all=True, judge=judge)):
+        assert (result["acc"], result["acc_undecided"]) == (1.0, 0.0)  # was 0: the rule verdict was thrown away
+        assert result["acc_judge"] == OUTCOME_CODES["connection_error"]
+        assert tuple(result) == RESULT_KEYS
+
+
+def test_sync_compute_score_honours_judge_all(judge_server):
+    judge_server.reset()
+    judge_server.script(default=ok("The prediction differs.\nVerdict: 0"))
+    text = "<think>x</think><answer>B</answer>"
+    judge = _judge(judge_server.url, cache_size=0)
+    rules = compute_score("s", text, "B", {"stream": "textual"}, judge=judge)
+    assert rules["acc"] == 1.0 and rules["acc_judge"] == 0.0 and judge_server.count == 0
+    judged = compute_score("s", text, "B", {"stream": "textual", "question": "Q?"}, judge_all=True, judge=judge)
+    assert judged["acc"] == 0.0 and judged["acc_judge"] == 1.0 and judge_server.count == 1  # 1 = "ok"
+    judge_server.reset()
+
+
+def test_undecided_answer_with_a_failing_judge_is_flagged_and_coded(judge_server):
+    from reward_score.judge import OUTCOME_CODES
+
+    judge_server.reset()
+    judge_server.script(default=status(503))
+    text = "<think>x</think><answer>navy</answer>"
+    result = asyncio.run(compute_score_async("s", text, "blue", {"stream": "single"}, judge=_judge(judge_server.url)))
+    assert (result["acc"], result["acc_undecided"]) == (0.0, 1.0)
+    assert result["acc_judge"] == OUTCOME_CODES["server_error"]
+    judge_server.reset()

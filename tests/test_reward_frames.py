@@ -75,3 +75,41 @@ def test_resize_comes_from_transformers_when_qwen_vl_utils_cannot_import():
         assert resize_source() == "transformers"
     else:
         assert resize_source() == "qwen_vl_utils"
+
+
+def _qwen_vl_utils_smart_resize():
+    """qwen_vl_utils' own smart_resize (what GPU nodes use), taken from the installed package's source:
+    the module imports torchvision at the top, which CPU machines lack, but the function is plain maths."""
+    import ast
+    import importlib.util
+    import math
+    import os
+
+    spec = importlib.util.find_spec("qwen_vl_utils")
+    if spec is None:
+        pytest.skip("qwen-vl-utils not installed (pip install --no-deps qwen-vl-utils)")
+    path = os.path.join(spec.submodule_search_locations[0], "vision_process.py")
+    tree = ast.parse(open(path, encoding="utf-8").read())
+    wanted = {"smart_resize", "round_by_factor", "ceil_by_factor", "floor_by_factor"}
+    import typing
+
+    namespace = {"math": math, "os": os, "Optional": typing.Optional, "Tuple": typing.Tuple}
+    for node in tree.body:  # module constants (MAX_RATIO, token bounds) and the resize functions
+        constant = isinstance(node, ast.Assign) and all(isinstance(t, ast.Name) and t.id.isupper()
+                                                        for t in node.targets)
+        if constant and isinstance(node.value, ast.Constant) or (isinstance(node, ast.FunctionDef)
+                                                                  and node.name in wanted):
+            exec(compile(ast.Module(body=[node], type_ignores=[]), path, "exec"), namespace)  # noqa: S102
+    return namespace["smart_resize"]
+
+
+@pytest.mark.parametrize("size", REAL_SIZES)
+@pytest.mark.parametrize("bounds, factor, patch", [((3136, 1280 * 28 * 28), 28, 14), ((3136, 4096 * 28 * 28), 28, 14),
+                                                    ((4 * 32 * 32, 1280 * 32 * 32), 32, 16)])
+def test_qwen_vl_utils_resize_maths_equals_processor_grid_and_our_frame(size, bounds, factor, patch):
+    smart_resize = _qwen_vl_utils_smart_resize()
+    width, height = size
+    new_h, new_w = smart_resize(height, width, factor, min_pixels=bounds[0], max_pixels=bounds[1])
+    assert (new_w, new_h) == processor_seen_size(width, height, *bounds, patch_size=patch)
+    frame = "qwen2_5_vl" if factor == 28 else "qwen3_vl"
+    assert resized_size(width, height, frame, *bounds) == (new_w, new_h)

@@ -1,6 +1,7 @@
 """Property-based fuzzing: adversarial rollouts never raise and every score stays finite and in range."""
 
 import math
+import re
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -59,7 +60,16 @@ def test_parsers_never_raise(text):
     boxes = parse_boxes(text)
     assert boxes.total >= len(boxes.valid)
     assert all(math.isfinite(c) for b in boxes.valid for c in b)
-    assert parsed.structure_ok in (True, False)
+    # an independent statement of the structure rule: the text is exactly one think block and one
+    # answer block (tags with inner spaces/case tolerated), nothing but whitespace around them
+    tag = r"<\s{0,8}/?\s{0,8}(?:think|answer)\s{0,8}>"
+    reference = re.fullmatch(r"\s*<\s{0,8}think\s{0,8}>((?:(?!" + tag + r").)*)<\s{0,8}/\s{0,8}think\s{0,8}>\s*"
+                             r"<\s{0,8}answer\s{0,8}>((?:(?!" + tag + r").)*)<\s{0,8}/\s{0,8}answer\s{0,8}>\s*",
+                             text, re.IGNORECASE | re.DOTALL)
+    ok = reference is not None
+    assert parsed.structure_ok == ok, text
+    if ok:
+        assert (parsed.think, parsed.answer) == (reference.group(1), reference.group(2))
 
 
 @pytest.mark.parametrize("stream", ["grounded", "textual", "single"])

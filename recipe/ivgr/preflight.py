@@ -157,7 +157,9 @@ def check_recipe_settings(config, findings: Findings) -> None:
     except (ValueError, TypeError) as err:
         findings.problem(f"ivgr.reward: {err}")
     try:
-        JudgeConfig.from_mapping(plain(select(config, "ivgr.judge", {})))
+        from recipe.ivgr.stage import split_judge_settings  # the step policy keys live beside the client's
+
+        JudgeConfig.from_mapping(split_judge_settings(plain(select(config, "ivgr.judge", {})))[0])
     except (ValueError, TypeError) as err:
         findings.problem(f"ivgr.judge: {err}")
     if select(config, "reward.reward_model.enable", False):

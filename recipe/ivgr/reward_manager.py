@@ -15,6 +15,7 @@ from omegaconf import OmegaConf
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
+from recipe.ivgr.stage import split_judge_settings
 from reward_score.parsing import parse_response
 from reward_score.scoring import compute_score_async
 
@@ -24,7 +25,7 @@ def reward_settings(config: Any) -> dict[str, Any]:
     is to resolve undecided answers."""
     ivgr = OmegaConf.to_container(config.ivgr, resolve=True) if "ivgr" in config else {}
     settings = dict(ivgr.get("reward") or {})
-    judge = ivgr.get("judge") or {}
+    judge, _step_policy = split_judge_settings(ivgr.get("judge"))  # the step policy is the stage's
     if ivgr.get("judge_accuracy", True) and judge.get("base_url"):
         settings["judge"] = judge
     return settings

@@ -10,17 +10,21 @@ extension point for other step-level methods (IVR-R1): subclass `StepStage`, imp
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
 
 from recipe.ivgr.archive import Reference, RolloutArchive
 
-GROUNDED_KEYS = ("score", "format", "acc", "iou", "box_valid", "num_boxes")
-TEXTUAL_KEYS = ("score", "format", "acc", "consistency")
-SINGLE_KEYS = ("score", "format", "acc")
+logger = logging.getLogger(__name__)
+
+GROUNDED_KEYS = ("score", "format", "acc", "acc_undecided", "iou", "box_valid", "num_boxes")
+TEXTUAL_KEYS = ("score", "format", "acc", "acc_undecided", "consistency")
+SINGLE_KEYS = ("score", "format", "acc", "acc_undecided")
 
 
 @dataclass
@@ -64,14 +68,47 @@ class StepStage(ABC):
 
 
 @dataclass(frozen=True)
+class JudgePolicy:
+    """Step-level judge policy (keys under `ivgr.judge` next to the client's `JudgeConfig` keys).
+
+    `step_deadline_s`: seconds after which the step's outstanding consistency calls are cancelled
+    (counted as `ivgr/textual/judge_deadline`); `breaker_failure_rate`, `breaker_min_calls`: once the
+    first `breaker_min_calls` consistency calls of a step have finished, more than this share failed
+    -> the rest of the step's calls are cancelled (`ivgr/textual/judge_breaker`); `warn_failure_rate`:
+    a warning line when the share of failed judge calls of a step (accuracy or consistency) is above it.
+    """
+
+    step_deadline_s: float = 600.0
+    breaker_failure_rate: float = 0.5
+    breaker_min_calls: int = 32
+    warn_failure_rate: float = 0.05
+
+    def __post_init__(self) -> None:
+        if self.step_deadline_s <= 0 or not 0 <= self.breaker_failure_rate <= 1 or self.breaker_min_calls < 1:
+            raise ValueError(f"invalid ivgr.judge step policy: {self}")
+
+
+JUDGE_POLICY_KEYS = tuple(f.name for f in fields(JudgePolicy))
+
+
+def split_judge_settings(judge: Mapping[str, Any] | None) -> tuple[dict[str, Any], JudgePolicy]:
+    """`ivgr.judge` -> (the client's JudgeConfig mapping, the step policy)."""
+    judge = dict(judge or {})
+    policy = {k: judge.pop(k) for k in JUDGE_POLICY_KEYS if k in judge}
+    return judge, JudgePolicy(**policy)
+
+
+@dataclass(frozen=True)
 class ConsistencySettings:
     """`reference_iou_threshold`: a grounded rollout qualifies as reference when acc == 1 and IoU >= this
     (paper: 0.3); `reference_requires_format`: also require format == 1 (paper figure; the official code
-    does not check it); `weight`: multiplier of the consistency term (paper: 1)."""
+    does not check it); `weight`: multiplier of the consistency term (paper: 1); `judge`: deadline,
+    circuit breaker and warning threshold of the step's judge calls."""
 
     reference_iou_threshold: float = 0.3
     reference_requires_format: bool = False
     weight: float = 1.0
+    judge: JudgePolicy = field(default_factory=JudgePolicy)
 
 
 class ConsistencyStage(StepStage):
@@ -138,9 +175,11 @@ class ConsistencyStage(StepStage):
             else:
                 calls.append((i, judge_consistency(self.judge, record.question, reference.think, record.think)))
         if calls:
-            results = await asyncio.gather(*(call for _, call in calls))
+            results = await self._bounded(calls, counts, step)
             for (i, _), result in zip(calls, results):
-                if result.value is None:
+                if result is None:
+                    consistency[i] = 0.0  # cancelled by the deadline or the breaker (counted there)
+                elif result.value is None:
                     counts["judge_failed"] += 1
                     consistency[i] = 0.0
                 else:
@@ -159,11 +198,115 @@ class ConsistencyStage(StepStage):
             "ivgr/textual/no_think": float(counts["no_think"]),
             "ivgr/textual/judge_failed": float(counts["judge_failed"]),
             "ivgr/textual/judge_disabled": float(counts["judge_disabled"]),
+            "ivgr/textual/judge_deadline": float(counts["judge_deadline"]),
+            "ivgr/textual/judge_breaker": float(counts["judge_breaker"]),
         })
+        metrics.update(reward_metrics(records, step, self.settings.judge.warn_failure_rate))
         if self.judge is not None:
             metrics.update({f"ivgr/judge/{k}": float(v) for k, v in self.judge.stats(reset=True).items()})
+            asked = len(calls)
+            lost = counts["judge_failed"] + counts["judge_deadline"] + counts["judge_breaker"]
+            if asked and lost / asked > self.settings.judge.warn_failure_rate:
+                logger.warning("step %d: consistency judge failed on %d of %d calls (%d failed, %d past the "
+                               "%.0f s deadline, %d stopped by the breaker); their consistency is 0",
+                               step, lost, asked, counts["judge_failed"], counts["judge_deadline"],
+                               self.settings.judge.step_deadline_s, counts["judge_breaker"])
         metrics["ivgr/stage/seconds"] = time.perf_counter() - start
         return StageOutput(bonus, metrics)
+
+    async def _bounded(self, calls: list[tuple[int, Any]], counts: dict[str, int], step: int) -> list:
+        """Run the judge calls under the step deadline and the circuit breaker; cancelled or skipped
+        ones give None. At most the client's `max_concurrency` calls are open at a time (the client
+        sends no more anyway), so a tripped breaker leaves at most that many to cancel."""
+        policy = self.settings.judge
+        window = max(1, int(getattr(getattr(self.judge, "config", None), "max_concurrency", len(calls))))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + policy.step_deadline_s
+        results: list = [None] * len(calls)
+        queue = list(enumerate(call for _, call in calls))[::-1]  # popped from the end, in order
+        running: dict[asyncio.Future, int] = {}
+        finished = failed = 0
+        checked = False
+        while queue or running:
+            while queue and len(running) < window:
+                index, call = queue.pop()
+                running[asyncio.ensure_future(call)] = index
+            left = deadline - loop.time()
+            if left <= 0:
+                counts["judge_deadline"] += len(running) + len(queue)
+                logger.warning("step %d: %d consistency judge calls still open after the %.0f s step deadline: "
+                               "cancelled", step, len(running) + len(queue), policy.step_deadline_s)
+                break
+            done, _ = await asyncio.wait(running, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                results[running.pop(task)] = task.result()
+                finished += 1
+                failed += not task.result().ok
+            if not checked and finished >= policy.breaker_min_calls:
+                checked = True
+                if failed > policy.breaker_failure_rate * finished and (running or queue):
+                    counts["judge_breaker"] += len(running) + len(queue)
+                    logger.warning("step %d: consistency judge failed %d of its first %d calls: circuit breaker "
+                                   "open, %d remaining calls of this step skipped", step, failed, finished,
+                                   len(running) + len(queue))
+                    break
+        for _, call in queue:
+            call.close()  # never started
+        for task in running:
+            task.cancel()
+        if running:
+            await asyncio.gather(*running, return_exceptions=True)
+        return results
+
+
+class RewardMetricsStage(StepStage):
+    """No reward change; only the step's reward metrics (`reward_metrics`). Used when the consistency
+    stage is off, so accuracy-judge failures stay visible."""
+
+    def __init__(self, warn_failure_rate: float = 0.05) -> None:
+        self.warn_failure_rate = warn_failure_rate
+
+    async def run(self, records: Sequence[RolloutRecord], step: int) -> StageOutput:
+        metrics = stream_metrics(records, {}, [0.0] * len(records))
+        metrics.update(reward_metrics(records, step, self.warn_failure_rate))
+        return StageOutput([0.0] * len(records), metrics)
+
+
+def reward_metrics(records: Sequence[RolloutRecord], step: int, warn_failure_rate: float = 0.05) -> dict[str, float]:
+    """The reward workers' accuracy-judge outcomes and undecided answers of this step, from each
+    row's `reward_extra_info` (`acc_judge` outcome codes, `acc_undecided`, `math_timeout`).
+
+    `ivgr/acc_judge/{calls, ok, failed, <outcome>}` are counts of rollouts (`ok` = answered, fresh or
+    cached; `<outcome>` = each failure kind, `cached`, `disabled`); `ivgr/acc_undecided_rate`
+    is the share of rollouts whose accuracy neither the rules nor the judge decided (scored by the
+    fallback). Logs a warning when the failed share of the judge calls is above `warn_failure_rate`."""
+    from reward_score.judge import FAILURE_OUTCOMES, OUTCOME_CODES, OUTCOME_DISABLED, SUCCESS_OUTCOMES
+
+    names = {code: outcome for outcome, code in OUTCOME_CODES.items()}
+    outcomes = dict.fromkeys(OUTCOME_CODES, 0)
+    undecided = math_timeouts = 0
+    for record in records:
+        code = int(record.reward.get("acc_judge", 0) or 0)
+        if code in names:
+            outcomes[names[code]] += 1
+        undecided += record.reward.get("acc_undecided", 0.0) >= 1.0
+        math_timeouts += record.reward.get("math_timeout", 0.0) >= 1.0
+    calls = sum(n for o, n in outcomes.items() if o != OUTCOME_DISABLED)
+    ok = sum(outcomes[o] for o in SUCCESS_OUTCOMES)
+    failed = sum(outcomes[o] for o in FAILURE_OUTCOMES)
+    metrics = {"ivgr/acc_judge/calls": float(calls), "ivgr/acc_judge/ok": float(ok),
+               "ivgr/acc_judge/failed": float(failed),
+               "ivgr/acc_judge/failure_rate": failed / calls if calls else 0.0,
+               "ivgr/acc_undecided_rate": undecided / len(records) if records else 0.0,
+               "ivgr/acc_rules/math_timeout": float(math_timeouts)}
+    # `ok` above counts answered calls (fresh + cached); `cached` is also shown on its own
+    metrics.update({f"ivgr/acc_judge/{o}": float(n) for o, n in outcomes.items() if o != "ok"})
+    if calls and failed / calls > warn_failure_rate:
+        logger.warning("step %d: accuracy judge failed on %d of %d calls (%s); %d of %d rollouts scored by "
+                       "the undecided fallback", step, failed, calls,
+                       ", ".join(f"{o} {outcomes[o]}" for o in FAILURE_OUTCOMES if outcomes[o]),
+                       undecided, len(records))
+    return metrics
 
 
 def stream_metrics(records: Sequence[RolloutRecord], consistency: dict[int, float],

@@ -24,7 +24,8 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from recipe.ivgr.archive import RolloutArchive
 from recipe.ivgr.sampler import epochs_for_steps
-from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage, RolloutRecord, StageOutput, StepStage
+from recipe.ivgr.stage import (ConsistencySettings, ConsistencyStage, RewardMetricsStage, RolloutRecord, StageOutput,
+                               StepStage, split_judge_settings)
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -45,15 +46,16 @@ class BackgroundLoop:
 
 
 def build_stages(config) -> list[StepStage]:
-    """The step stages the `ivgr` config asks for (consistency, unless disabled)."""
+    """The step stages the `ivgr` config asks for (consistency, unless disabled; else reward metrics only)."""
     ivgr = OmegaConf.to_container(config.ivgr, resolve=True)
+    judge_settings, policy = split_judge_settings(ivgr["judge"])
     if not ivgr["consistency"]["enable"]:
-        return []
+        return [RewardMetricsStage(policy.warn_failure_rate)]
     judge = None
-    if ivgr["judge"].get("base_url"):
+    if judge_settings.get("base_url"):
         from reward_score.judge import JudgeClient, JudgeConfig
 
-        judge = JudgeClient(JudgeConfig.from_mapping(ivgr["judge"]))
+        judge = JudgeClient(JudgeConfig.from_mapping(judge_settings))
     else:
         logger.warning("ivgr.judge.base_url is not set: consistency stays 0 (counted as ivgr/textual/judge_disabled)")
     weights = ivgr["reward"].get("weights") or {}
@@ -61,6 +63,7 @@ def build_stages(config) -> list[StepStage]:
         reference_iou_threshold=ivgr["consistency"]["reference_iou_threshold"],
         reference_requires_format=ivgr["consistency"]["reference_requires_format"],
         weight=weights.get("consistency", 1.0),
+        judge=policy,
     )
     return [ConsistencyStage(settings, RolloutArchive(enabled=ivgr["archive"]["enable"]), judge)]
 

@@ -18,7 +18,9 @@ import logging
 import math
 import os
 import random
+import threading
 import time
+from email.utils import parsedate_to_datetime
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -36,7 +38,8 @@ OUTCOME_TIMEOUT = "timeout"  # last attempt got no complete reply within timeout
 OUTCOME_CONNECTION_ERROR = "connection_error"  # last attempt could not connect / connection broke
 OUTCOME_HTTP_ERROR = "http_error"  # non-retryable HTTP status (4xx other than 429); no retry
 OUTCOME_SERVER_ERROR = "server_error"  # 5xx or 429 on the last attempt
-OUTCOME_BAD_REPLY = "bad_reply"  # 2xx but body not JSON / no choices / no choice parsed, last attempt
+OUTCOME_BAD_REPLY = "bad_reply"  # 2xx but body not JSON / no choices / no choice parsed / over the size cap
+OUTCOME_CANCELLED = "cancelled"  # the caller cancelled the call (step deadline, circuit breaker)
 OUTCOME_DISABLED = "disabled"  # judge not configured (base_url is None); no network
 SUCCESS_OUTCOMES = (OUTCOME_OK, OUTCOME_CACHED)
 FAILURE_OUTCOMES = (
@@ -45,8 +48,11 @@ FAILURE_OUTCOMES = (
     OUTCOME_HTTP_ERROR,
     OUTCOME_SERVER_ERROR,
     OUTCOME_BAD_REPLY,
+    OUTCOME_CANCELLED,
 )
 OUTCOMES = SUCCESS_OUTCOMES + FAILURE_OUTCOMES + (OUTCOME_DISABLED,)
+# numeric code of each outcome in per-rollout reward_extra_info (`acc_judge`); 0 = no judge call
+OUTCOME_CODES = {outcome: index + 1 for index, outcome in enumerate(OUTCOMES)}
 
 _PREVIEW_CHARS = 200
 _LOG_FIRST = 10
@@ -77,6 +83,7 @@ class JudgeConfig:
     samples: int = 1
     seed: int | None = 0
     cache_size: int = 100_000
+    max_reply_bytes: int = 1_000_000  # a longer reply body is not read further: bad_reply
 
     def __post_init__(self) -> None:
         if self.base_url is not None:
@@ -92,6 +99,7 @@ class JudgeConfig:
             "max_tokens >= 1": self.max_tokens >= 1,
             "samples >= 1": self.samples >= 1,
             "cache_size >= 0": self.cache_size >= 0,
+            "max_reply_bytes >= 1": self.max_reply_bytes >= 1,
         }
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
@@ -158,15 +166,18 @@ class _LoopState:
 
 
 class JudgeClient:
-    """Bounded-concurrency, retrying, caching judge client. Use from one event loop at a time.
+    """Bounded-concurrency, retrying, caching judge client.
 
-    Sequential ``asyncio.run`` calls are fine: the session is recreated when the loop changes, but
-    ``await client.aclose()`` before a loop ends is cleaner. The response cache survives loop changes.
+    One HTTP session (and concurrency bound) per event loop: threads that each run their own loop
+    can share a client. Sessions of loops that are no longer running are closed when another loop
+    opens one; ``await client.aclose()`` before a loop ends is cleaner. The response cache and the
+    statistics are shared by all loops.
     """
 
     def __init__(self, config: JudgeConfig) -> None:
         self.config = config
-        self._state: _LoopState | None = None
+        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
+        self._lock = threading.Lock()  # states, cache and counters are shared across threads
         self._cache: OrderedDict[str, tuple[Any, str | None]] = OrderedDict()
         self._rng = random.Random()
         self._fail_seen: dict[str, int] = {}  # lifetime failure counts, for log rate-limiting
@@ -181,25 +192,33 @@ class JudgeClient:
         self._calls = 0
         self._attempts = 0
         self._cache_hits = 0
+        self._short_replies = 0
         self._failures = dict.fromkeys(FAILURE_OUTCOMES, 0)
         self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
 
+    def _count_failure(self, outcome: str) -> None:
+        with self._lock:
+            self._failures[outcome] += 1
+
     def stats(self, reset: bool = False) -> dict[str, float]:
         """Counters since the last reset: logical ``calls`` (cache hits included), HTTP ``attempts``,
-        ``cache_hits``, ``failures`` (+ ``failures/<outcome>``), and ``latency_p50``/``latency_p95`` in
-        seconds over recent network calls (0.0 when none)."""
-        lat = sorted(self._latencies)
-        out: dict[str, float] = {
-            "calls": float(self._calls),
-            "attempts": float(self._attempts),
-            "cache_hits": float(self._cache_hits),
-            "failures": float(sum(self._failures.values())),
-            "latency_p50": _percentile(lat, 0.50),
-            "latency_p95": _percentile(lat, 0.95),
-        }
-        out.update({f"failures/{k}": float(v) for k, v in self._failures.items()})
-        if reset:
-            self._reset_stats()
+        ``cache_hits``, ``failures`` (+ ``failures/<outcome>``), ``short_replies`` (replies with fewer
+        choices than the ``n`` asked for; the mean uses those present), and ``latency_p50``/
+        ``latency_p95`` in seconds over recent network calls (0.0 when none)."""
+        with self._lock:
+            lat = sorted(self._latencies)
+            out: dict[str, float] = {
+                "calls": float(self._calls),
+                "attempts": float(self._attempts),
+                "cache_hits": float(self._cache_hits),
+                "failures": float(sum(self._failures.values())),
+                "short_replies": float(self._short_replies),
+                "latency_p50": _percentile(lat, 0.50),
+                "latency_p95": _percentile(lat, 0.95),
+            }
+            out.update({f"failures/{k}": float(v) for k, v in self._failures.items()})
+            if reset:
+                self._reset_stats()
         return out
 
     # ------------------------------------------------------------------------------------ lifecycle
@@ -207,16 +226,20 @@ class JudgeClient:
         import aiohttp
 
         loop = asyncio.get_running_loop()
-        st = self._state
-        if st is not None and st.loop is loop and not st.session.closed:
+        st = self._states.get(loop)
+        if st is not None and not st.session.closed:
             return st
-        if st is not None and st.loop is not loop:
-            self._retire(st)
-        connector = aiohttp.TCPConnector(limit=self.config.max_concurrency)
-        # per-attempt timeout on the session: no extra task per request, unlike asyncio.wait_for
-        session = aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
-        self._state = _LoopState(loop, session, asyncio.Semaphore(self.config.max_concurrency))
-        return self._state
+        with self._lock:
+            # sessions of loops that no longer run (finished asyncio.run, idle loops) are closed;
+            # loops running in other threads keep theirs
+            for other in [o for o in self._states if o is not loop and (o.is_closed() or not o.is_running())]:
+                self._retire(self._states.pop(other))
+            connector = aiohttp.TCPConnector(limit=self.config.max_concurrency)
+            # per-attempt timeout on the session: no extra task per request, unlike asyncio.wait_for
+            session = aiohttp.ClientSession(connector=connector,
+                                            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
+            st = self._states[loop] = _LoopState(loop, session, asyncio.Semaphore(self.config.max_concurrency))
+        return st
 
     @staticmethod
     def _retire(st: _LoopState) -> None:
@@ -229,14 +252,17 @@ class JudgeClient:
             st.session.connector._close()  # synchronous part of aiohttp's close(); the old loop cannot run it
 
     async def aclose(self) -> None:
-        """Close the HTTP session (a later call opens a new one). The cache is kept."""
-        st, self._state = self._state, None
-        if st is None:
-            return
-        if st.loop is asyncio.get_running_loop():
+        """Close this event loop's HTTP session and drop sessions of loops that no longer run (a later
+        call opens a new one). The cache is kept. Calls still in flight end with an outcome
+        (``connection_error`` or ``cancelled``); ``complete`` never raises because of it."""
+        loop = asyncio.get_running_loop()
+        with self._lock:
+            st = self._states.pop(loop, None)
+            stale = [self._states.pop(o) for o in list(self._states) if o.is_closed() or not o.is_running()]
+        for other in stale:
+            self._retire(other)
+        if st is not None:
             await st.session.close()
-        else:
-            self._retire(st)
 
     # -------------------------------------------------------------------------------------- calling
     def _api_key(self) -> str | None:
@@ -246,8 +272,9 @@ class JudgeClient:
         key = self._api_key()
         return text.replace(key, "***") if key else text
 
-    def _body(self, messages: list[dict], n: int) -> bytes:
-        """The request body, serialized once: it is both what is sent and what the cache key hashes."""
+    def _body(self, messages: list[dict], n: int, seed_offset: int = 0) -> bytes:
+        """The request body, serialized once: it is both what is sent and what the cache key hashes
+        (``seed_offset`` > 0: a retry's body with another seed; the cache key keeps the first)."""
         c = self.config
         body: dict[str, Any] = {
             "model": c.model,
@@ -257,8 +284,8 @@ class JudgeClient:
             "max_tokens": c.max_tokens,
             "n": n,
         }
-        if c.seed is not None:
-            body["seed"] = c.seed
+        if c.seed is not None or seed_offset:
+            body["seed"] = (c.seed or 0) + seed_offset
         return json.dumps(body, sort_keys=True, ensure_ascii=False, default=str).encode("utf-8")
 
     @staticmethod
@@ -279,62 +306,85 @@ class JudgeClient:
             return JudgeResult(None, OUTCOME_DISABLED, 0, 0.0, None)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        self._calls += 1
+        with self._lock:
+            self._calls += 1
         body = self._body(messages, n)
         key = self._key(body, parse)
 
         hit = self._cache_get(key)
         if hit is not None:
-            self._cache_hits += 1
+            with self._lock:
+                self._cache_hits += 1
             return JudgeResult(_copy(hit[0]), OUTCOME_CACHED, 0, time.perf_counter() - t0, hit[1])
 
         st = self._loop_state()
         task = st.inflight.get(key)
         leader = task is None
         if leader:
-            task = st.loop.create_task(self._fetch(st, body, parse, n, key, messages))
+            task = st.loop.create_task(self._fetch(st, messages, parse, n, key))
             st.inflight[key] = task
             task.add_done_callback(lambda _t, d=st.inflight, k=key: d.pop(k, None))
-        result = await asyncio.shield(task)
+        try:
+            result = await asyncio.shield(task)
+        except asyncio.CancelledError:
+            self._count_failure(OUTCOME_CANCELLED)
+            me = asyncio.current_task()
+            if me is not None and me.cancelling():  # our caller cancelled us: stop the request too
+                if leader:
+                    task.cancel()
+                raise
+            # the shared request was cancelled by its leader's caller
+            return JudgeResult(None, OUTCOME_CANCELLED, 0, time.perf_counter() - t0, None)
         if not leader:
             if result.ok:
-                self._cache_hits += 1
+                with self._lock:
+                    self._cache_hits += 1
                 result = JudgeResult(_copy(result.value), OUTCOME_CACHED, 0, time.perf_counter() - t0, result.raw)
             else:
-                self._failures[result.outcome] += 1
+                self._count_failure(result.outcome)
         return result
 
-    async def _fetch(
-        self, st: _LoopState, body: bytes, parse: Callable, n: int, key: str, messages: list[dict]
-    ) -> JudgeResult:
-        """Send the request with retries; cache and count the result (run once per in-flight key)."""
+    async def _fetch(self, st: _LoopState, messages: list[dict], parse: Callable, n: int, key: str) -> JudgeResult:
+        """Send the request with retries; cache and count the result (run once per in-flight key).
+
+        A retry after an unparsable reply asks with another seed (``seed + attempt``): a deterministic
+        server would otherwise return the same text. ``Retry-After`` on 429/503 is honoured, bounded
+        by ``timeout_s``."""
         import aiohttp
 
         c = self.config
         t0 = time.perf_counter()
-        outcome, raw, detail, attempts = OUTCOME_BAD_REPLY, None, "", 0
+        body = self._body(messages, n)
+        outcome, raw, detail, attempts, wait_hint = OUTCOME_BAD_REPLY, None, "", 0, 0.0
         for attempt in range(c.max_retries + 1):
             if attempt:
-                await asyncio.sleep(backoff_delay(attempt, c.backoff_s, c.backoff_max_s, self._rng.random))
+                delay = backoff_delay(attempt, c.backoff_s, c.backoff_max_s, self._rng.random)
+                await asyncio.sleep(max(delay, min(wait_hint, c.timeout_s)))
+            wait_hint = 0.0
             attempts += 1
-            self._attempts += 1
+            with self._lock:
+                self._attempts += 1
             try:
                 async with st.sem:
                     sent = time.perf_counter()
                     try:
-                        status, text = await self._post(st, body)
+                        status, text, retry_after = await self._post(st, body)
                     finally:
                         # server latency of this attempt (queueing for a slot excluded)
-                        self._latencies.append(time.perf_counter() - sent)
+                        with self._lock:
+                            self._latencies.append(time.perf_counter() - sent)
             except asyncio.TimeoutError:
                 outcome, detail = OUTCOME_TIMEOUT, f"no complete reply within {c.timeout_s}s"
                 continue
-            except (aiohttp.ClientError, OSError) as e:
+            except (aiohttp.ClientError, OSError, RuntimeError) as e:  # RuntimeError: session closed by aclose
                 outcome, detail = OUTCOME_CONNECTION_ERROR, f"{type(e).__name__}: {e}"
+                continue
+            if text is None:
+                outcome, detail = OUTCOME_BAD_REPLY, f"reply body over {c.max_reply_bytes} bytes"
                 continue
             raw = text[:2000]
             if status == 429 or status >= 500:
-                outcome, detail = OUTCOME_SERVER_ERROR, f"HTTP {status}"
+                outcome, detail, wait_hint = OUTCOME_SERVER_ERROR, f"HTTP {status}", retry_after
                 continue
             if not 200 <= status < 300:
                 outcome, detail = OUTCOME_HTTP_ERROR, f"HTTP {status}"
@@ -343,10 +393,14 @@ class JudgeClient:
             if texts is None:
                 outcome, detail = OUTCOME_BAD_REPLY, "body is not a chat completion with choices"
                 continue
+            if len(texts) < n:
+                with self._lock:
+                    self._short_replies += 1
             raw = texts[0] if n == 1 else json.dumps(texts, ensure_ascii=False)
             values = [v for v in (_safe_parse(parse, t) for t in texts[:n]) if v is not None]
             if not values:
                 outcome, detail = OUTCOME_BAD_REPLY, "reply text not parsable"
+                body = self._body(messages, n, seed_offset=attempt + 1)
                 continue
             value = values[0] if n == 1 else values
             latency = time.perf_counter() - t0
@@ -354,18 +408,32 @@ class JudgeClient:
             return JudgeResult(_copy(value), OUTCOME_OK, attempts, latency, raw)
 
         latency = time.perf_counter() - t0
-        self._failures[outcome] += 1
+        self._count_failure(outcome)
         self._log_failure(outcome, attempts, latency, detail, messages)
         return JudgeResult(None, outcome, attempts, latency, raw)
 
-    async def _post(self, st: _LoopState, body: bytes) -> tuple[int, str]:
+    async def _post(self, st: _LoopState, body: bytes) -> tuple[int, str | None, float]:
+        """(status, body text or None when over ``max_reply_bytes``, Retry-After seconds or 0)."""
         headers = {"Content-Type": "application/json"}
         key = self._api_key()
         if key:
             headers["Authorization"] = f"Bearer {key}"
         url = f"{self.config.base_url}/chat/completions"
+        cap = self.config.max_reply_bytes
         async with st.session.post(url, data=body, headers=headers) as resp:
-            return resp.status, await resp.text(errors="replace")
+            retry_after = _retry_after_s(resp.headers.get("Retry-After"))
+            if (resp.content_length or 0) > cap:
+                return resp.status, None, retry_after
+            chunks, size = [], 0
+            while size <= cap:
+                chunk = await resp.content.read(cap + 1 - size)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                size += len(chunk)
+            if size > cap:
+                return resp.status, None, retry_after
+            return resp.status, b"".join(chunks).decode(resp.get_encoding() or "utf-8", errors="replace"), retry_after
 
     def _log_failure(self, outcome: str, attempts: int, latency_s: float, detail: str, messages: list[dict]) -> None:
         count = self._fail_seen[outcome] = self._fail_seen.get(outcome, 0) + 1
@@ -382,18 +450,34 @@ class JudgeClient:
 
     # ----------------------------------------------------------------------------------------- cache
     def _cache_get(self, key: str) -> tuple[Any, str | None] | None:
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-        return hit
+        with self._lock:
+            hit = self._cache.get(key)
+            if hit is not None:
+                self._cache.move_to_end(key)
+            return hit
 
     def _cache_put(self, key: str, value: Any, raw: str | None) -> None:
         if self.config.cache_size <= 0:
             return
-        self._cache[key] = (_copy(value), raw)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self.config.cache_size:
-            self._cache.popitem(last=False)
+        with self._lock:
+            self._cache[key] = (_copy(value), raw)
+            self._cache.move_to_end(key)
+            while len(self._cache) > self.config.cache_size:
+                self._cache.popitem(last=False)
+
+
+def _retry_after_s(value: str | None) -> float:
+    """Seconds from a Retry-After header (delta-seconds or an HTTP date); 0 when absent or unusable."""
+    if not value:
+        return 0.0
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
+    except (TypeError, ValueError, IndexError, OverflowError):
+        return 0.0
 
 
 def _copy(value: Any) -> Any:

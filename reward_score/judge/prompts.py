@@ -106,7 +106,7 @@ def answer_equivalence_messages(
     return [{"role": "system", "content": _EQUIV_SYSTEM}, {"role": "user", "content": user}]
 
 
-_VERDICT_RE = re.compile(r"verdict\W{0,3}?\s*[:=]\s*[*_`\"']*\s*([01])(?:\.0+)?(?![\w]|\.\d)", re.IGNORECASE)
+_VERDICT_RE = re.compile(r"verdict\W{0,3}?\s*[:=]\s*[*_`\"']*\s*([01])(?:\.0+)?(?![\w%]|\.\d|\s*/\s*\d)", re.IGNORECASE)
 _BARE_RE = re.compile(r"[\s*_`\"'.]*([01])(?:\.0+)?[\s*_`\"'.]*")
 
 
@@ -179,7 +179,8 @@ def consistency_messages(
 
 
 _NUM = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][-+]?\d+)?"
-_SCORE_RE = re.compile(rf"score\W{{0,3}}?\s*[:=]\s*[*_`\"']*\s*({_NUM})", re.IGNORECASE)
+# a score followed by "/10" or "%" is another scale than the rubric's: unparsable, not 1.0
+_SCORE_RE = re.compile(rf"score\W{{0,3}}?\s*[:=]\s*[*_`\"']*\s*({_NUM})(?!\d|\s*/\s*\d|\s*%)", re.IGNORECASE)
 _BARE_NUM_RE = re.compile(rf"[\s*_`\"']*({_NUM})[\s*_`\"'.]*")
 
 
@@ -192,7 +193,8 @@ def snap(value: float) -> float:
 def parse_consistency(reply: str | None) -> float | None:
     """Score from the last ``Score: x`` in the reply, or from a reply that is only a number.
 
-    Non-finite values are rejected (None); others are clamped to [0, 1] and snapped to :data:`RUBRIC`.
+    Values outside [0, 1] ("Score: 7", "Score: 7/10", "Score: 70%": another scale), and non-finite ones
+    are unparsable (None); values inside are snapped to :data:`RUBRIC` ("0.65" -> 0.7).
     """
     if not reply:
         return None
@@ -208,4 +210,4 @@ def parse_consistency(reply: str | None) -> float | None:
         value = float(text)
     except ValueError:
         return None
-    return snap(value) if math.isfinite(value) else None
+    return snap(value) if math.isfinite(value) and 0.0 <= value <= 1.0 else None
