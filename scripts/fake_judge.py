@@ -58,8 +58,13 @@ def fake_judge(latency_s: float, reply: str | dict[str, str]) -> Iterator[str]:
         server.join(5)
 
 
-# replies of the smoke run's judge: answers judged different, textual reasoning judged mostly consistent
-SMOKE_REPLIES = {"Verdict": "The answers differ.\nVerdict: 0", "Score": "Mostly consistent.\nScore: 0.7"}
+# replies of the smoke run's judge: IVR-R1 attribution requests blame the first step, answers are
+# judged different, textual reasoning mostly consistent (first keyword found in the prompt wins)
+SMOKE_REPLIES = {
+    "first wrong step": '{"step": 1, "reason": "The image shows something else there."}',
+    "Verdict": "The answers differ.\nVerdict: 0",
+    "Score": "Mostly consistent.\nScore: 0.7",
+}
 
 
 def main() -> int:

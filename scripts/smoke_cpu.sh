@@ -115,7 +115,9 @@ train() {  # train LOG STEPS [overrides...]
             TOTAL_STEPS=$steps bash scripts/train_ivgr_7b.sh "${CPU_OVERLAY[@]}" "${SIZES[@]}" \
             "ivgr.dump.every_k_steps=1" "ivgr.consistency.reference_iou_threshold=0.0" "$@" > "$log" 2>&1
     else
+        # self-attribution prompts (image + instructions + numbered steps) need more than 512 tokens
         MODEL=$SMOKE_DIR/model bash scripts/train_ivr_r1_7b.sh "${CPU_OVERLAY[@]}" "${SIZES[@]}" \
+            "data.max_prompt_length=1024" "actor_rollout_ref.rollout.max_model_len=1088" \
             "trainer.total_training_steps=$steps" "ivr_r1.attributor.kind=policy" "$@" > "$log" 2>&1
     fi
 }
@@ -127,14 +129,16 @@ if [[ "$RECIPE" == ivgr ]]; then
         train "$SMOKE_DIR/run2.log" 3 "$@" || status=$?
     fi
 else
-    log "run 1: IVR-R1 in replace mode, 2 steps (scripts/train_ivr_r1_7b.sh)"
+    log "run 1: IVR-R1 in replace mode, 2 steps, self-attribution on the rollout server (scripts/train_ivr_r1_7b.sh)"
     train "$SMOKE_DIR/run1.log" 2 "trainer.default_local_dir=$SMOKE_DIR/checkpoints/replace" \
         "ivr_r1.optimization.mode=replace" "$@" || status=$?
     if [[ $status == 0 ]]; then
-        log "run 2: IVR-R1 in aux_nll mode, 2 steps"
+        # the loopback judge as the attributor (it blames step 1): the tiny policy's own attributions are
+        # rarely usable, and this run must rectify rollouts to have demonstrations for the NLL term
+        log "run 2: IVR-R1 in aux_nll mode, 2 steps, the loopback judge as attributor"
         train "$SMOKE_DIR/run2.log" 2 "trainer.default_local_dir=$SMOKE_DIR/checkpoints/aux_nll" \
             "ivr_r1.optimization.mode=aux_nll" "actor_rollout_ref.actor.policy_loss.loss_mode=ivr_r1_aux_nll" \
-            "$@" || status=$?
+            "ivr_r1.attributor.kind=judge" "ivr_r1.attributor.judge.base_url='$JUDGE_BASE_URL'" "$@" || status=$?
     fi
 fi
 [[ $status == 0 ]] || log "a training run failed (exit $status); its log: $(ls -t "$SMOKE_DIR"/run*.log | head -1)"

@@ -30,7 +30,7 @@ _GENERATING = re.compile(r"generating with weights version (\d+) \(step (\S+)\),
 _ACTOR_DELTA = re.compile(r"L2 change since the last update ([-\d.e+]+)")
 _RESTORED = re.compile(r"stage state restored from .* at step (\d+): rollout archive of (\d+) references")
 
-SHOWN = ("ivgr/grounded/score", "ivgr/grounded/acc", "ivgr/grounded/iou", "ivgr/textual/score",
+SHOWN = ("ivgr/grounded/score", "ivgr/grounded/acc", "ivgr/grounded/iou", "ivgr/textual/score", "critic/score/mean",
          "ivgr/textual/consistency", "ivgr/archive/size", "ivgr/archive/hit_rate", "ivgr/judge/calls",
          "actor/pg_loss", "actor/grad_norm", "critic/advantages/max", "critic/advantages/min", "timing_s/step")
 IVR_R1_SHOWN = ("ivr_r1/screened_share", "ivr_r1/rectify/success_rate", "ivr_r1/attribution/success_rate",
@@ -186,12 +186,22 @@ def _check_ivr_r1(replace: RunLog, aux_nll: RunLog, expect) -> None:
     for name, run in (("replace", replace), ("aux_nll", aux_nll)):
         expect(sorted(run.steps) == [1, 2], f"{name}: steps 1-2 logged (got {sorted(run.steps)})")
         for step, m in sorted(run.steps.items()):
-            expect("ivgr/textual/score" in m and _metric(m, "ivr_r1/screened_share") is not None,
-                   f"{name} step {step}: textual rewards and IVR-R1 screening metrics")
+            expect("critic/score/mean" in m and _metric(m, "ivr_r1/screened_share") is not None,
+                   f"{name} step {step}: rewards (critic/score/mean) and IVR-R1 screening metrics")
+    attempted = sum(sum(v for k, v in m.items() if k.startswith("ivr_r1/attribution/") and not
+                        k.endswith(("success_rate",)) and not k.startswith("ivr_r1/attribution/step_"))
+                    + (_metric(m, "ivr_r1/status/rectified") or 0) for m in replace.steps.values())
+    expect(attempted > 0, f"replace: the policy was asked to attribute screened rollouts ({attempted:g} outcomes)")
+    total_demos = total_tokens = 0.0
     for step, m in sorted(aux_nll.steps.items()):
         demos, tokens = _metric(m, "ivr_r1/aux_nll/demonstrations"), _metric(m, "ivr_r1/aux_nll_tokens")
         expect(demos is not None and (not demos or (tokens or 0) > 0),
                f"aux_nll step {step}: {demos} demonstrations, {tokens} NLL tokens in the actor loss")
+        total_demos += demos or 0
+        total_tokens += tokens or 0
+    expect(total_demos > 0 and total_tokens > 0,
+           f"aux_nll: rectified demonstrations reached the actor's loss ({total_demos:g} demonstrations, "
+           f"{total_tokens:g} NLL tokens)")
 
 
 def report(smoke_dir: Path, recipe: str, seconds: float) -> str:
