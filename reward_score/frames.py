@@ -75,6 +75,12 @@ def resized_size(width: int, height: int, frame: str = "qwen2_5_vl",
                  min_pixels: int | None = None, max_pixels: int | None = None) -> tuple[int, int]:
     """(width, height) in pixels of the image the model actually sees after smart-resize.
 
+    The fixed point of smart-resize: for ordinary images one pass already is one, but when a side is
+    clamped to the factor (very thin images under tight bounds) a second pass changes the size again
+    (e.g. 32x580 within 3,136..12,544 px: 28x476, then 28x448). The recipe's dataset resizes to this
+    size once, so every later resize (agent loop, processor, vLLM) is the identity and the boxes are
+    mapped to exactly what the model sees.
+
     Raises ValueError for non-positive sizes or an aspect ratio above 200 (the processors refuse
     such images too; data preparation rejects them).
     """
@@ -82,12 +88,16 @@ def resized_size(width: int, height: int, frame: str = "qwen2_5_vl",
     if width <= 0 or height <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
     smart_resize, _ = _resize_impl()
-    new_h, new_w = smart_resize(
-        int(height), int(width), factor=spec.resize_factor,
-        min_pixels=spec.default_min_pixels if min_pixels is None else int(min_pixels),
-        max_pixels=spec.default_max_pixels if max_pixels is None else int(max_pixels),
-    )
-    return int(new_w), int(new_h)
+    lo = spec.default_min_pixels if min_pixels is None else int(min_pixels)
+    hi = spec.default_max_pixels if max_pixels is None else int(max_pixels)
+    size = (int(height), int(width))
+    for _ in range(8):  # converges in one or two passes
+        new = tuple(int(v) for v in smart_resize(size[0], size[1], factor=spec.resize_factor,
+                                                 min_pixels=lo, max_pixels=hi))
+        if new == size:
+            break
+        size = new
+    return size[1], size[0]
 
 
 def _scales(image_size: Sequence[int], frame: str, min_pixels: int | None,

@@ -30,8 +30,13 @@ SMOKE_WARM_STEPS=${SMOKE_WARM_STEPS:-600}
 log() { printf '[smoke_cpu] %s\n' "$*" >&2; }
 
 [[ "$SMOKE_DIR" == /* ]] || SMOKE_DIR=$PWD/$SMOKE_DIR
+if [[ -d "$SMOKE_DIR" && -n "$(ls -A "$SMOKE_DIR")" && ! -f "$SMOKE_DIR/.smoke_cpu" ]]; then
+    log "ERROR: $SMOKE_DIR is not empty and was not made by this script; it is wiped first: choose another SMOKE_DIR"
+    exit 1
+fi
 rm -rf "$SMOKE_DIR"
 mkdir -p "$SMOKE_DIR"
+touch "$SMOKE_DIR/.smoke_cpu"
 cd "$ROOT"
 start=$(date +%s)
 

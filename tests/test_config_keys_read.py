@@ -37,7 +37,8 @@ def _sources(roots: tuple[Path, ...], excluded: tuple[Path, ...] = ()) -> str:
 
 
 def _is_read(name: str, source: str) -> bool:
-    pattern = rf"""\.{re.escape(name)}\b|\[\s*["']{re.escape(name)}["']\s*\]|get\(\s*["']{re.escape(name)}["']"""
+    quoted = rf"""["']{re.escape(name)}["']"""
+    pattern = rf"""\.{re.escape(name)}\b|\[\s*{quoted}\s*\]|get\(\s*{quoted}|getattr\([^,()]+,\s*{quoted}"""
     return re.search(pattern, source) is not None
 
 

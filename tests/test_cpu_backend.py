@@ -127,13 +127,26 @@ def test_server_generates_with_an_image_and_follows_weight_updates(tiny_checkpoi
             server.update_weights({{"model.no_such.weight": torch.zeros(1)}})
         except KeyError as err:
             unknown = str(err)
+        # a model folder whose generation_config.json asks for a repetition penalty: vLLM samples with
+        # what verl sends (repetition_penalty 1.0), so the folder's default must not change the output
+        import shutil, pathlib
+        other = pathlib.Path(path).parent / "with_penalty"
+        shutil.copytree(path, other, dirs_exist_ok=True)
+        gen = json.loads((other / "generation_config.json").read_text())
+        gen.update(repetition_penalty=3.0, min_new_tokens=12)
+        (other / "generation_config.json").write_text(json.dumps(gen))
+        penalised = HFCPUServer(config, OmegaConf.create({{"path": str(other)}}), replica_rank=1)
+        sent = asyncio.run(penalised.generate(ids, {{"temperature": 0.0, "repetition_penalty": 1.0}}, "r5",
+                                              image_data=[image]))
         print(json.dumps({{"first": first.token_ids, "again": again.token_ids, "n_logprobs": len(first.log_probs),
+                          "penalised": sent.token_ids,
                           "first_lp": first.log_probs, "changed_lp": changed.log_probs,
                           "logprobs_ok": all(lp <= 0 for lp in first.log_probs), "stop": first.stop_reason,
                           "bad": bad, "update": update, "changed": changed.token_ids,
                           "steps": changed.extra_fields["global_steps"], "unknown": unknown}}))
     """)
     assert 1 <= len(out["first"]) <= 12 and out["first"] == out["again"]  # greedy is deterministic
+    assert out["penalised"] == out["first"]
     assert out["n_logprobs"] == len(out["first"]) and out["logprobs_ok"] and out["stop"] == "completed"
     assert out["bad"] is not None and "image tokens" in out["bad"]
     assert out["update"]["weights_version"] == 1 and out["update"]["not_sent"] == 0

@@ -377,6 +377,10 @@ def test_the_trainer_raises_total_epochs_to_the_step_target():
     (["ivgr.pair_sampler=false", "data.shuffle=true"], "set data.shuffle=false: verl's row-level shuffle splits"),
     (["data.shuffle=true"], "set data.shuffle=false"),
     (["+trainer.v1.sync.parameter_sync_step=2"], "trainer.v1.sync.parameter_sync_step=2: sub-batch sampling"),
+    (["trainer.v1.sampler.sync_refill_failed_groups=true"], "sync_refill_failed_groups=true makes verl fetch one"),
+    (["ivgr.pair_sampler=false", "data.train_batch_size=31", "actor_rollout_ref.actor.ppo_mini_batch_size=31",
+      "trainer.n_gpus_per_node=1", "actor_rollout_ref.rollout.tensor_model_parallel_size=1"],
+     "data.train_batch_size=31 is odd"),
 ])
 def test_settings_that_split_pairs_are_refused(tmp_path, data, extra, message):
     from recipe.ivgr.main import check_config

@@ -113,3 +113,16 @@ def test_qwen_vl_utils_resize_maths_equals_processor_grid_and_our_frame(size, bo
     assert (new_w, new_h) == processor_seen_size(width, height, *bounds, patch_size=patch)
     frame = "qwen2_5_vl" if factor == 28 else "qwen3_vl"
     assert resized_size(width, height, frame, *bounds) == (new_w, new_h)
+
+
+@pytest.mark.parametrize("size, bounds", [((32, 580), (3136, 12544)), ((580, 32), (3136, 12544)),
+                                           ((40, 3000), (3136, 16 * 32 * 32)), ((800, 1000), (3136, 1003520))])
+def test_resized_size_is_a_fixed_point_of_the_processors_resize(size, bounds):
+    """A thin image under tight bounds changes size on a second smart-resize (a side clamped to the
+    factor); the size the recipe resizes to must survive every later resize unchanged."""
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    for frame, factor in (("qwen2_5_vl", 28), ("qwen3_vl", 32)):
+        width, height = resized_size(*size, frame, *bounds)
+        again = smart_resize(height, width, factor=factor, min_pixels=bounds[0], max_pixels=bounds[1])
+        assert again == (height, width), (frame, size, (width, height), again)

@@ -37,8 +37,9 @@ logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 SERVER_PREFIX = "hf_cpu_"
 
 
-def server_name(replica_rank: int) -> str:
-    return f"{SERVER_PREFIX}server_{replica_rank}"
+def server_name(replica_rank: int, kind: str = "", suffix: str = "") -> str:
+    """Ray actor name of a replica's server (kind: "" for the policy, "reward_" or "teacher_")."""
+    return f"{SERVER_PREFIX}server_{kind}{replica_rank}{suffix}"
 
 
 def weight_fingerprint(tensors: Iterable[torch.Tensor]) -> float:
@@ -46,18 +47,25 @@ def weight_fingerprint(tensors: Iterable[torch.Tensor]) -> float:
     return float(sum(t.detach().float().norm().item() for t in tensors))
 
 
-def _sampling_kwargs(params: dict[str, Any]) -> dict[str, Any]:
-    """vLLM-style sampling params -> `generate` kwargs (temperature 0 = greedy, top_k -1 = off)."""
+def generation_config(params: dict[str, Any], max_new_tokens: int, eos_ids: list[int], pad_id: int | None):
+    """vLLM-style sampling params -> a complete `GenerationConfig` (temperature 0 = greedy, top_k -1 =
+    off). Built from scratch, so no default of the model folder's generation_config.json (a
+    repetition penalty, min_new_tokens, ...) leaks into sampling: vLLM samples with what verl sends."""
+    from transformers import GenerationConfig
+
     temperature = float(params.get("temperature", 1.0))
-    if temperature <= 0:
-        return {"do_sample": False}
-    kwargs: dict[str, Any] = {"do_sample": True, "temperature": temperature,
-                              "top_p": float(params.get("top_p", 1.0))}
     top_k = int(params.get("top_k", -1) or -1)
-    kwargs["top_k"] = top_k if top_k > 0 else 0
-    if params.get("repetition_penalty") not in (None, 1.0):
-        kwargs["repetition_penalty"] = float(params["repetition_penalty"])
-    return kwargs
+    sampled = temperature > 0
+    stop_ids = sorted(set(eos_ids) | set(params.get("stop_token_ids") or []))
+    stop = params.get("stop")
+    return GenerationConfig(
+        max_new_tokens=max_new_tokens, eos_token_id=None if params.get("ignore_eos") else stop_ids,
+        pad_token_id=pad_id, do_sample=sampled, stop_strings=([stop] if isinstance(stop, str) else stop) or None,
+        temperature=temperature if sampled else 1.0, top_p=float(params.get("top_p", 1.0)) if sampled else 1.0,
+        top_k=top_k if sampled and top_k > 0 else None,
+        repetition_penalty=float(params.get("repetition_penalty") or 1.0),
+        return_dict_in_generate=True, output_logits=True, output_scores=True,
+    )
 
 
 class HFCPUServer:
@@ -124,17 +132,22 @@ class HFCPUServer:
         max_new = self._max_tokens(len(prompt_ids), params)
         vision = self._vision_inputs(prompt_ids, image_data, mm_processor_kwargs)
         input_ids = torch.tensor([prompt_ids], dtype=torch.long)
+        config = generation_config(params, max_new, self.eos_ids, self.tokenizer.pad_token_id)
+        if params.get("seed") is not None:  # this process serves one request at a time
+            torch.manual_seed(int(params["seed"]))
         with torch.no_grad():
-            out = self.model.generate(
-                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **vision,
-                max_new_tokens=max_new, eos_token_id=self.eos_ids, pad_token_id=self.tokenizer.pad_token_id,
-                output_logits=want_logprobs, return_dict_in_generate=True, **_sampling_kwargs(params))
+            out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **vision,
+                                      generation_config=config, tokenizer=self.tokenizer)
         tokens = out.sequences[0, len(prompt_ids):].tolist()
-        if any(t in self.eos_ids for t in tokens):  # keep the stop token, drop anything after it
-            tokens = tokens[: next(i for i, t in enumerate(tokens) if t in self.eos_ids) + 1]
+        stops = set(config.eos_token_id or [])
+        if any(t in stops for t in tokens):  # keep the stop token, drop anything after it
+            tokens = tokens[: next(i for i, t in enumerate(tokens) if t in stops) + 1]
         log_probs = None
         if want_logprobs:
-            log_probs = [torch.log_softmax(out.logits[i][0].float(), dim=-1)[t].item() for i, t in enumerate(tokens)]
+            # vLLM's logprobs_mode: "processed_logprobs" (verl's default) after temperature/top-k/top-p,
+            # "raw_logprobs" from the model's logits
+            steps = out.scores if self.config.logprobs_mode == "processed_logprobs" else out.logits
+            log_probs = [torch.log_softmax(steps[i][0].float(), dim=-1)[t].item() for i, t in enumerate(tokens)]
         if self.generated_version != self.weights_version:
             self.generated_version = self.weights_version
             logger.warning("hf_cpu rollout server %d: generating with weights version %d (step %s), fingerprint %.6f",
@@ -221,8 +234,10 @@ class HFCPUReplica(RolloutReplica):
         if self.world_size != 1:
             raise ValueError("the hf_cpu rollout runs one process per replica: set "
                              "rollout.tensor_model_parallel_size=1 (and data/pipeline parallel 1)")
+        kind = "reward_" if self.is_reward_model else "teacher_" if self.is_teacher_model else ""
         server = ray.remote(HFCPUServer).options(
-            name=server_name(self.replica_rank), num_cpus=0, max_concurrency=self.max_concurrency,
+            name=server_name(self.replica_rank, kind, self.name_suffix), num_cpus=0,
+            max_concurrency=self.max_concurrency,
         ).remote(config=self.config, model_config=self.model_config, replica_rank=self.replica_rank)
         self.servers = [server]
         self._server_handle = server

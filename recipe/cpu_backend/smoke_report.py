@@ -23,22 +23,27 @@ from pathlib import Path
 
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 _STEP_LINE = re.compile(r"(?:^|\s)step:(\d+) - (.*)$")
-_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf")
+_NUMPY_SCALAR = re.compile(r"np\.\w+\(([^()]*)\)")  # np.float64(0.5), np.int64(3) -> the value inside
+_NUMBER = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)")
+_FLOAT = r"([-+]?(?:[\d.]+(?:e[-+]?\d+)?|nan|inf))"
 _UPDATE = re.compile(r"weights update (\d+) \(step (\S+)\): (\d+) tensors, (\d+) not sent, "
-                     r"fingerprint ([-\d.e+]+) -> ([-\d.e+]+)")
-_GENERATING = re.compile(r"generating with weights version (\d+) \(step (\S+)\), fingerprint ([-\d.e+]+)")
-_ACTOR_DELTA = re.compile(r"L2 change since the last update ([-\d.e+]+)")
+                     rf"fingerprint {_FLOAT} -> {_FLOAT}")
+_GENERATING = re.compile(rf"generating with weights version (\d+) \(step (\S+)\), fingerprint {_FLOAT}")
+_ACTOR_DELTA = re.compile(rf"L2 change since the last update {_FLOAT}")
+_COMMAND_OVERRIDE = re.compile(r"^\s+(data\.train_batch_size|data\.seed)=(\S+?)\s*\\?$")
 _RESTORED = re.compile(r"stage state restored from .* at step (\d+): rollout archive of (\d+) references")
 
 SHOWN = ("ivgr/grounded/score", "ivgr/grounded/acc", "ivgr/grounded/iou", "ivgr/textual/score", "critic/score/mean",
          "ivgr/textual/consistency", "ivgr/archive/size", "ivgr/archive/hit_rate", "ivgr/judge/calls",
-         "actor/pg_loss", "actor/grad_norm", "critic/advantages/max", "critic/advantages/min", "timing_s/step")
+         "ivgr/acc_judge/calls", "ivgr/acc_undecided_rate", "actor/pg_loss", "actor/grad_norm",
+         "critic/advantages/max", "critic/advantages/min", "timing_s/step")
 IVR_R1_SHOWN = ("ivr_r1/screened_share", "ivr_r1/rectify/success_rate", "ivr_r1/attribution/success_rate",
                 "ivr_r1/aux_nll/demonstrations", "ivr_r1/aux_nll_tokens", "ivr_r1/score/rectified_mean")
 
 
 @dataclass
 class RunLog:
+    settings: dict[str, str] = field(default_factory=dict)  # data.train_batch_size / data.seed the launch used
     steps: dict[int, dict[str, float]] = field(default_factory=dict)
     updates: list[tuple[int, float, float]] = field(default_factory=list)    # (version, before, after)
     generations: list[tuple[int, float]] = field(default_factory=list)        # (version, fingerprint)
@@ -48,7 +53,7 @@ class RunLog:
 
 
 def _value(text: str) -> float | None:
-    match = _NUMBER.search(text.replace("np.float64(", "").replace("np.float32(", ""))
+    match = _NUMBER.search(_NUMPY_SCALAR.sub(r"\1", text.strip()))
     return float(match.group(0)) if match else None
 
 
@@ -74,6 +79,10 @@ def parse_log(path: Path) -> RunLog:
             out.actor_deltas.append(float(match.group(1)))
         elif match := _RESTORED.search(line):
             out.restored.append((int(match.group(1)), int(match.group(2))))
+        elif match := _COMMAND_OVERRIDE.match(line):
+            out.settings[match.group(1)] = match.group(2)  # the launch script's command echo: last one wins
+        elif "weights update" in line or "generating with weights" in line or "L2 change since" in line:
+            out.errors.append(f"unparsed weight line: {line.strip()[:200]}")
         elif "Traceback (most recent call last)" in line or "Error executing job" in line:
             out.errors.append(line.strip())
     return out
@@ -103,7 +112,9 @@ def planned_sample_ids(data_file: Path, batch_size: int, seed: int, steps: int) 
     single = [r["sample_id"] for r in table if r["kind"] != "grounded"]
     rows = [sid for sid in grounded for _ in (0, 1)] + single
     units = [(2 * k, 2 * k + 1) for k in range(len(grounded))] + [(2 * len(grounded) + i,) for i in range(len(single))]
-    order = PairBatchSampler(units, batch_size=batch_size, seed=seed).plan(0)
+    sampler = PairBatchSampler(units, batch_size=batch_size, seed=seed)
+    epochs = -(-steps // max(1, len(sampler) // batch_size))
+    order = [index for epoch in range(epochs) for index in sampler.plan(epoch)]
     batches = []
     for b in range(steps):
         ids = []
@@ -126,9 +137,16 @@ def _weights_followed(name: str, run: RunLog, expect) -> None:
            f"{[f'{d:.2e}' for d in run.actor_deltas]})")
 
 
-def check(smoke_dir: Path, recipe: str, batch_size: int, seed: int, run_status: int) -> tuple[list[str], list[str]]:
-    """(passed, failed) check descriptions."""
+def check(smoke_dir: Path, recipe: str, batch_size: int | None = None, seed: int | None = None,
+          run_status: int = 0) -> tuple[list[str], list[str]]:
+    """(passed, failed) check descriptions. `batch_size`/`seed` default to what the launch used
+    (data.train_batch_size / data.seed in run 1's command echo; else 4 and 0, the smoke run's)."""
     run1, run2 = parse_log(smoke_dir / "run1.log"), parse_log(smoke_dir / "run2.log")
+    if batch_size is None:
+        batch_size = int(run1.settings.get("data.train_batch_size", 4))
+    if seed is None:
+        given = run1.settings.get("data.seed", "null")
+        seed = 0 if given in ("null", "None") else int(given)
     passed, failed = [], []
 
     def expect(ok: bool, text: str) -> None:
@@ -227,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", default="ivgr", choices=["ivgr", "ivr_r1"])
     parser.add_argument("--run-status", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=0.0)
-    parser.add_argument("--batch-size", type=int, default=4, help="data.train_batch_size of the run (rows)")
-    parser.add_argument("--seed", type=int, default=0, help="data.seed of the run")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="data.train_batch_size of the run in rows (default: read from the run's log)")
+    parser.add_argument("--seed", type=int, default=None, help="data.seed of the run (default: from the log)")
     args = parser.parse_args(argv)
     print(report(args.dir, args.recipe, args.seconds))
     passed, failed = check(args.dir, args.recipe, args.batch_size, args.seed, args.run_status)

@@ -48,6 +48,12 @@ def check_config(config: DictConfig) -> None:
         raise ValueError("set data.shuffle=false: verl's row-level shuffle splits the two streams of a sample "
                          "across batches" + ("; the recipe's pair sampler does the shuffling" if config.ivgr.pair_sampler
                                              else " (keep ivgr.pair_sampler=true for a pair-level shuffle)"))
+    if (config.trainer.v1.get("sampler") or {}).get("sync_refill_failed_groups", False):
+        raise ValueError("trainer.v1.sampler.sync_refill_failed_groups=true makes verl fetch one prompt at a time "
+                         "(gen_batch_size=1) and splits pairs; keep it false")
+    if not config.ivgr.pair_sampler and config.data.train_batch_size % 2:
+        raise ValueError(f"data.train_batch_size={config.data.train_batch_size} is odd: without the pair sampler "
+                         "an odd batch splits a pair across two steps")
     sync_step = (config.trainer.v1.get(config.trainer.v1.trainer_mode) or {}).get("parameter_sync_step", 1)
     if int(sync_step or 1) > 1:
         raise ValueError(f"trainer.v1.{config.trainer.v1.trainer_mode}.parameter_sync_step={sync_step}: sub-batch "
