@@ -140,10 +140,13 @@ else
     if [[ $status == 0 ]]; then
         # the loopback judge as the attributor (it blames step 1): the tiny policy's own attributions are
         # rarely usable, and this run must rectify rollouts to have demonstrations for the NLL term
+        # (8 prompts a step, up to 4 rectified per group, 4 rounds: the warm-started policy is mostly right)
         log "run 2: IVR-R1 in aux_nll mode, 2 steps, the loopback judge as attributor"
         train "$SMOKE_DIR/run2.log" 2 "trainer.default_local_dir=$SMOKE_DIR/checkpoints/aux_nll" \
             "ivr_r1.optimization.mode=aux_nll" "actor_rollout_ref.actor.policy_loss.loss_mode=ivr_r1_aux_nll" \
-            "ivr_r1.attributor.kind=judge" "ivr_r1.attributor.judge.base_url='$JUDGE_BASE_URL'" "$@" || status=$?
+            "ivr_r1.attributor.kind=judge" "ivr_r1.attributor.judge.base_url='$JUDGE_BASE_URL'" \
+            "data.train_batch_size=8" "ivr_r1.screening.cap_per_group=4" "ivr_r1.rereason.rounds=4" \
+            "$@" || status=$?
     fi
 fi
 [[ $status == 0 ]] || log "a training run failed (exit $status); its log: $(ls -t "$SMOKE_DIR"/run*.log | head -1)"

@@ -388,9 +388,8 @@ def check_frames(config, stats: dict[str, DataStats], findings: Findings) -> Non
                              f"actor_rollout_ref.rollout.limit_images={limit} (vLLM refuses them)")
 
 
-def _model_family(config) -> str | None:
+def model_family(path: str) -> str | None:
     """qwen2_5_vl / qwen3_vl from a local config.json, else from the model name; None when unknown."""
-    path = str(select(config, "actor_rollout_ref.model.path", ""))
     local = Path(os.path.expanduser(path))
     model_type = ""
     if (local / "config.json").is_file():
@@ -402,6 +401,10 @@ def _model_family(config) -> str | None:
     if "qwen2_5_vl" in name or "qwen2_vl" in name:
         return "qwen2_5_vl"
     return None
+
+
+def _model_family(config) -> str | None:
+    return model_family(str(select(config, "actor_rollout_ref.model.path", "")))
 
 
 def check_model(config, findings: Findings) -> None:

@@ -33,7 +33,6 @@ import argparse
 import contextlib
 import importlib.util
 import io
-import json
 import math
 import os
 import sys
@@ -42,7 +41,7 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from recipe.ivgr.preflight import Findings, check_checkpoints, compose_config, file_list, plain, select
+from recipe.ivgr.preflight import Findings, check_checkpoints, compose_config, file_list, model_family, plain, select
 
 _CHARS_PER_TOKEN = 4  # text-token estimate (English prose), as in recipe.ivgr.preflight
 _TEMPLATE_TOKENS = 24  # chat-template tokens of three turns and the vision markers
@@ -53,21 +52,6 @@ def sft_config_dir() -> Path:
     import verl.trainer
 
     return Path(verl.trainer.__file__).resolve().parent / "config"
-
-
-def model_family(path: str) -> str | None:
-    """qwen2_5_vl / qwen3_vl from a local config.json, else from the name; None when unknown."""
-    local = Path(os.path.expanduser(path))
-    model_type = ""
-    if (local / "config.json").is_file():
-        with contextlib.suppress(OSError, ValueError):
-            model_type = str(json.loads((local / "config.json").read_text()).get("model_type", ""))
-    name = (model_type or path).lower().replace("-", "_").replace(".", "_")
-    if "qwen3_vl" in name or "qwen3vl" in name:
-        return "qwen3_vl"
-    if "qwen2_5_vl" in name or "qwen2_vl" in name:
-        return "qwen2_5_vl"
-    return None
 
 
 def check_dataclasses(config, findings: Findings) -> None:
