@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # IVR-R1 on Qwen2.5-VL-7B, one node of 8x80 GB. Usage:
 #   ATTRIBUTOR_BASE_URL=http://host:8001/v1 ATTRIBUTOR_MODEL=Qwen2.5-VL-72B-Instruct \
-#   JUDGE_BASE_URL=http://host:8000/v1 bash scripts/train_ivr_r1_7b.sh [--dry-run] [key=value ...]
+#   JUDGE_BASE_URL=http://host:8000/v1 bash scripts/train_ivr_r1_7b.sh [--dry-run | --print-overrides] [key=value ...]
 # --dry-run runs the preflight (recipe.ivr_r1.preflight: config, data, sizes, attributor and judge
 # endpoints, checkpoints; no Ray, no GPU). With no TRAIN_FILES the synthetic set is prepared once.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 DRY_RUN=0
+PRINT=0
 if [[ "${1:-}" == "--dry-run" ]]; then DRY_RUN=1; shift; fi
+if [[ "${1:-}" == "--print-overrides" ]]; then PRINT=1; shift; fi
 MODEL=${MODEL:-Qwen/Qwen2.5-VL-7B-Instruct}
 TRAIN_FILES=${TRAIN_FILES:-}                  # prepared dual-prompt Parquet (data_prep); empty = synthetic set
 VAL_FILES=${VAL_FILES:-}
@@ -23,7 +25,7 @@ if [[ -n "${WANDB_API_KEY:-}" ]]; then LOGGER=${LOGGER:-console,wandb}; else LOG
 source scripts/common.sh
 # shellcheck disable=SC2034  # read by common.sh's log lines
 IVGR_SCRIPT=train_ivr_r1_7b.sh
-ivgr_resolve_data 1
+ivgr_resolve_data $((1 - PRINT))  # --print-overrides only computes the paths
 
 ARGS=(
   actor_rollout_ref.model.path="$MODEL"
@@ -46,6 +48,10 @@ ARGS=(
   ivr_r1.dump.every_k_steps=10
 )
 
+if [[ $PRINT == 1 ]]; then
+  printf '%s\n' "${ARGS[@]}" "$@"
+  exit 0
+fi
 if [[ $DRY_RUN == 1 ]]; then
   exec "$PYTHON" -m recipe.ivr_r1.preflight "${ARGS[@]}" "$@"
 fi

@@ -26,7 +26,7 @@ from judge_server import FakeJudgeServer, dead_port
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPTS = ROOT / "scripts"
 TRAIN_SCRIPTS = ["train_ivgr_7b.sh", "train_ivgr_qwen3vl_8b.sh", "train_ivgr_32b_multinode.sh"]
-OUR_SCRIPTS = [*TRAIN_SCRIPTS, "common.sh", "serve_judge.sh", "train_ivr_r1_7b.sh"]
+OUR_SCRIPTS = [*TRAIN_SCRIPTS, "common.sh", "serve_judge.sh", "train_ivr_r1_7b.sh", "smoke_cpu.sh"]
 QWEN3 = {"train_ivgr_qwen3vl_8b.sh", "train_ivgr_32b_multinode.sh"}
 # small sizes: 32 rows x n 5 = 160 sequences split over 8 and 16 GPUs; mini-batch 16 x 5 = 80
 SMALL = {"TRAIN_BATCH_SIZE": "32", "PPO_MINI_BATCH_SIZE": "16"}
