@@ -141,14 +141,13 @@ else
         # the loopback judge as the attributor (it blames step 1): the tiny policy's own attributions are
         # rarely usable, and this run must rectify rollouts to have demonstrations for the NLL term
         # (8 prompts a step, up to 4 rectified per group, 4 rounds: the warm-started policy is mostly right),
-        # and a cue in the tiny policy's own words (after the default cue it never stops within the budget:
-        # every continuation was length_exceeded; what is under test is demonstration -> NLL in the actor)
+        # (with the default cue most continuations hit the budget: length_exceeded;
+        # then no demonstration reaches the actor and the last check fails: see recipe/cpu_backend/README.md)
         log "run 2: IVR-R1 in aux_nll mode, 2 steps, the loopback judge as attributor"
         train "$SMOKE_DIR/run2.log" 2 "trainer.default_local_dir=$SMOKE_DIR/checkpoints/aux_nll" \
             "ivr_r1.optimization.mode=aux_nll" "actor_rollout_ref.actor.policy_loss.loss_mode=ivr_r1_aux_nll" \
             "ivr_r1.attributor.kind=judge" "ivr_r1.attributor.judge.base_url='$JUDGE_BASE_URL'" \
             "data.train_batch_size=8" "ivr_r1.screening.cap_per_group=4" "ivr_r1.rereason.rounds=4" \
-            "ivr_r1.rereason.cue=' I look at the image'" \
             "$@" || status=$?
     fi
 fi

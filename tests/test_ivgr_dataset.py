@@ -320,7 +320,8 @@ def test_image_root_stored_by_the_converter_is_the_default(env):
     assert generic.main(["--input", str(tmp / "in.jsonl"), "--image-root", str(tmp / "pics"), "--out", str(out),
                          "--quiet"]) == 0
     item = make(env, [str(out)])[0]
-    assert _image_items(item["raw_prompt"])[0]["image"].size == tuple(donor.image_size)
+    assert _image_items(item["raw_prompt"])[0]["image"].size == resized_size(  # resized once by the dataset
+        *donor.image_size, "qwen2_5_vl", 56 * 56, MAX_PIXELS)
 
 
 # ---------------------------------------------------------------------------------------- length filter
