@@ -744,8 +744,10 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
     return _report(findings, summary_rows(config, train, judge, ckpt, logger_), out)
 
 
-def _report(findings: Findings, rows: list[tuple[str, str]], out, title: str = "iVGR preflight") -> int:
-    print(f"{title} (no GPU, no Ray)", file=out)
+def _report(findings: Findings, rows: list[tuple[str, str]], out, title: str = "iVGR preflight (no GPU, no Ray)",
+            ok: str = "the config composes and validates; data, sizes and judge check out") -> int:
+    """Print the findings and the summary rows; 0 when there is no problem, else 1."""
+    print(title, file=out)
     for note in findings.notes:
         print(f"  ok    {note}", file=out)
     if rows:
@@ -766,7 +768,7 @@ def _report(findings: Findings, rows: list[tuple[str, str]], out, title: str = "
         return 1
     extra = f" ({len(findings.warnings)} warning{'s' if len(findings.warnings) != 1 else ''} above)" \
         if findings.warnings else ""
-    print(f"PREFLIGHT OK{extra}: the config composes and validates; data, sizes and judge check out", file=out)
+    print(f"PREFLIGHT OK{extra}: {ok}", file=out)
     return 0
 
 

@@ -41,7 +41,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from recipe.ivgr.preflight import Findings, check_checkpoints, compose_config, file_list, model_family, plain, select
+from recipe.ivgr.preflight import (Findings, _report, check_checkpoints, compose_config, file_list, model_family,
+                                   plain, select)
 
 _CHARS_PER_TOKEN = 4  # text-token estimate (English prose), as in recipe.ivgr.preflight
 _TEMPLATE_TOKENS = 24  # chat-template tokens of three turns and the vision markers
@@ -274,24 +275,8 @@ def _gib(value: float) -> str:
 
 
 def report(findings: Findings, rows: list[tuple[str, str]], out) -> int:
-    print("iVGR SFT preflight (no GPU)", file=out)
-    for note in findings.notes:
-        print(f"  ok    {note}", file=out)
-    if rows:
-        print("", file=out)
-        width = max(len(k) for k, _ in rows)
-        for key, value in rows:
-            print(f"  {key:<{width}}  {value}", file=out)
-    for message in findings.warnings:
-        print(f"WARNING: {message}", file=out)
-    print("", file=out)
-    if findings.problems:
-        print(f"PREFLIGHT FAILED: {len(findings.problems)} problem(s)", file=out)
-        for message in findings.problems:
-            print(f"PROBLEM: {message}", file=out)
-        return 1
-    print("PREFLIGHT OK: the SFT config composes and validates; data, lengths and sizes check out", file=out)
-    return 0
+    return _report(findings, rows, out, "iVGR SFT preflight (no GPU)",
+                   "the SFT config composes and validates; data, lengths and sizes check out")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

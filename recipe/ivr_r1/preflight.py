@@ -31,7 +31,7 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
         config = shared.compose_config(list(overrides), CONFIG_DIR, "ivr_r1_trainer")
     except Exception as err:  # noqa: BLE001  (Hydra composition and override parse errors)
         findings.problem(f"config: Hydra cannot compose ivr_r1_trainer with these overrides: {err}".splitlines()[0])
-        return shared._report(findings, [], out, "IVR-R1 preflight")
+        return shared._report(findings, [], out, "IVR-R1 preflight (no GPU, no Ray)")
     shared.check_install(findings)
     shared.run_check_config(config, findings, check_config)
     if not owns_reward(config):
@@ -48,7 +48,7 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
     logger_ = shared.check_logger(config, findings)
     rows = shared.summary_rows(config, stats.get("train"), status["judge"], ckpt, logger_)
     rows.append(("attributor", f"{shared.select(config, 'ivr_r1.attributor.kind')}: {status['attributor']}"))
-    return shared._report(findings, rows, out, "IVR-R1 preflight")
+    return shared._report(findings, rows, out, "IVR-R1 preflight (no GPU, no Ray)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
