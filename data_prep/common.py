@@ -50,19 +50,26 @@ class BadRow:
 
 
 # -- command line -----------------------------------------------------------------------------
-def base_parser(prog: str, description: str, *, default_embed: bool = False) -> argparse.ArgumentParser:
-    """Options every converter shares."""
-    parser = argparse.ArgumentParser(prog=prog, description=description)
+def base_parser(prog: str, description: str, *, default_embed: bool = False,
+                embed_option: bool = True) -> argparse.ArgumentParser:
+    """Options every converter shares. `description` is the converter's module docstring, shown
+    verbatim by `--help` (it documents the input format). `embed_option=False` for converters that
+    always embed images (the SFT ones: verl's SFT dataset reads image bytes)."""
+    parser = argparse.ArgumentParser(prog=prog, description=description,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--input", required=True, nargs="+", help="source file(s)")
     parser.add_argument("--out", required=True, type=Path, help="output .parquet (rejects/summary go next to it)")
     parser.add_argument("--limit", type=int, default=None, help="read at most this many source rows")
     parser.add_argument("--image-root", type=Path, default=None,
                         help="folder that relative image paths are resolved against (default: the input's folder)")
-    embed = parser.add_mutually_exclusive_group()
-    embed.add_argument("--embed-images", dest="embed", action="store_true", default=default_embed,
-                       help="store image bytes in the Parquet (needed by a plain verl run)")
-    embed.add_argument("--no-embed-images", dest="embed", action="store_false",
-                       help="store paths relative to the image root (small file; needs the recipe dataset)")
+    if embed_option:
+        embed = parser.add_mutually_exclusive_group()
+        embed.add_argument("--embed-images", dest="embed", action="store_true", default=default_embed,
+                           help="store image bytes in the Parquet (needed by a plain verl run)")
+        embed.add_argument("--no-embed-images", dest="embed", action="store_false",
+                           help="store paths relative to the image root (small file; needs the recipe dataset)")
+    else:
+        parser.set_defaults(embed=True)
     parser.add_argument("--decode-images", action="store_true",
                         help="fully decode every image (catches truncated files; much slower)")
     parser.add_argument("--box-frame", choices=BOX_FRAMES, default="qwen2_5_vl",
@@ -71,7 +78,7 @@ def base_parser(prog: str, description: str, *, default_embed: bool = False) -> 
     parser.add_argument("--min-keep-ratio", type=float, default=0.5,
                         help="fail (exit 1, previous output kept) when fewer than this share of the rows read "
                              "is written; a run that writes nothing always fails")
-    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument("--quiet", "--no-progress", dest="quiet", action="store_true", help="no progress bar")
     return parser
 
 
@@ -108,9 +115,40 @@ def iter_jsonl(paths: Sequence[str | Path]) -> Iterator[tuple[str, dict | BadRow
                 try:
                     obj = json.loads(line)
                 except json.JSONDecodeError as err:
-                    yield row_id, BadRow("bad_json", str(err))
+                    # err's own "line 1" is the line within this one-line document: say the column only
+                    yield row_id, BadRow("bad_json", f"{err.msg} at column {err.colno}")
                     continue
-                yield row_id, obj if isinstance(obj, dict) else BadRow("bad_json", "line is not a JSON object")
+                yield row_id, obj if isinstance(obj, dict) else BadRow(
+                    "bad_json", f"line is a JSON {type(obj).__name__}, not an object")
+
+
+class InputError(ValueError):
+    """A whole input file cannot be read as the format it claims (one line for the user, exit 2)."""
+
+
+def load_json_document(path: str | Path) -> Any:
+    """A whole `.json` file parsed, or `InputError` naming the file and where it breaks."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise InputError(f"{path}: not UTF-8 text (byte {err.start})") from None
+    except OSError as err:
+        raise InputError(f"{path}: cannot read ({err.strerror or err})") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as err:
+        hint = " (truncated?)" if err.pos >= len(text.rstrip()) else ""
+        raise InputError(f"{path}: invalid JSON at line {err.lineno} column {err.colno}: {err.msg}{hint}") from None
+
+
+def iter_json_array(path: str | Path, records: list) -> Iterator[tuple[str, dict | BadRow]]:
+    """Elements of a JSON array of records (the same objects as JSONL lines); row id `<file>:[i]`."""
+    name = Path(path).name
+    for number, obj in enumerate(records):
+        row_id = f"{name}:[{number}]"
+        yield row_id, obj if isinstance(obj, dict) else BadRow(
+            "bad_json", f"element is a JSON {type(obj).__name__}, not an object")
 
 
 def jsonl_rows(paths: Sequence[str | Path], chunk: int = 1 << 20) -> int:
@@ -248,11 +286,15 @@ def build_sample(loader: ImageLoader, *, sample_id: str, data_source: str, quest
     first image and checked (against `expected_size` too when the source states one), tiny images
     (shorter side < 28 px) upscaled together with their boxes. `answer` may be a list of acceptable
     answers (see `answer_values`); `question_textual` is the textual stream's own question, if any."""
-    if question is None or not str(question).strip():
-        raise RecordError("empty_question")
+    if question is None:
+        raise RecordError("missing_question", "no question field")
+    if not str(question).strip():
+        raise RecordError("empty_question", f"question is {str(question)!r}")
+    if answer is None:
+        raise RecordError("missing_answer", "no answer field")
     answers = answer_values(answer)
     if not answers:
-        raise RecordError("empty_answer")
+        raise RecordError("empty_answer", f"answer is {answer!r}"[:120])
     options = choice_values(choices)
     loaded = [loader.load(raw) for raw in (raw_images or [])]
     if not loaded:
@@ -331,8 +373,8 @@ def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Samp
                     raise WrongImageRoot
     except WrongImageRoot:
         print(f"[data_prep] error: the first {PROBE_ROWS} rows all name image files that do not exist under "
-              f"{default_image_root(args)}; is --image-root right? (e.g. {writer.last_reject}); nothing written, "
-              f"previous output kept", file=sys.stderr)
+              f"{default_image_root(args)}; is --image-root right? (e.g. {writer.last_reject}); nothing written"
+              f"{previous_output_note(Path(args.out))}", file=sys.stderr)
         return 1
     seconds = time.perf_counter() - start
     summary = writer.summary()
@@ -343,11 +385,18 @@ def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Samp
         report(summary)
     if not writer.committed:
         failed = side_paths(Path(args.out), ".failed")
-        print(f"[data_prep] error: kept {summary['written']} of {summary['read']} rows, less than "
-              f"--min-keep-ratio {writer.min_keep_ratio}; {args.out} NOT replaced (previous output kept). "
+        why = ("the input has no rows" if summary["read"] == 0 else
+               f"kept {summary['written']} of {summary['read']} rows, less than --min-keep-ratio "
+               f"{writer.min_keep_ratio}")
+        print(f"[data_prep] error: {why}; {args.out} not written{previous_output_note(Path(args.out))}. "
               f"Reasons: {failed[0]}, counts: {failed[1]}", file=sys.stderr)
         return 1
     return 0
+
+
+def previous_output_note(out: Path) -> str:
+    """What a failed run left at `out`: the earlier output (untouched), or nothing."""
+    return f" (the previous {out.name} is kept)" if out.exists() else " (there was no previous output)"
 
 
 def default_image_root(args: argparse.Namespace) -> Path:

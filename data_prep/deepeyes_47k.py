@@ -84,7 +84,7 @@ def make_sample_fn(loader: common.ImageLoader, notes: Counter | None = None):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__.split("\n")[0], default_embed=True)
+    parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__, default_embed=True)
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)
     notes: Counter = Counter()

@@ -24,7 +24,8 @@ becomes a grounded sample, one without a single sample. `answer_type` must be on
 COCO-style JSON (a file ending in `.json`): the usual `images` ({id, file_name, width, height}) and
 `annotations` ({id, image_id, bbox: [x, y, w, h] pixels}) plus a `questions` list of {id,
 image_id, question, answer, annotation_ids, answer_type?, choices?}; a question's boxes are its
-`annotation_ids`. The JSON is loaded whole (annotation files are small next to their images);
+`annotation_ids`. A `.json` file holding a JSON array of records (the JSONL objects above) is
+read like JSONL. The JSON is loaded whole (annotation files are small next to their images);
 `width`/`height` that disagree with the image file are rejected (`image_size_mismatch`).
 """
 
@@ -60,13 +61,15 @@ def make_sample_fn(loader: common.ImageLoader, name: str, box_format: str):
     return make_sample
 
 
-def iter_coco(path: Path) -> Iterator[tuple[str, dict]]:
+def iter_coco(path: Path, data: dict) -> Iterator[tuple[str, dict | common.BadRow]]:
     """One joined row per COCO-style question: image entry + the question's annotation boxes."""
-    data = json.loads(path.read_text(encoding="utf-8"))
-    images = {img["id"]: img for img in data.get("images", [])}
-    annotations = {ann["id"]: ann for ann in data.get("annotations", [])}
-    for number, question in enumerate(data.get("questions", [])):
+    images = {img.get("id"): img for img in data.get("images") or [] if isinstance(img, dict)}
+    annotations = {ann.get("id"): ann for ann in data.get("annotations") or [] if isinstance(ann, dict)}
+    for number, question in enumerate(data["questions"]):
         row_id = f"{path.name}:questions[{number}]"
+        if not isinstance(question, dict):
+            yield row_id, common.BadRow("bad_json", f"question is a JSON {type(question).__name__}, not an object")
+            continue
         image = images.get(question.get("image_id"))
         missing = [a for a in question.get("annotation_ids") or [] if a not in annotations]
         if image is None or missing:
@@ -77,24 +80,43 @@ def iter_coco(path: Path) -> Iterator[tuple[str, dict]]:
             "id": question.get("id"), "image": image.get("file_name"), "question": question.get("question"),
             "answer": question.get("answer"), "answer_type": question.get("answer_type"),
             "choices": question.get("choices"), "box_format": "xywh",
-            "boxes": [annotations[a]["bbox"] for a in question.get("annotation_ids") or []],
+            "boxes": [annotations[a].get("bbox") for a in question.get("annotation_ids") or []],
             "expected_size": (image.get("width"), image.get("height")),
         }
 
 
+def read_json_file(path: Path) -> tuple[Iterator[tuple[str, dict | common.BadRow]], int]:
+    """Rows of a `.json` input: a JSON array of JSONL-style records, or a COCO-style object with a
+    `questions` list. Anything else is an `InputError` saying what the file holds instead."""
+    data = common.load_json_document(path)
+    if isinstance(data, list):
+        return common.iter_json_array(path, data), len(data)
+    if isinstance(data, dict) and isinstance(data.get("questions"), list):
+        return iter_coco(path, data), len(data["questions"])
+    if isinstance(data, dict):
+        keys = ", ".join(sorted(map(str, data))[:8]) or "no keys"
+        raise common.InputError(
+            f"{path}: a COCO-style object needs a `questions` list (found: {keys}); a plain list of records "
+            f"goes in a JSON array or a .jsonl file (python -m data_prep.generic --help shows both formats)")
+    raise common.InputError(f"{path}: holds a JSON {type(data).__name__}; expected an array of records "
+                            f"or a COCO-style object")
+
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = common.base_parser("python -m data_prep.generic", __doc__.split("\n")[0])
+    parser = common.base_parser("python -m data_prep.generic", __doc__)
     common.add_box_format(parser, "xyxy")
     parser.add_argument("--name", default="generic", help="dataset name: prefix of sample_id and data_source")
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)
-    if len(args.input) == 1 and args.input[0].endswith(".json"):
-        rows, total = iter_coco(Path(args.input[0])), None
-    else:
-        rows, total = common.iter_jsonl(args.input), common.jsonl_rows(args.input)
-    status = common.run(rows, make_sample_fn(loader, args.name, args.box_format), args, total=total)
-    return status
+    try:
+        if len(args.input) == 1 and args.input[0].endswith(".json"):
+            rows, total = read_json_file(Path(args.input[0]))
+        else:
+            rows, total = common.iter_jsonl(args.input), common.jsonl_rows(args.input)
+    except common.InputError as err:
+        print(f"[data_prep] error: {err}; nothing written", file=sys.stderr)
+        return 2
+    return common.run(rows, make_sample_fn(loader, args.name, args.box_format), args, total=total)
 
 
 if __name__ == "__main__":

@@ -45,7 +45,7 @@ def make_sample_fn(loader: common.ImageLoader, name: str, box_format: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = common.base_parser("python -m data_prep.generic_sft", __doc__.split("\n")[0], default_embed=True)
+    parser = common.base_parser("python -m data_prep.generic_sft", __doc__, default_embed=True, embed_option=False)
     sft.add_sft_options(parser, "xyxy")
     parser.add_argument("--name", default="generic_sft", help="dataset name: prefix of sample_id and data_source")
     args = parser.parse_args(argv)

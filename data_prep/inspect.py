@@ -91,8 +91,12 @@ class BadRows:
         self.counts: Counter = Counter()
         self.examples: list[str] = []
         self.max_examples = max_examples
+        self._seen: set[str] = set()  # the prefix ratio and the gallery may both meet one bad row
 
     def add(self, sample_id: str, err: ImageError) -> None:
+        if sample_id in self._seen:
+            return
+        self._seen.add(sample_id)
         self.counts[err.reason] += 1
         if len(self.examples) < self.max_examples:
             self.examples.append(f"{sample_id}: {err.reason} {err.detail}"[:240])
@@ -203,6 +207,17 @@ body {{ font-family: sans-serif; margin: 1em; }}
 """
 
 
+def format_boxes(boxes: Sequence[Sequence[float]] | None) -> str:
+    """Boxes as `[x1, y1, x2, y2]` with at most 2 decimals (stored floats carry conversion noise such as
+    556.0012800000001); empty string for none."""
+    if not boxes:
+        return ""
+    def number(value: float) -> str:
+        return f"{float(value):.2f}".rstrip("0").rstrip(".")
+
+    return ", ".join("[" + ", ".join(number(v) for v in box) + "]" for box in boxes)
+
+
 def render(path: Path, root: Path, count: int, out_dir: Path, bad: BadRows | None = None) -> list[Path]:
     """Gallery of the first `count` rows: a PNG per row (first image, GT boxes in magenta) and
     `out_dir/index.html` with question(s), answer(s) and both prompts. Returns the PNG paths; a
@@ -237,11 +252,11 @@ def render(path: Path, root: Path, count: int, out_dir: Path, bad: BadRows | Non
                 f"<div class='row' id='{html.escape(row['sample_id'])}'><div>{picture}</div><div class='cols'>"
                 f"<div class='meta'>{html.escape(row['sample_id'])} · {html.escape(str(row['data_source']))} · "
                 f"{row['kind']} · {len(row['images'])} image(s) · size {row['image_size']} · "
-                f"{len(row['gt_boxes'] or [])} GT box(es) {html.escape(str(row['gt_boxes'] or ''))}</div>"
+                f"{len(row['gt_boxes'] or [])} GT box(es) {html.escape(format_boxes(row['gt_boxes']))}</div>"
                 f"<p><b>question</b>: {html.escape(row['question'])}</p>"
                 + (f"<p><b>textual question</b>: {html.escape(textual_q)}</p>" if textual_q else "")
                 + f"<p><b>answer</b>: {html.escape(' | '.join(answers))} "
-                f"<span class='meta'>({html.escape(str(row['answer_type']))}"
+                f"<span class='meta'>({html.escape(row['answer_type'] or 'answer type not given')}"
                 f"{', choices ' + html.escape(str(row['choices'])) if row.get('choices') else ''})</span></p>"
                 f"<details open><summary>grounded prompt</summary>{_prompt_html(row['prompt_grounded'])}</details>"
                 f"<details><summary>textual / single prompt</summary>{_prompt_html(row['prompt_textual'])}</details>"
@@ -283,7 +298,8 @@ def _print_human(report: dict[str, Any]) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.inspect", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m data_prep.inspect", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", type=Path)
     parser.add_argument("--image-root", type=Path, default=None,
                         help="root of path-mode images (default: the root stored in the file's metadata, "

@@ -98,7 +98,7 @@ def paper_comparison(data_sources: dict[str, int]) -> list[str]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__.split("\n")[0])
+    parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__)
     common.add_box_format(parser, "xyxy")
     parser.add_argument("--single-sources", default=",".join(SINGLE_SOURCES),
                         help="comma-separated general-reasoning datasources to keep (default: the official list)")

@@ -127,7 +127,7 @@ def iter_rows(paths: Sequence[str]) -> Iterator[tuple[str, object]]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__.split("\n")[0], default_embed=True)
+    parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__, default_embed=True, embed_option=False)
     sft.add_sft_options(parser, "xyxy")
     parser.add_argument("--instruction-marker", action="append", default=[],
                         help="another opening of an instruction appended after the question (repeatable)")

@@ -165,10 +165,15 @@ class Sample:
 
 
 def _check_text(name: str, value: str) -> None:
+    """Refuse text that cannot be written as UTF-8: bytes that were not UTF-8 in the source (read with
+    surrogateescape, so they arrive as U+DC80..U+DCFF) or unpaired surrogates from a JSON escape."""
     try:
         value.encode("utf-8")
     except UnicodeEncodeError as err:
-        raise RecordError("invalid_unicode", f"{name}: {err}") from None
+        char = err.object[err.start]
+        what = (f"byte 0x{ord(char) - 0xDC00:02x} that is not UTF-8" if "\udc80" <= char <= "\udcff"
+                else f"unpaired surrogate U+{ord(char):04X}")
+        raise RecordError("invalid_unicode", f"{name}: {what} at character {err.start}") from None
 
 
 def to_row(sample: Sample, index: int, box_frame: str = "qwen2_5_vl") -> dict[str, Any]:

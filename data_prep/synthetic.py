@@ -167,7 +167,8 @@ def make_sample(seed: int, index: int, high_res: bool = False) -> Sample:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.synthetic", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m data_prep.synthetic", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--out", required=True, type=Path, help="output folder (train.parquet, val.parquet)")
     parser.add_argument("--num", type=int, default=1000, help="samples in total (train + val)")
     parser.add_argument("--seed", type=int, default=0)

@@ -58,7 +58,7 @@ def make_sample_fn(loader: common.ImageLoader, box_format: str):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__.split("\n")[0])
+    parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__)
     common.add_box_format(parser, "xyxy")
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)

@@ -216,7 +216,8 @@ def validate(path: str | Path, image_root: str | Path | None = None, decode: str
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m data_prep.validate", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m data_prep.validate", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("file", type=Path)
     parser.add_argument("--image-root", type=Path, default=None,
                         help="root of path-mode images (default: the root stored in the file's metadata, "

@@ -18,7 +18,7 @@ temporaries and leaves any previous output untouched.
 A run that keeps too little (`min_keep_ratio`: nothing at all, or fewer than that fraction of
 the rows read, typically a wrong image root) is not published either: the previous output stays,
 and the new rejects and summary are written as `NAME.failed.rejects.jsonl` /
-`NAME.failed.summary.json` for diagnosis; `committed` is then False.
+`NAME.failed.summary.json` for diagnosis (a later successful run removes them); `committed` is then False.
 """
 
 from __future__ import annotations
@@ -111,6 +111,9 @@ class RecordWriter:
         # The Parquet file goes last: its presence means the side files belong to it.
         for final in (self.rejects_path, self.summary_path, self.out):
             os.replace(self._tmp[final], final)
+        # a failed earlier run's diagnosis no longer describes what is published
+        for stale in side_paths(self.out, ".failed"):
+            stale.unlink(missing_ok=True)
         self.committed = True
 
     def kept_enough(self) -> bool:

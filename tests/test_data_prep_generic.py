@@ -236,7 +236,7 @@ def test_run_that_keeps_nothing_exits_1_and_keeps_previous_output(tmp_path, caps
     status = generic.main(["--input", str(source), "--image-root", str(tmp_path / "elsewhere"), "--out", str(out),
                            "--quiet"])
     assert status == 1
-    assert "NOT replaced" in capsys.readouterr().err
+    assert "(the previous good.parquet is kept)" in capsys.readouterr().err
     after = {p.name: p.read_bytes() for p in out.parent.iterdir() if ".failed." not in p.name}
     assert after == before
     failed = json.loads((out.parent / "good.failed.summary.json").read_text())

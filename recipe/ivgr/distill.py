@@ -366,7 +366,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     from data_prep.sft import SftWriter, pixel_bounds
     from reward_score.judge.client import JudgeClient, JudgeConfig
 
-    parser = argparse.ArgumentParser(prog="python -m recipe.ivgr.distill", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m recipe.ivgr.distill", description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", required=True, type=Path, help="the RL run's CKPT_DIR (trainer.default_local_dir)")
     parser.add_argument("--data", required=True, type=Path, help="the RL record Parquet the run trained on")
     parser.add_argument("--out", required=True, type=Path, help="output SFT .parquet")

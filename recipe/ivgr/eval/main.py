@@ -325,7 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     g = p.add_argument_group("run")
     g.add_argument("--resume", action="store_true", help="keep existing records and do only the missing items")
     g.add_argument("--overwrite", action="store_true", help="replace existing records of these benches/modes")
-    g.add_argument("--no-progress", action="store_true")
+    g.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bar")
     g.add_argument("--offline-processor", action="store_true",
                    help="CPU smoke tests only: use data_prep.offline_processor instead of the checkpoint's processor")
     return p

@@ -31,7 +31,8 @@ def build_tiny_qwen(min_pixels: int = 4 * 28 * 28, max_pixels: int = 12 * 28 * 2
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m recipe.ivgr.eval.tiny_checkpoint",
-                                     description=__doc__.split("\n")[0])
+                                     description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("out", type=Path, help="folder to write (config.json + weights)")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)

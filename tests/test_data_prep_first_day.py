@@ -1,0 +1,179 @@
+"""A researcher's first day with their own data: the inputs people actually have give one-line reasons,
+never a traceback, and the messages say what is true (issue: "first day with their own data")."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow.parquet as pq
+import pytest
+from PIL import Image
+
+from data_prep import generic
+from data_prep.schema import RECORD_SCHEMA  # noqa: F401  (the record schema the converter writes)
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _images(root: Path, n: int = 3) -> None:
+    root.mkdir(parents=True, exist_ok=True)
+    for i in range(n):
+        Image.new("RGB", (320, 240), (40 * i, 90, 160)).save(root / f"img{i}.png")
+
+
+def _record(i: int) -> dict:
+    return {"id": str(i), "image": f"img{i % 3}.png", "question": f"Where is object {i}?", "answer": "left",
+            "boxes": [[10, 20, 110, 140]]}
+
+
+def _convert(*args: str) -> int:
+    return generic.main([*args, "--quiet"])
+
+
+def _rejects(out: Path) -> list[dict]:
+    return [json.loads(line) for line in out.with_name(out.stem + ".rejects.jsonl").read_text().splitlines()]
+
+
+def test_a_json_array_of_records_converts_like_jsonl(tmp_path):
+    _images(tmp_path / "images")
+    source = tmp_path / "mine.json"
+    source.write_text(json.dumps([_record(i) for i in range(5)] + ["not a record"]))
+    out = tmp_path / "out" / "mine.parquet"
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out)) == 0
+    assert pq.read_metadata(out).num_rows == 5
+    (bad,) = _rejects(out)
+    assert bad["row"] == "mine.json:[5]" and bad["reason"] == "bad_json" and "str" in bad["detail"]
+
+
+def test_truncated_json_file_is_one_line_with_the_position(tmp_path, capsys):
+    _images(tmp_path / "images")
+    text = json.dumps([_record(i) for i in range(5)], indent=1)
+    source = tmp_path / "cut.json"
+    source.write_text(text[: len(text) // 2])
+    out = tmp_path / "cut.parquet"
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "cut.json: invalid JSON at line" in err and "truncated" in err
+    assert not out.exists()
+
+
+def test_coco_object_without_questions_says_what_is_missing(tmp_path, capsys):
+    _images(tmp_path / "images")
+    source = tmp_path / "instances.json"
+    source.write_text(json.dumps({"images": [{"id": 1, "file_name": "img0.png", "width": 320, "height": 240}],
+                                  "annotations": [{"id": 7, "image_id": 1, "bbox": [1, 2, 30, 40]}],
+                                  "categories": []}))
+    out = tmp_path / "coco.parquet"
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out)) == 2
+    err = capsys.readouterr().err
+    assert "needs a `questions` list" in err and "annotations" in err and "kept 0 of 0" not in err
+
+
+def test_bad_json_reject_names_the_file_line_and_the_column_not_the_documents_line_1(tmp_path):
+    _images(tmp_path / "images")
+    lines = [json.dumps(_record(i)) for i in range(18)] + ['{"id": "18", "image": "img0.png",, }']
+    source = tmp_path / "data.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    out = tmp_path / "data.parquet"
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out)) == 0
+    (bad,) = _rejects(out)
+    assert bad["row"] == "data.jsonl:19"
+    assert "line" not in bad["detail"] and "column" in bad["detail"]
+
+
+def test_invalid_utf8_detail_names_the_byte_without_surrogate_escapes(tmp_path):
+    _images(tmp_path / "images")
+    good = json.dumps(_record(0)).encode()
+    bad = json.dumps({**_record(1), "question": "caf@ menu?"}).encode().replace(b"@", b"\xe9")
+    source = tmp_path / "latin1.jsonl"
+    source.write_bytes(good + b"\n" + bad + b"\n")
+    out = tmp_path / "latin1.parquet"
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out)) == 0
+    (reject,) = _rejects(out)
+    assert reject["reason"] == "invalid_unicode"
+    assert "0xe9" in reject["detail"] and "\\udc" not in reject["detail"] and "udc" not in reject["detail"]
+
+
+@pytest.mark.parametrize("change, reason, detail", [
+    ({"answer": None}, "missing_answer", "no answer field"),
+    ({"answer": "  "}, "empty_answer", "answer is '  '"),
+    ({"answer": []}, "empty_answer", "answer is []"),
+    ({"question": None}, "missing_question", "no question field"),
+    ({"question": ""}, "empty_question", "question is ''"),
+])
+def test_missing_and_empty_answers_are_told_apart(tmp_path, change, reason, detail):
+    _images(tmp_path / "images")
+    row = {**_record(1), **change}
+    row = {k: v for k, v in row.items() if v is not None}
+    source = tmp_path / "d.jsonl"
+    source.write_text(json.dumps(_record(0)) + "\n" + json.dumps(row) + "\n")
+    out = tmp_path / "d.parquet"
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out)) == 0
+    (reject,) = _rejects(out)
+    assert (reject["reason"], reject["detail"]) == (reason, detail)
+
+
+def test_empty_input_does_not_claim_a_previous_output(tmp_path, capsys):
+    source = tmp_path / "empty.jsonl"
+    source.write_text("")
+    out = tmp_path / "empty.parquet"
+    assert _convert("--input", str(source), "--image-root", str(tmp_path), "--out", str(out)) == 1
+    err = capsys.readouterr().err
+    assert "the input has no rows" in err and "there was no previous output" in err and "is kept" not in err
+
+
+def test_a_later_success_removes_the_stale_failed_diagnosis(tmp_path):
+    _images(tmp_path / "images")
+    source = tmp_path / "d.jsonl"
+    source.write_text("\n".join(json.dumps(_record(i)) for i in range(4)) + "\n")
+    out = tmp_path / "d.parquet"
+    (tmp_path / "empty").mkdir()
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "empty"), "--out", str(out)) == 1
+    assert (tmp_path / "d.failed.summary.json").exists()
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out)) == 0
+    assert not list(tmp_path.glob("*.failed.*"))
+
+
+@pytest.mark.parametrize("module, words", [
+    ("data_prep.generic", ["JSONL line", "COCO-style", "annotation_ids", "JSON array"]),
+    ("data_prep.generic_sft", ["JSONL line", "response"]),
+    ("data_prep.validate", ["python -m data_prep.validate"]),
+    ("data_prep.inspect", ["python -m data_prep.inspect"]),
+])
+def test_help_shows_the_input_format(module, words):
+    out = subprocess.run([sys.executable, "-m", module, "--help"], capture_output=True, text=True, cwd=REPO,
+                         check=True).stdout
+    for word in words:
+        assert word in out, (module, word)
+
+
+def test_sft_converter_does_not_offer_an_option_it_ignores():
+    out = subprocess.run([sys.executable, "-m", "data_prep.generic_sft", "--help"], capture_output=True, text=True,
+                         cwd=REPO, check=True).stdout
+    assert "--no-embed-images" not in out and "--embed-images" not in out
+    assert "--no-progress" in out  # the eval's spelling of --quiet works here too
+
+
+def test_inspect_gallery_counts_a_bad_row_once_and_prints_clean_numbers(tmp_path, capsys):
+    from data_prep import inspect
+
+    _images(tmp_path / "images")
+    rows = [_record(i) for i in range(3)]
+    rows[0]["boxes"] = [[0.1, 0.2, 0.5, 0.7]]
+    rows[0]["box_format"] = "norm1"  # 0.1 * 320 = 32.000000000000004 in floating point
+    rows[1].pop("answer_type", None)
+    source = tmp_path / "d.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "d.parquet"
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out)) == 0
+    (tmp_path / "images" / "img2.png").unlink()  # one row's image disappears after conversion
+    assert inspect.main([str(out), "--render", "3", str(tmp_path / "gallery"), "--json", "--quiet"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["bad_rows"]["count"] == 1
+    page = (tmp_path / "gallery" / "index.html").read_text()
+    assert "[32, 48, 160, 168]" in page
+    assert "0000000" not in page and "(None" not in page and "answer type not given" in page
