@@ -177,3 +177,30 @@ def test_inspect_gallery_counts_a_bad_row_once_and_prints_clean_numbers(tmp_path
     page = (tmp_path / "gallery" / "index.html").read_text()
     assert "[32, 48, 160, 168]" in page
     assert "0000000" not in page and "(None" not in page and "answer type not given" in page
+
+
+def _readme_json_blocks() -> list[str]:
+    text = (REPO / "data_prep" / "README.md").read_text(encoding="utf-8")
+    section = text.split("## Your own data: input formats", 1)[1].split("\n## ", 1)[0]
+    return [block.split("```", 1)[0] for block in section.split("```json\n")[1:]]
+
+
+def test_the_readme_input_examples_convert(tmp_path):
+    """The formats the README shows are the formats the converters read."""
+    from data_prep import generic_sft
+
+    jsonl, coco, sft_line = _readme_json_blocks()
+    images = tmp_path / "images"
+    (images / "sub" / "dir").mkdir(parents=True)
+    Image.new("RGB", (640, 480), (200, 40, 40)).save(images / "sub" / "dir" / "a.jpg")
+    Image.new("RGB", (640, 480), (200, 40, 40)).save(images / "a.jpg")
+    (tmp_path / "mine.jsonl").write_text(json.dumps(json.loads(jsonl)) + "\n")
+    (tmp_path / "coco.json").write_text(coco)
+    (tmp_path / "sft.jsonl").write_text(json.dumps(json.loads(sft_line)) + "\n")
+    for source, out in (("mine.jsonl", "mine.parquet"), ("coco.json", "coco.parquet")):
+        assert _convert("--input", str(tmp_path / source), "--image-root", str(images),
+                        "--out", str(tmp_path / out)) == 0
+        assert pq.read_metadata(tmp_path / out).num_rows == 1
+    assert generic_sft.main(["--input", str(tmp_path / "sft.jsonl"), "--image-root", str(images),
+                             "--out", str(tmp_path / "sft.parquet"), "--quiet"]) == 0
+    assert pq.read_metadata(tmp_path / "sft.parquet").num_rows == 1
