@@ -12,7 +12,10 @@ Every failure is an `ImageError` whose `reason` is the code written to the rejec
 `image_missing`, `image_empty` (zero bytes), `image_corrupt`, `image_truncated` (end marker
 missing), `image_too_large` (PIL's
 decompression-bomb limit), `image_aspect_ratio` (> 200, which the Qwen processors refuse),
-`image_path_absolute`, `image_path_url`, `image_path_escapes_root`, `image_no_data`.
+`image_path_absolute`, `image_path_url`, `image_path_escapes_root`, `image_path_invalid` (a NUL
+byte or another control character, which no file system path holds), `image_no_data`.
+`check_geometry` is THE size rule: data preparation, `data_prep.validate` (on every row's stored
+`image_size`) and the training dataset (on every decoded image) all call it.
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ TAIL_BYTES = 1024  # how much of a file's end is read to find its end marker
 MIN_SIDE = 28  # Qwen2.5-VL resize factor: smaller sides are upscaled (with their boxes)
 MAX_ASPECT_RATIO = 200
 _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class ImageError(ValueError):
@@ -61,6 +65,8 @@ def safe_relative_path(path: str, root: Path | None) -> tuple[str, Path]:
     text = str(path).strip().replace("\\", "/")
     if not text:
         raise ImageError("image_no_data", "empty path")
+    if _CONTROL.search(text):  # os.path / pathlib raise a bare ValueError on a NUL byte
+        raise ImageError("image_path_invalid", f"control character in {text[:120]!r}")
     if _URL.match(text):
         raise ImageError("image_path_url", text[:120])
     if text.startswith("/") or re.match(r"^[a-zA-Z]:/", text):
@@ -114,11 +120,18 @@ def _open_size(fp, name: str, decode: bool, head: bytes = b"", tail: bytes = b""
         raise ImageError(reason, f"{name}: {type(err).__name__}: {err}"[:200]) from None
     if truncated:
         raise ImageError("image_truncated", f"{name}: no end marker in the last {TAIL_BYTES} bytes")
-    width, height = int(size[0]), int(size[1])
+    return check_geometry(int(size[0]), int(size[1]), name)
+
+
+def check_geometry(width: int, height: int, name: str = "<image>") -> tuple[int, int]:
+    """(width, height) when an image of that size (pixels) can reach a Qwen-VL model, else ImageError:
+    a side <= 0 (`image_corrupt`) or an aspect ratio over `MAX_ASPECT_RATIO` (`image_aspect_ratio`:
+    smart-resize refuses it, so the dataset could never build its prompt)."""
     if width <= 0 or height <= 0:
         raise ImageError("image_corrupt", f"{name}: size {width}x{height}")
     if max(width, height) / min(width, height) > MAX_ASPECT_RATIO:
-        raise ImageError("image_aspect_ratio", f"{name}: {width}x{height}")
+        raise ImageError("image_aspect_ratio", f"{name}: {width}x{height} (longer side over {MAX_ASPECT_RATIO}x "
+                                               "the shorter)")
     return width, height
 
 
@@ -178,7 +191,8 @@ def to_rgb(image: Image.Image) -> Image.Image:
 
 
 def open_image(item: dict, root: Path | None) -> Image.Image:
-    """Decode one stored image struct ({"bytes", "path"}) to an RGB PIL image (bytes win)."""
+    """Decode one stored image struct ({"bytes", "path"}) to an RGB PIL image (bytes win); every
+    failure, a size `check_geometry` refuses included, is an `ImageError`."""
     if item.get("bytes"):
         source, name = io.BytesIO(item["bytes"]), "<bytes>"
     elif item.get("path"):
@@ -190,6 +204,10 @@ def open_image(item: dict, root: Path | None) -> Image.Image:
         raise ImageError("image_no_data", "neither bytes nor path")
     try:
         with Image.open(source) as image:
-            return to_rgb(image)
+            image = to_rgb(image)
+    except FileNotFoundError:  # deleted between the check above and the open
+        raise ImageError("image_missing", name) from None
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageError("image_corrupt", f"{name}: {type(err).__name__}: {err}"[:200]) from None
+    check_geometry(image.width, image.height, name)
+    return image

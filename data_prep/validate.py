@@ -30,7 +30,7 @@ from tqdm import tqdm
 
 from data_prep import streaming
 from data_prep.boxes import MIN_SIDE_PX
-from data_prep.images import ImageError, open_image, safe_relative_path
+from data_prep.images import ImageError, check_geometry, open_image, safe_relative_path
 from data_prep.prompts import count_placeholders
 from data_prep.schema import KINDS, RECORD_SCHEMA, image_root_of
 from reward_score.answers import ANSWER_TYPES
@@ -92,6 +92,10 @@ def _check_boxes(row: dict, where: str, n: int, report: Report) -> None:
         report.add("bad_image_size", n, f"{where}: {size}")
         return
     width, height = size
+    try:  # the training dataset's own rule: it could never resize such an image for the model
+        check_geometry(width, height, where)
+    except ImageError as err:
+        report.add(err.reason, n, err.detail)
     for box in row["gt_boxes"] or []:
         values = list(box or [])
         if len(values) != 4 or not all(isinstance(v, (int, float)) and math.isfinite(v) for v in values):
@@ -176,6 +180,8 @@ def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | No
                                f"{where}: file {list(image.size)} vs image_size {row['image_size']}")
         except ImageError as err:
             report.add(err.reason, n, f"{where}: image {position}: {err.detail}")
+        except (ValueError, OSError) as err:  # never a traceback for one bad row
+            report.add("image_unreadable", n, f"{where}: image {position}: {type(err).__name__}: {err}"[:300])
     if decode:
         report.decoded += 1
 

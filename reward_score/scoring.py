@@ -7,7 +7,8 @@ Components (paper defaults; weights in `RewardConfig.weights`):
 
 Every call returns the same keys for every stream (verl turns them into `reward_extra_info`):
 `score, format, acc, acc_undecided, iou, box_valid, num_boxes, invalid_boxes, duplicate_boxes,
-consistency, gt_error, math_timeout, acc_judge`. Box counts refer to the whole response; IoU is
+consistency, gt_error, math_timeout, acc_judge`. `gt_error` is 1 when the row's ground truth is unusable
+(a malformed box, an empty reference answer: scored 0 there, never sent to the judge). Box counts refer to the whole response; IoU is
 computed in the model's frame (see `reward_score.frames`). `acc_judge` is 0 when no accuracy judge
 call was made, else the code of its outcome (`reward_score.judge.OUTCOME_CODES`); the step stage
 turns the codes into per-step counts.
@@ -21,6 +22,7 @@ import inspect
 import logging
 import math
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -34,6 +36,9 @@ from reward_score.parsing import Box, ParsedResponse, parse_boxes, parse_respons
 
 logger = logging.getLogger(__name__)
 _gt_errors = 0
+
+EMPTY_REFERENCE = "empty_reference"  # Verdict.rule of a row whose reference answer is empty (acc 0, gt_error 1)
+JUDGE_DEADLINE = "judge_deadline"  # setting: time.monotonic() after which accuracy-judge calls are cancelled
 
 RESULT_KEYS = ("score", "format", "acc", "acc_undecided", "iou", "box_valid", "num_boxes",
                "invalid_boxes", "duplicate_boxes", "consistency", "gt_error", "math_timeout", "acc_judge")
@@ -89,7 +94,12 @@ def _rule_part(solution_str: str, ground_truth: Any, extra_info: Mapping[str, An
                       invalid_boxes=float(num_invalid), duplicate_boxes=float(duplicates))
     else:
         result["format"] = format_reward(parsed, stream, rule=cfg.format_rule)
-    verdict = rule_verdict(parsed.answer, "" if ground_truth is None else str(ground_truth),
+    reference = "" if ground_truth is None else str(ground_truth)
+    if not reference.strip():  # a row without a reference answer: counted, never sent to the judge
+        _log_gt_error(ValueError("empty reference answer"), extra_info)
+        result["gt_error"] = 1.0
+        return result, stream, parsed, Verdict(False, EMPTY_REFERENCE)
+    verdict = rule_verdict(parsed.answer, reference,
                            extra_info.get("answer_type"), extra_info.get("choices"),
                            number_rel_tol=cfg.number_rel_tol, max_answer_chars=cfg.max_answer_chars)
     return result, stream, parsed, verdict
@@ -195,6 +205,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any,
         # (the unwrapped coroutine: this call already runs once per acceptable answer)
         return _sync_loop().run(compute_score_async.__wrapped__(data_source, solution_str, ground_truth, extra_info,
                                                                 **settings))
+    settings.pop(JUDGE_DEADLINE, None)
     cfg = reward_config(settings)
     result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
     if verdict.pending is not None:
@@ -211,10 +222,13 @@ async def compute_score_async(data_source: str, solution_str: str, ground_truth:
     `settings["judge"]` (JudgeConfig fields; needs `base_url`). A judge failure keeps acc at the
     fallback value and `acc_undecided = 1` (counted in the client's stats and logged); with
     `judge_all` a failed judge call keeps the rule's decisive verdict. `acc_judge` records the
-    call's outcome. math-verify runs in a worker thread (waiting on the math process pool), so the
-    event loop keeps serving in-flight judge requests."""
+    call's outcome. `settings["judge_deadline"]` (`time.monotonic()` seconds) cancels a judge call still
+    open then (outcome `cancelled`): the per-step judge budget of the trainer. math-verify runs in a
+    worker thread (waiting on the math process pool), so the event loop keeps serving in-flight judge
+    requests."""
     settings = dict(settings)
     judge_settings = settings.pop("judge", None)
+    deadline = settings.pop(JUDGE_DEADLINE, None)
     cfg = reward_config(settings)
     loop = asyncio.get_running_loop()
     if RULES_IN_THREAD and judge_settings and judge_settings.get("base_url"):
@@ -228,20 +242,37 @@ async def compute_score_async(data_source: str, solution_str: str, ground_truth:
     if verdict.pending is not None:
         outcome = await loop.run_in_executor(None, _math_check, verdict, cfg)
         verdict = _with_math(result, verdict, outcome)
-    if verdict.decisive and not (cfg.judge_all and verdict.rule not in ("empty", "too_long")):
+    if verdict.decisive and not (cfg.judge_all and verdict.rule not in ("empty", "too_long", EMPTY_REFERENCE)):
         return _finish(result, stream, float(verdict.correct), False, cfg)
     client = shared_judge_client(judge_settings)
     if client is not None:
         from reward_score.judge import OUTCOME_CODES, judge_answer
 
         question = str((extra_info or {}).get("question") or "")
-        judged = await judge_answer(client, question, str(ground_truth), parsed.answer or "")
+        judged = await _before(deadline, judge_answer(client, question, str(ground_truth), parsed.answer or ""))
         result["acc_judge"] = float(OUTCOME_CODES[judged.outcome])
         if judged.value is not None:
             return _finish(result, stream, float(bool(judged.value)), False, cfg)
     if verdict.decisive:  # judge_all and the judge did not answer: the rule's verdict stands
         return _finish(result, stream, float(verdict.correct), False, cfg)
     return _finish(result, stream, _fallback_acc(parsed, ground_truth, cfg), True, cfg)
+
+
+async def _before(deadline: float | None, call):
+    """Await a judge call, cancelled at `deadline` (`time.monotonic()` seconds; None: no limit): the
+    outcome is then `cancelled`, counted like every other judge failure."""
+    if deadline is None:
+        return await call
+    from reward_score.judge import OUTCOME_CANCELLED, JudgeResult
+
+    left = deadline - time.monotonic()
+    if left <= 0:
+        call.close()  # never started
+        return JudgeResult(None, OUTCOME_CANCELLED, 0, 0.0, None)
+    try:
+        return await asyncio.wait_for(call, left)
+    except asyncio.TimeoutError:
+        return JudgeResult(None, OUTCOME_CANCELLED, 0, left, None)
 
 
 class _LoopThread:

@@ -48,15 +48,25 @@ ivgr_logger_list() {
     printf '[%s]' "$cleaned"
 }
 
+# Marker file of a folder this recipe generated the synthetic set into (and may regenerate it in).
+IVGR_SYNTHETIC_MARKER=.ivgr_synthetic_set
+
 # Fill TRAIN_FILES / VAL_FILES; with no dataset given, the synthetic grounded set in DATA_DIR
-# (prepared here unless present; pass prepare=0 to only compute the paths).
+# (prepared here unless present; pass prepare=0 to only compute the paths). The set is generated
+# only into a folder that is missing, empty, or marked as the recipe's own ($IVGR_SYNTHETIC_MARKER):
+# never over a user's files (e.g. their own train.parquet without a val.parquet).
 ivgr_resolve_data() {
     local prepare=$1
     if [[ -z "$TRAIN_FILES" ]]; then
         if [[ -f "$DATA_DIR/train.parquet" && -f "$DATA_DIR/val.parquet" ]]; then
             [[ "$prepare" == 1 ]] && ivgr_log "synthetic set present in $DATA_DIR (not regenerated)"
         elif [[ "$prepare" == 1 ]]; then
+            if [[ -d "$DATA_DIR" && -n "$(ls -A "$DATA_DIR")" && ! -f "$DATA_DIR/$IVGR_SYNTHETIC_MARKER" ]]; then
+                ivgr_die "TRAIN_FILES is unset and DATA_DIR=$DATA_DIR holds files ($(ls -A "$DATA_DIR" | head -3 | tr '\n' ' ')...) but not a complete synthetic set (train.parquet + val.parquet) made by this recipe: nothing is written there. Set TRAIN_FILES (and VAL_FILES) to your data, or DATA_DIR to an empty folder for the synthetic set"
+            fi
             ivgr_log "no TRAIN_FILES: preparing the synthetic grounded set in $DATA_DIR ($SYNTHETIC_NUM samples, frame $BOX_FRAME)"
+            mkdir -p "$DATA_DIR" || ivgr_die "cannot create DATA_DIR=$DATA_DIR"
+            touch "$DATA_DIR/$IVGR_SYNTHETIC_MARKER"
             "$PYTHON" -m data_prep.synthetic --out "$DATA_DIR" --num "$SYNTHETIC_NUM" --seed "$SYNTHETIC_SEED" \
                 --box-frame "$BOX_FRAME" --quiet || ivgr_die "data_prep.synthetic failed"
         fi

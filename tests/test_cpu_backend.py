@@ -155,6 +155,44 @@ def test_server_generates_with_an_image_and_follows_weight_updates(tiny_checkpoi
     assert out["unknown"] is not None and "unknown" in out["unknown"]
 
 
+def test_fresh_servers_with_the_same_seed_sample_the_same_rollouts(tiny_checkpoint):
+    """Two fresh hf_cpu servers (as two runs' step 1), the process RNG in different states and requests in
+    another order: the same rollout seed gives the same rollouts per prompt; another seed others."""
+    out = _python(f"""
+        import asyncio, json, torch
+        from omegaconf import OmegaConf
+        from PIL import Image
+        import verl
+        from verl.utils import hf_processor
+        from verl.workers.config import RolloutConfig
+        from recipe.cpu_backend.rollout import HFCPUServer
+        path = {str(tiny_checkpoint)!r}
+        processor = hf_processor(path)
+        image = Image.new("RGB", (112, 84), (10, 200, 30))
+        def ids(question):
+            messages = [{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": question}}]}}]
+            text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+            return list(processor(text=[text], images=[image])["input_ids"][0])
+        prompts = {{"a": ids("What shape?"), "b": ids("What colour is it?")}}
+        sampled = {{"temperature": 1.0, "top_p": 1.0}}
+        def run(seed, order, rng):
+            torch.manual_seed(rng)  # whatever else ran in the process before
+            config = RolloutConfig(name="hf_cpu", prompt_length=256, response_length=12, max_model_len=268, seed=seed)
+            server = HFCPUServer(config, OmegaConf.create({{"path": path}}), replica_rank=0)
+            out = {{"a": [], "b": []}}
+            for key in order:
+                out[key].append(asyncio.run(server.generate(prompts[key], dict(sampled), "r", image_data=[image]))
+                                .token_ids)
+            return {{k: sorted(v) for k, v in out.items()}}
+        first = run(7, "aabbab", 1)
+        second = run(7, "babaab", 2)
+        other = run(8, "aabbab", 1)
+        print(json.dumps({{"same": first == second, "other": other != first,
+                          "varied": len(set(map(tuple, first["a"]))) > 1}}))
+    """)
+    assert out["same"] and out["other"] and out["varied"]
+
+
 def test_every_patch_is_listed_in_the_readme_with_its_reason():
     from recipe.cpu_backend.patches import PATCHES
 

@@ -296,13 +296,45 @@ def test_image_paths_stay_under_the_root(env):
     loose = make(env, files, image_root=str(tmp / "root"))
     assert _image_items(loose[0]["raw_prompt"])[0]["image"].size == resized_size(
         *donor.image_size, "qwen2_5_vl", 56 * 56, MAX_PIXELS)
-    with pytest.raises(ImageError, match="escapes_root"):
-        loose[2]
-    with pytest.raises(ImageError, match="image_missing"):  # default root: the parquet's own folder
+    substitute = loose[2]  # the escaping sample's row is served by the next readable one, marked
+    assert (substitute["extra_info"]["sample_id"], substitute["extra_info"]["substituted_for"],
+            substitute["extra_info"]["substitute_reason"]) == ("test:ok", "test:escape", "image_path_escapes_root")
+    with pytest.raises(ImageError, match="image_missing"):  # default root: the parquet's own folder, nothing loads
         make(env, files)[0]
     filtered = make(env, files, image_root=str(tmp / "root"), filter_overlong_prompts=True)
     assert [filtered[i]["extra_info"]["sample_id"] for i in range(len(filtered))] == ["test:ok", "test:ok"]
     assert filtered.filter_stats["errors"] == 1 and filtered.filter_stats["dropped_sample_ids"] == ["test:escape"]
+
+
+def test_an_image_deleted_during_training_is_a_counted_skip(env):
+    """The file of a path-mode image disappears after the dataset was built (length filter off: no
+    decode at load): both rows of that sample are served by the next readable grounded sample, marked
+    for the step stage, instead of an ImageError crashing the run."""
+    tmp = env["tmp"] / "deleted"
+    (tmp / "images").mkdir(parents=True)
+    samples = []
+    for i in range(3):
+        donor = synthetic.make_sample(SEED, 400 + i)
+        (tmp / "images" / f"{i}.png").write_bytes(donor.images[0].data)
+        samples.append(Sample(sample_id=f"test:del:{i}", data_source="test/del", question=donor.question,
+                              answer=donor.answer, images=[ImageItem(None, f"images/{i}.png")],
+                              image_size=donor.image_size, gt_boxes=donor.gt_boxes, answer_type=donor.answer_type,
+                              choices=donor.choices))
+    _write(tmp / "del.parquet", samples)
+    ds = make(env, [str(tmp / "del.parquet")])
+    assert ds[2]["extra_info"]["sample_id"] == "test:del:1"
+    (tmp / "images" / "1.png").unlink()
+    grounded, textual = ds[2], ds[3]
+    for item, stream in ((grounded, "grounded"), (textual, "textual")):
+        info = item["extra_info"]
+        assert (info["sample_id"], info["stream"], info["substituted_for"], info["substitute_reason"]) == \
+            ("test:del:2", stream, "test:del:1", "image_missing")
+        assert info["index"] == (2 if stream == "grounded" else 3)
+    assert ds.substitutions == 2 and "substituted_for" not in ds[0]["extra_info"]
+    for i in (0, 2):
+        (tmp / "images" / f"{i}.png").unlink()
+    with pytest.raises(ImageError, match="none of the next"):
+        ds[0]
 
 
 def test_image_root_stored_by_the_converter_is_the_default(env):

@@ -93,7 +93,8 @@ def test_stage_writes_consistency_into_textual_rewards_and_grpo_uses_it(transfer
     judge_server.reset()
     judge_server.responder = consistency_from_target
     config = compose_config(f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=1",
-                            "ivgr.judge.backoff_s=0.001", f"trainer.default_local_dir={tmp_path}")
+                            "ivgr.judge.backoff_s=0.001", f"trainer.default_local_dir={tmp_path}",
+                            "data.train_batch_size=4")
     trainer = make_trainer(config, tmp_path)
     rows = [
         ("ga", "grounded", "s1", [(g(1, 0.9), "ref A <box>[1,2,3,4]</box>"), (g(1, 0.5), "x"), (g(0, 0.9), "y"),
@@ -134,7 +135,7 @@ def test_judge_outage_is_bounded_and_counted(transfer_queue, judge_server, tmp_p
     judge_server.reset()
     judge_server.responder = lambda body: status(503)
     config = compose_config(f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=2",
-                            "ivgr.judge.backoff_s=0.001", "ivgr.judge.backoff_max_s=0.002")
+                            "ivgr.judge.backoff_s=0.001", "ivgr.judge.backoff_max_s=0.002", "data.train_batch_size=2")
     trainer = make_trainer(config, tmp_path)
     batch = put_step([("ge", "grounded", "s3", [(g(1, 0.8), "ref")] * N),
                       ("tf", "textual", "s3", [(t(1), f"say=1.0 #{i}") for i in range(N)])])
@@ -150,7 +151,8 @@ def test_judge_outage_is_bounded_and_counted(transfer_queue, judge_server, tmp_p
 def test_archive_survives_checkpoint_round_trip_and_resumed_run_scores_the_same(transfer_queue, judge_server, tmp_path):
     judge_server.reset()
     judge_server.responder = consistency_from_target
-    overrides = (f"ivgr.judge.base_url={judge_server.url}", f"trainer.default_local_dir={tmp_path}")
+    overrides = (f"ivgr.judge.base_url={judge_server.url}", f"trainer.default_local_dir={tmp_path}",
+                 "data.train_batch_size=1")
     first = make_trainer(compose_config(*overrides), tmp_path)
     batch = put_step([("gg", "grounded", "s4", [(g(1, 0.9), "reference from step 1")] * N)])
     first.run_step_stages(batch, {})
@@ -196,7 +198,7 @@ def test_accuracy_judge_outage_and_undecided_answers_reach_the_step_metrics(tran
     assert [r["acc_undecided"] for r in rewards] == [0.0, 1.0, 1.0, 0.0]
     for disabled in (False, True):
         config = compose_config(f"ivgr.judge.base_url={judge_server.url}", f"trainer.default_local_dir={tmp_path}",
-                                *(["ivgr.consistency.enable=false"] if disabled else []))
+                                "data.train_batch_size=1", *(["ivgr.consistency.enable=false"] if disabled else []))
         trainer = make_trainer(config, tmp_path)
         batch = put_step([("ta", "textual", "s5", [(r, "look") for r in rewards])])
         metrics = {}

@@ -171,6 +171,32 @@ def test_dry_run_passes_on_cpu(script, data, tmp_path):
     assert elapsed < 60
 
 
+def test_the_launch_never_writes_into_a_folder_with_the_users_data(tmp_path):
+    """DATA_DIR holds the user's own train.parquet but no val.parquet, TRAIN_FILES unset: the script must
+    not generate the synthetic set over it; it generates only into an empty or recipe-made folder."""
+    users = tmp_path / "mine"
+    users.mkdir()
+    (users / "train.parquet").write_bytes(b"the user's data")
+    result = _bash("train_ivgr_7b.sh", "--dry-run",
+                   env=_env(DATA_DIR=str(users), SYNTHETIC_NUM="40", CKPT_DIR=str(tmp_path / "ckpt"), **SMALL))
+    assert result.returncode == 1, result.stdout + result.stderr
+    assert "nothing is written there" in result.stderr and "Set TRAIN_FILES" in result.stderr
+    assert sorted(p.name for p in users.iterdir()) == ["train.parquet"]
+    assert (users / "train.parquet").read_bytes() == b"the user's data"
+    # a folder the recipe generated into (marker file) is regenerated when a file is missing
+    ours = tmp_path / "ours"
+    result = _bash("train_ivgr_7b.sh", "--print-overrides",
+                   env=_env(DATA_DIR=str(ours), CKPT_DIR=str(tmp_path / "ckpt"), **SMALL))
+    assert result.returncode == 0 and not ours.exists()  # --print-overrides writes nothing
+    result = _bash("train_ivgr_7b.sh", "--dry-run",
+                   env=_env(DATA_DIR=str(ours), SYNTHETIC_NUM="40", CKPT_DIR=str(tmp_path / "ckpt"), **SMALL))
+    assert (ours / "train.parquet").is_file() and (ours / ".ivgr_synthetic_set").is_file(), result.stderr
+    (ours / "val.parquet").unlink()
+    result = _bash("train_ivgr_7b.sh", "--dry-run",
+                   env=_env(DATA_DIR=str(ours), SYNTHETIC_NUM="40", CKPT_DIR=str(tmp_path / "ckpt"), **SMALL))
+    assert "preparing the synthetic grounded set" in result.stderr and (ours / "val.parquet").is_file()
+
+
 def test_dry_run_missing_data_file_fails_fast(tmp_path):
     start = time.monotonic()
     result = _bash("train_ivgr_7b.sh", "--dry-run",
@@ -260,9 +286,8 @@ def test_frame_and_patch_mismatches_and_resume_info(tmp_path, data):
     ckpt = tmp_path / "ckpt"
     (ckpt / "global_step_40").mkdir(parents=True)
     (ckpt / "latest_checkpointed_iteration.txt").write_text("40")
-    code, out = preflight(overrides)
-    assert code == 0, out
-    assert "continues from global_step_40" in out
+    code, out = preflight(overrides)  # an empty folder named latest: nothing to resume from
+    assert code == 1 and "no complete checkpoint is left to resume from" in out
     code, out = preflight([*overrides, "trainer.resume_mode=resume_path",
                            f"trainer.resume_from_path={ckpt / 'global_step_80'}"])
     assert code == 1 and f"trainer.resume_from_path={ckpt / 'global_step_80'} does not exist" in out

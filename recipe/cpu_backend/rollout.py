@@ -13,15 +13,22 @@ Pieces, mirroring verl's vLLM rollout (`workers/rollout/vllm_rollout/`):
   actor update; it sends the state dict to the server, so the next step samples from the updated policy.
 
 For a CPU smoke run of the whole training loop on a tiny model, not for throughput: requests are
-served one at a time. Each weight update and generation is logged with a weight fingerprint, so a
-run's log shows that the rollout policy follows the actor.
+served one at a time. Sampling is seeded like verl's vLLM server (`vllm_async_server.py` ~343: engine
+seed `rollout.seed + replica_rank`): each request draws from a generator seeded by that seed, the
+weights version, the prompt and how many identical prompts came before it under these weights, so
+fresh runs with the same seed sample the same rollouts whatever order the agent loop's requests
+arrive in (a per-request `seed` in the sampling params, verl's full-determinism mode, wins). Each
+weight update and generation is logged with a weight fingerprint, so a run's log shows that the
+rollout policy follows the actor.
 """
 
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import os
+from collections import Counter
 from collections.abc import Iterable
 from typing import Any, Optional
 
@@ -45,6 +52,14 @@ def server_name(replica_rank: int, kind: str = "", suffix: str = "") -> str:
 def weight_fingerprint(tensors: Iterable[torch.Tensor]) -> float:
     """Sum of the float32 L2 norms of the tensors: changes whenever any weight changes."""
     return float(sum(t.detach().float().norm().item() for t in tensors))
+
+
+def request_seed(base_seed: int, weights_version: int, prompt_ids: list[int], occurrence: int) -> int:
+    """Sampling seed of one request: a 63-bit hash of the server's seed, its weights version, the prompt
+    tokens and the request's rank among identical prompts under these weights (the n rollouts of one
+    row share a prompt and must differ; their order of arrival must not matter)."""
+    text = f"{int(base_seed)}|{int(weights_version)}|{int(occurrence)}|{','.join(map(str, prompt_ids))}"
+    return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "little") >> 1
 
 
 def generation_config(params: dict[str, Any], max_new_tokens: int, eos_ids: list[int], pad_id: int | None):
@@ -93,6 +108,9 @@ class HFCPUServer:
         self.eos_ids = sorted(i for i in eos if i is not None)
         self.generated = 0
         self.generated_version = -1
+        # vLLM's engine seed in verl (vllm_async_server.py ~343): rollout.seed + replica rank
+        self.seed = int(getattr(config, "seed", 0) or 0) + int(replica_rank)
+        self._seen: Counter = Counter()  # (weights version, prompt hash) -> requests so far
         self._lock = asyncio.Lock()
         logger.info("hf_cpu rollout server %d: %s loaded, weight fingerprint %.6f", replica_rank, path,
                     self.fingerprint)
@@ -133,8 +151,13 @@ class HFCPUServer:
         vision = self._vision_inputs(prompt_ids, image_data, mm_processor_kwargs)
         input_ids = torch.tensor([prompt_ids], dtype=torch.long)
         config = generation_config(params, max_new, self.eos_ids, self.tokenizer.pad_token_id)
-        if params.get("seed") is not None:  # this process serves one request at a time
-            torch.manual_seed(int(params["seed"]))
+        if params.get("seed") is not None:  # verl's per-request seed (full determinism); one request at a time
+            seed = int(params["seed"])
+        else:
+            key = (self.weights_version, hashlib.sha256(str(prompt_ids).encode()).hexdigest())
+            seed = request_seed(self.seed, self.weights_version, prompt_ids, self._seen[key])
+            self._seen[key] += 1
+        torch.manual_seed(seed)  # generate() samples from the global generator; this process serves one request
         with torch.no_grad():
             out = self.model.generate(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), **vision,
                                       generation_config=config, tokenizer=self.tokenizer)
@@ -181,6 +204,7 @@ class HFCPUServer:
         tied = getattr(self.model.config, "tie_word_embeddings", False)
         missing = [k for k in state if k not in named_tensors and not (tied and k == "lm_head.weight")]
         self.weights_version += 1
+        self._seen.clear()  # occurrences count per weights version
         if global_steps is not None:  # the weight version verl tags trajectories with (as vLLM's server)
             self.global_steps = global_steps
         before, self.fingerprint = self.fingerprint, weight_fingerprint(self.model.state_dict().values())

@@ -40,7 +40,10 @@ Images
 Embedded ``bytes`` win; otherwise ``path`` is resolved under ``data.image_root`` (default: the
 image root data_prep stored in the files' metadata, else the folder of the data files when they
 share one folder, like ``python -m data_prep.validate``).
-Absolute paths, URLs and paths that escape the root are refused (`data_prep.images`). Each image
+Absolute paths, URLs and paths that escape the root are refused (`data_prep.images`). An image that
+fails when a row is built (deleted after load, corrupt, a size `data_prep.images.check_geometry`
+refuses) is a counted skip: the row is served from the next readable sample of the same kind
+(`_substitute`), marked in ``extra_info`` and counted by the step stage. Each image
 reaches ``raw_prompt`` as ``{"type": "image", "image": <PIL RGB>, "min_pixels": lo, "max_pixels": hi}``,
 the picture already smart-resized within those bounds (verl copies it into every trajectory).
 
@@ -110,6 +113,7 @@ _DROPPED_ITEM_KEYS = ("prompt_grounded", "prompt_textual")
 # qwen_vl_utils.fetch_image defaults (in image tokens) for items that carry no bounds
 _FETCH_MIN_TOKENS, _FETCH_MAX_TOKENS = 4, 16384
 _SPATIAL_MERGE = 2
+MAX_SUBSTITUTE_SCAN = 64  # samples tried after one whose image fails at run time
 
 
 def _plain(value: Any) -> Any:
@@ -200,6 +204,7 @@ class DualStreamDataset(RLHFDataset):
         self.requested_pixels = (config.get("ivgr_min_pixels", None), config.get("ivgr_max_pixels", None))
         self.image_root = self._default_image_root(config.get("image_root", None), data_files)
         self.filter_stats: dict[str, Any] = {}
+        self.substitutions = 0  # rows served by a substitute sample in this process (see _substitute)
         self._warned: set[str] = set()
         super().__init__(data_files=data_files, tokenizer=tokenizer, config=config, processor=processor,
                          max_samples=max_samples)
@@ -383,9 +388,45 @@ class DualStreamDataset(RLHFDataset):
         return row
 
     def __getitem__(self, item):
+        from data_prep.images import ImageError
+
         row_index, stream = self._items[int(item)]
-        row = self._stream_row(self.dataframe[row_index], stream, int(item))
+        record = self.dataframe[row_index]
+        try:
+            row = self._stream_row(record, stream, int(item))
+        except ImageError as err:  # e.g. the file was deleted after load: a counted skip, not a crash
+            row = self._substitute(row_index, stream, int(item), err)
         return RLHFDataset.__getitem__(_OneRow(self, row), 0)
+
+    def _substitute(self, row_index: int, stream: str, item: int, err: Exception) -> dict:
+        """The row of the next sample (record order, wrapping) of the same kind whose images load, in
+        place of a sample whose image failed at run time (`err`). Both rows of a pair scan the same way
+        and so take the same substitute; the row keeps its `index` and says in `extra_info` which sample
+        it replaces and why (`substituted_for`, `substitute_reason`), which the step stage counts
+        (`ivgr/data/substituted_rows`). Raises the original error when none of the next
+        `MAX_SUBSTITUTE_SCAN` samples loads."""
+        original = self.dataframe[row_index]
+        kind = original.get("kind")
+        self.substitutions += 1
+        if self.substitutions <= 10 or self.substitutions % 100 == 0:
+            logger.warning("sample %s (%s row): %s; substituting the next readable %s sample (%d substitutions in "
+                           "this process)", original.get("sample_id"), stream, err, kind, self.substitutions)
+        total = len(self.dataframe)
+        for offset in range(1, min(total, MAX_SUBSTITUTE_SCAN + 1)):
+            candidate_index = (row_index + offset) % total
+            candidate = self.dataframe[candidate_index]
+            if candidate.get("kind") != kind:
+                continue
+            try:
+                row = self._stream_row(candidate, stream, item)
+            except Exception:  # noqa: BLE001  (unreadable as well: keep scanning)
+                continue
+            row["extra_info"].update(substituted_for=original.get("sample_id"),
+                                     substitute_reason=getattr(err, "reason", type(err).__name__))
+            return row
+        raise type(err)(getattr(err, "reason", "image_error"),
+                        f"{getattr(err, 'detail', err)}; and none of the next {MAX_SUBSTITUTE_SCAN} {kind} samples "
+                        "could be loaded either: are the images still there (data.image_root)?") from err
 
     def stream_of(self, item: int) -> str:
         """The stream of dataset item `item` (no image decoding)."""

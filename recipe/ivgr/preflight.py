@@ -15,7 +15,9 @@ problem instead of stopping at the first:
 - judge: `GET {ivgr.judge.base_url}/models` answers and lists `ivgr.judge.model` (or "not configured");
 - sizes: batch sizes divisible by each other and by the data-parallel world, rollout TP divides the
   GPUs of a node, token budgets hold one full sequence, `rollout.n >= 2`;
-- checkpoints: absolute `trainer.default_local_dir`, `resume_from_path` present when asked for.
+- checkpoints: absolute `trainer.default_local_dir`; the checkpoint the run would resume from
+  (`latest_checkpointed_iteration.txt` or `resume_from_path`) complete, files and archives
+  (`recipe.ivgr.integrity.resume_target`, the trainer's own check).
 
 Then prints a short table (GPUs, samples/rows/sequences per step, max tokens per sequence, estimated
 tokens per step, checkpoint folder, logger). Exit status 0 when no problem was found, 1 otherwise
@@ -600,24 +602,33 @@ def check_checkpoints(config, findings: Findings) -> str:
                          "TaskRunner's working directory; give an absolute path (CKPT_DIR)")
         return f"{folder} (relative!)"
     status = f"resume: {mode}"
-    if mode == "auto":
-        latest = Path(folder) / "latest_checkpointed_iteration.txt"
-        if latest.is_file():
-            step = latest.read_text().strip()
-            status += f", continues from global_step_{step}"
-            findings.note(f"checkpoints: {folder} holds global_step_{step}: the run resumes from it")
-        else:
-            status += ", none yet"
-    elif mode == "resume_path":
-        resume = select(config, "trainer.resume_from_path")
-        if not resume:
-            findings.problem("trainer.resume_mode=resume_path needs trainer.resume_from_path=<...>/global_step_N")
-        elif not Path(str(resume)).is_dir():
-            findings.problem(f"trainer.resume_from_path={resume} does not exist")
-        elif not Path(str(resume)).name.startswith("global_step_"):
-            findings.problem(f"trainer.resume_from_path={resume} must be a global_step_N folder")
-        else:
-            status += f" from {resume}"
+    from recipe.ivgr.integrity import TRACKER, resume_target
+
+    resume = select(config, "trainer.resume_from_path")
+    if mode == "resume_path" and resume and not Path(str(resume)).name.startswith("global_step_"):
+        findings.problem(f"trainer.resume_from_path={resume} must be a global_step_N folder")
+        return f"{folder} ({status})"
+    # the trainer asks the same function before it loads anything (IVGRTrainer._load_checkpoint)
+    try:
+        from verl.trainer.ppo.utils import need_critic
+
+        critic = bool(need_critic(config))
+    except Exception:  # noqa: BLE001  (a config check_config already reported as broken)
+        critic = False
+    target = resume_target(mode, folder, str(resume) if resume else None, critic=critic)
+    if target.error:
+        findings.problem(f"checkpoints: {target.error}")
+        status += ", refused"
+    elif target.folder is not None and target.skipped is not None:
+        findings.warn(f"checkpoints: {TRACKER} names {target.skipped.name}, which is incomplete "
+                      f"({'; '.join(target.problems[:3])}): the run resumes from {target.folder.name}, the newest "
+                      "complete checkpoint")
+        status += f", continues from {target.folder.name} ({target.skipped.name} incomplete)"
+    elif target.folder is not None:
+        findings.note(f"checkpoints: {target.folder} is complete (actor shards, data.pt): the run resumes from it")
+        status += f", continues from {target.folder.name}" if mode == "auto" else f" from {target.folder}"
+    elif mode == "auto":
+        status += ", none yet"
     probe = Path(folder)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

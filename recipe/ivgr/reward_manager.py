@@ -9,6 +9,7 @@ it needs the whole step (see `recipe.ivgr.stage`).
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from omegaconf import OmegaConf
@@ -17,29 +18,47 @@ from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from recipe.ivgr.stage import split_judge_settings
 from reward_score.parsing import parse_response
-from reward_score.scoring import compute_score_async
+from reward_score.scoring import JUDGE_DEADLINE, compute_score_async
+
+REWARD_WAIT = "reward_wait_s"  # reward_extra_info: wall seconds of one rollout's scoring (judge calls included)
+
+
+JUDGE_BUDGET = "judge_budget_s"  # key of `reward_settings`: the step's judge budget, seconds
 
 
 def reward_settings(config: Any) -> dict[str, Any]:
     """reward_score settings from the recipe config: `ivgr.reward` plus `ivgr.judge` when the judge
-    is to resolve undecided answers."""
+    is to resolve undecided answers, with the step's judge budget (`ivgr.judge.step_deadline_s`)."""
     ivgr = OmegaConf.to_container(config.ivgr, resolve=True) if "ivgr" in config else {}
     settings = dict(ivgr.get("reward") or {})
-    judge, _step_policy = split_judge_settings(ivgr.get("judge"))  # the step policy is the stage's
+    judge, step_policy = split_judge_settings(ivgr.get("judge"))
     if ivgr.get("judge_accuracy", True) and judge.get("base_url"):
         settings["judge"] = judge
+        settings[JUDGE_BUDGET] = step_policy.step_deadline_s
     return settings
 
 
 async def score_response(text: str, data_source: str, ground_truth: Any, extra_info: dict | None,
                          settings: dict[str, Any]) -> dict:
     """verl's reward-loop result for one decoded response: ``{"reward_score", "reward_extra_info"}``
-    (every `compute_score_async` key plus the `<think>` text as ``think``). Shared with the IVR-R1
-    agent loop, which scores its own outputs with it so the judge is asked once per answer."""
+    (every `compute_score_async` key, the `<think>` text as ``think`` and ``reward_wait_s``, the
+    seconds this scoring took). Shared with the IVR-R1 agent loop, which scores its own outputs with it
+    so the judge is asked once per answer.
+
+    The step's judge budget (`settings["judge_budget_s"]`, seconds): this rollout's accuracy-judge
+    calls (every acceptable answer, retries included) are cancelled that long after its scoring began,
+    so the last reward of a step arrives at most that long after the last rollout was generated; the
+    step stage gives the consistency calls what is left of it (`recipe.ivgr.stage.ConsistencyStage`)."""
+    start = time.monotonic()
+    settings = dict(settings)
+    budget = settings.pop(JUDGE_BUDGET, None)
+    if budget is not None:
+        settings[JUDGE_DEADLINE] = start + float(budget)
     result = await compute_score_async(data_source=data_source, solution_str=text, ground_truth=ground_truth,
                                        extra_info=dict(extra_info or {}), **settings)
     info: dict[str, Any] = dict(result)
     info["think"] = parse_response(text).think or ""
+    info[REWARD_WAIT] = time.monotonic() - start
     return {"reward_score": result["score"], "reward_extra_info": info}
 
 

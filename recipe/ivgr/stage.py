@@ -71,8 +71,11 @@ class StepStage(ABC):
 class JudgePolicy:
     """Step-level judge policy (keys under `ivgr.judge` next to the client's `JudgeConfig` keys).
 
-    `step_deadline_s`: seconds after which the step's outstanding consistency calls are cancelled
-    (counted as `ivgr/textual/judge_deadline`); `breaker_failure_rate`, `breaker_min_calls`: once the
+    `step_deadline_s`: the step's judge budget in seconds. Each rollout's accuracy-judge calls in the
+    reward workers are cancelled that long after its scoring began (`acc_judge` outcome `cancelled`),
+    and the step's consistency calls get what is left of it after the longest reward wait of the step
+    (`reward_wait_s`; outstanding calls then cancelled and counted as `ivgr/textual/judge_deadline`):
+    the judge delays a step by at most this many seconds in all; `breaker_failure_rate`, `breaker_min_calls`: once the
     first `breaker_min_calls` consistency calls of a step have finished, more than this share failed
     -> the rest of the step's calls are cancelled (`ivgr/textual/judge_breaker`); `warn_failure_rate`:
     a warning line when the share of failed judge calls of a step (accuracy or consistency) is above it.
@@ -174,8 +177,11 @@ class ConsistencyStage(StepStage):
                 consistency[i] = 0.0
             else:
                 calls.append((i, judge_consistency(self.judge, record.question, reference.think, record.think)))
+        # the accuracy calls already spent part of the step's judge budget: at most the longest reward wait
+        reward_wait = max((r.reward.get("reward_wait_s", 0.0) for r in records), default=0.0)
+        budget = max(0.0, self.settings.judge.step_deadline_s - reward_wait)
         if calls:
-            results = await self._bounded(calls, counts, step)
+            results = await self._bounded(calls, counts, step, budget)
             for (i, _), result in zip(calls, results):
                 if result is None:
                     consistency[i] = 0.0  # cancelled by the deadline or the breaker (counted there)
@@ -200,6 +206,8 @@ class ConsistencyStage(StepStage):
             "ivgr/textual/judge_disabled": float(counts["judge_disabled"]),
             "ivgr/textual/judge_deadline": float(counts["judge_deadline"]),
             "ivgr/textual/judge_breaker": float(counts["judge_breaker"]),
+            "ivgr/judge/reward_wait_max_s": float(reward_wait),
+            "ivgr/judge/consistency_budget_s": float(budget),
         })
         metrics.update(reward_metrics(records, step, self.settings.judge.warn_failure_rate))
         if self.judge is not None:
@@ -214,14 +222,16 @@ class ConsistencyStage(StepStage):
         metrics["ivgr/stage/seconds"] = time.perf_counter() - start
         return StageOutput(bonus, metrics)
 
-    async def _bounded(self, calls: list[tuple[int, Any]], counts: dict[str, int], step: int) -> list:
-        """Run the judge calls under the step deadline and the circuit breaker; cancelled or skipped
-        ones give None. At most the client's `max_concurrency` calls are open at a time (the client
+    async def _bounded(self, calls: list[tuple[int, Any]], counts: dict[str, int], step: int,
+                       budget_s: float | None = None) -> list:
+        """Run the judge calls within `budget_s` seconds (default: the whole step deadline) and under the
+        circuit breaker; cancelled or skipped ones give None. At most the client's `max_concurrency` calls are open at a time (the client
         sends no more anyway), so a tripped breaker leaves at most that many to cancel."""
         policy = self.settings.judge
         window = max(1, int(getattr(getattr(self.judge, "config", None), "max_concurrency", len(calls))))
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + policy.step_deadline_s
+        budget_s = policy.step_deadline_s if budget_s is None else budget_s
+        deadline = loop.time() + budget_s
         results: list = [None] * len(calls)
         queue = list(enumerate(call for _, call in calls))[::-1]  # popped from the end, in order
         running: dict[asyncio.Future, int] = {}
@@ -234,8 +244,9 @@ class ConsistencyStage(StepStage):
             left = deadline - loop.time()
             if left <= 0:
                 counts["judge_deadline"] += len(running) + len(queue)
-                logger.warning("step %d: %d consistency judge calls still open after the %.0f s step deadline: "
-                               "cancelled", step, len(running) + len(queue), policy.step_deadline_s)
+                logger.warning("step %d: %d consistency judge calls still open after %.0f s (the %.0f s step judge "
+                               "budget minus the longest reward wait): cancelled", step, len(running) + len(queue),
+                               budget_s, policy.step_deadline_s)
                 break
             done, _ = await asyncio.wait(running, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
@@ -274,18 +285,23 @@ class RewardMetricsStage(StepStage):
 
 def reward_metrics(records: Sequence[RolloutRecord], step: int, warn_failure_rate: float = 0.05) -> dict[str, float]:
     """The reward workers' accuracy-judge outcomes and undecided answers of this step, from each
-    row's `reward_extra_info` (`acc_judge` outcome codes, `acc_undecided`, `math_timeout`).
+    row's `reward_extra_info` (`acc_judge` outcome codes, `acc_undecided`, `math_timeout`, `gt_error`)
+    and `extra_info` (`substituted_for`, set by the dataset).
 
     `ivgr/acc_judge/{calls, ok, failed, <outcome>}` are counts of rollouts (`ok` = answered, fresh or
     cached; `<outcome>` = each failure kind, `cached`, `disabled`); `ivgr/acc_undecided_rate`
     is the share of rollouts whose accuracy neither the rules nor the judge decided (scored by the
-    fallback). Logs a warning when the failed share of the judge calls is above `warn_failure_rate`."""
+    fallback); `ivgr/data/gt_error` counts rollouts of rows whose ground truth is unusable (NaN box,
+    empty reference answer) and `ivgr/data/substituted` rollouts of rows the dataset served from a
+    substitute sample because an image failed at run time. Logs a warning when the failed share of the judge calls is above `warn_failure_rate`."""
     from reward_score.judge import FAILURE_OUTCOMES, OUTCOME_CODES, OUTCOME_DISABLED, SUCCESS_OUTCOMES
 
     names = {code: outcome for outcome, code in OUTCOME_CODES.items()}
     outcomes = dict.fromkeys(OUTCOME_CODES, 0)
-    undecided = math_timeouts = 0
+    undecided = math_timeouts = gt_errors = substituted = 0
     for record in records:
+        gt_errors += record.reward.get("gt_error", 0.0) >= 1.0
+        substituted += bool(record.extra_info.get("substituted_for"))
         code = int(record.reward.get("acc_judge", 0) or 0)
         if code in names:
             outcomes[names[code]] += 1
@@ -298,9 +314,16 @@ def reward_metrics(records: Sequence[RolloutRecord], step: int, warn_failure_rat
                "ivgr/acc_judge/failed": float(failed),
                "ivgr/acc_judge/failure_rate": failed / calls if calls else 0.0,
                "ivgr/acc_undecided_rate": undecided / len(records) if records else 0.0,
-               "ivgr/acc_rules/math_timeout": float(math_timeouts)}
+               "ivgr/acc_rules/math_timeout": float(math_timeouts),
+               "ivgr/data/gt_error": float(gt_errors), "ivgr/data/substituted": float(substituted)}
     # `ok` above counts answered calls (fresh + cached); `cached` is also shown on its own
     metrics.update({f"ivgr/acc_judge/{o}": float(n) for o, n in outcomes.items() if o != "ok"})
+    if gt_errors:
+        logger.warning("step %d: %d rollouts of rows with an unusable ground truth (malformed box or empty "
+                       "reference answer: scored 0 there; python -m data_prep.validate lists the rows)", step, gt_errors)
+    if substituted:
+        logger.warning("step %d: %d rollouts come from rows served by a substitute sample (an image failed at run "
+                       "time; see the dataset's warnings)", step, substituted)
     if calls and failed / calls > warn_failure_rate:
         logger.warning("step %d: accuracy judge failed on %d of %d calls (%s); %d of %d rollouts scored by "
                        "the undecided fallback", step, failed, calls,

@@ -12,6 +12,7 @@ import asyncio
 import json
 import logging
 import os
+import shutil
 import threading
 from collections.abc import Coroutine
 from typing import Any
@@ -22,6 +23,7 @@ from omegaconf import OmegaConf, open_dict
 from tensordict import TensorDict
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
+from recipe.ivgr import integrity
 from recipe.ivgr.archive import RolloutArchive
 from recipe.ivgr.sampler import epochs_for_steps
 from recipe.ivgr.stage import (ConsistencySettings, ConsistencyStage, RewardMetricsStage, RolloutRecord, StageOutput,
@@ -30,6 +32,8 @@ from recipe.ivgr.stage import (ConsistencySettings, ConsistencyStage, RewardMetr
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 STAGE_FIELDS = ["extra_info", "extra_fields", "rm_scores"]
+# verl's error when a sync step's groups all failed (trainer/ppo/v1/replay_buffer.py ~509)
+NO_TRAJECTORIES = "Sync replay buffer selected terminal groups with no materializable trajectories."
 
 
 class BackgroundLoop:
@@ -128,16 +132,43 @@ class IVGRTrainer(PPOTrainerSync):
                 self.config.trainer.total_epochs = needed
 
     # ---------------------------------------------------------------- step stage
+    def _step_once(self, metrics: dict, timing_raw: dict, sample_batch_size: int):
+        try:
+            return super()._step_once(metrics, timing_raw, sample_batch_size)
+        except RuntimeError as err:
+            if NO_TRAJECTORIES not in str(err):
+                raise
+            # verl's message advises trainer.v1.sampler.sync_refill_failed_groups, which check_config refuses
+            raise RuntimeError(
+                f"step {self.global_steps}: no rollout of the step came back ({NO_TRAJECTORIES!r}, verl's "
+                "trainer/ppo/v1/replay_buffer.py): the rollout server or the agent-loop workers died; see the "
+                "first errors above. Nothing of this step was trained. Restart the run: it resumes from the last "
+                "complete checkpoint. (verl's hint to enable trainer.v1.sampler.sync_refill_failed_groups does not "
+                "apply: it fetches one prompt at a time and splits the two streams of a sample, so the recipe "
+                "refuses it.)") from None
+
     def _balance_batch(self, batch, metrics, logging_prefix="global_seqlen", keep_minibatch=False):
-        if self.stages:
-            self.run_step_stages(batch, metrics)
+        self.run_step_stages(batch, metrics)
         return super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
 
+    def check_step(self, keys: list[str], extra_infos: list[dict]) -> integrity.StepCounts:
+        """Refuse (IncompleteStepError) a step whose real rows are not the `data.train_batch_size` rows x
+        `rollout.n` rollouts it fetched, or that lost one stream of a grounded sample."""
+        streams = set(OmegaConf.select(self.config, "data.ivgr_streams", default=None) or ("grounded", "textual"))
+        return integrity.check_step_batch(
+            keys, extra_infos, rows_expected=int(self.config.data.train_batch_size),
+            rollouts_per_row=int(self.config.actor_rollout_ref.rollout.n),
+            paired={"grounded", "textual"} <= streams, step=self.global_steps)
+
     def run_step_stages(self, batch, metrics: dict) -> list[StageOutput]:
-        """Run every stage on the step's real rows; write reward bonuses back to `rm_scores`."""
+        """Check the step's real rows are complete (else refuse the step), run every stage on them and
+        write reward bonuses back to `rm_scores`."""
         real = [i for i, tag in enumerate(batch.tags) if not tag.get("is_padding", False)]
         keys = [batch.keys[i] for i in real]
         data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=STAGE_FIELDS)
+        counts = self.check_step(keys, list(data["extra_info"]))
+        metrics["ivgr/step/rows"] = float(counts.rows)
+        metrics["ivgr/step/rollouts"] = float(counts.rollouts)
         records = records_from_rows(list(data["extra_info"]), list(data["extra_fields"]))
         outputs = []
         total = [0.0] * len(records)
@@ -165,21 +196,91 @@ class IVGRTrainer(PPOTrainerSync):
 
     # ---------------------------------------------------------------- checkpoints
     def _save_checkpoint(self):
-        # Stage state first: verl writes latest_checkpointed_iteration.txt last, so a crash in
-        # between leaves the previous checkpoint as "latest" and never one without its archive.
-        folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
+        """verl's save plus: the stage state first (verl moves its tracker last, so a crash in between
+        leaves the previous checkpoint as "latest", never one without its archive); no window without
+        a complete checkpoint; the new folder verified right after verl moves the tracker.
+
+        With `max_actor_ckpt_to_keep=1` verl deletes the previous step's `actor/` as soon as the new
+        shards are written (`utils/checkpoint/checkpoint_manager.py` `register_checkpoint` ~181), BEFORE
+        the trainer writes `data.pt` and `latest_checkpointed_iteration.txt` (`trainer/ppo/v1/trainer_base.py`
+        ~1000-1026): a crash in between leaves "latest" naming weights that are gone. Here verl is asked
+        to keep everything for that save and the recipe deletes the older folders itself once the new one
+        is verified and named latest. An incomplete new folder is refused: the tracker goes back to the
+        previous step and the run stops with the missing files listed."""
+        root = self.config.trainer.default_local_dir
+        folder = os.path.join(root, f"global_step_{self.global_steps}")
         save_stage_states(self.stages, folder)
-        super()._save_checkpoint()
+        previous = integrity.read_tracker(root)
+        deferred = self._defer_single_keep()
+        try:
+            super()._save_checkpoint()
+        finally:
+            with open_dict(self.config):
+                for key, value in deferred.items():
+                    self.config.trainer[key] = value
+        if (self.config.actor_rollout_ref.actor.get("checkpoint") or {}).get("async_save", False):
+            return  # verl writes no tracker for an async save
+        problems = integrity.verify_checkpoint(folder, critic=bool(getattr(self, "use_critic", False)))
+        if problems:
+            if isinstance(previous, int):
+                integrity.write_tracker(root, previous)
+            else:
+                os.remove(os.path.join(root, integrity.TRACKER))
+            raise RuntimeError(f"checkpoint {folder} is incomplete right after saving ({'; '.join(problems[:4])}): "
+                               f"{integrity.TRACKER} set back to {previous if isinstance(previous, int) else 'none'}; "
+                               "is the disk full or the folder shared between nodes?")
+        self._saved_steps = [*getattr(self, "_saved_steps", []), self.global_steps]
+        if deferred:
+            for step in self._saved_steps[:-1]:
+                old = os.path.join(root, f"global_step_{step}")
+                logger.info("keeping one checkpoint: removing %s now that %s is complete and latest", old, folder)
+                shutil.rmtree(old, ignore_errors=True)
+            self._saved_steps = self._saved_steps[-1:]
+
+    def _defer_single_keep(self) -> dict[str, Any]:
+        """Set `trainer.max_{actor,critic}_ckpt_to_keep` from 1 to None for one save (verl then deletes
+        nothing); returns the keys changed with their values, for restoring."""
+        trainer = self.config.trainer
+        deferred = {}
+        single = bool(trainer.get("remove_previous_ckpt_in_save", False))
+        for key in ("max_actor_ckpt_to_keep", "max_critic_ckpt_to_keep"):
+            if single or trainer.get(key, None) == 1:
+                deferred[key] = trainer.get(key, None)
+        if deferred:
+            with open_dict(self.config):
+                for key in deferred:
+                    trainer[key] = None
+                if single:
+                    deferred["remove_previous_ckpt_in_save"] = True
+                    trainer["remove_previous_ckpt_in_save"] = False
+        return deferred
 
     def _load_checkpoint(self):
-        super()._load_checkpoint()
-        if self.global_steps <= 0 or not self.stages:
-            return
-        if self.config.trainer.resume_mode == "resume_path":
-            folder = self.config.trainer.resume_from_path
+        """verl's load of a VERIFIED checkpoint, then the stage state. `resume_path` to an incomplete
+        folder is refused; `auto` skips an incomplete latest (a crash inside the save window) for the
+        newest complete `global_step_N`, loudly (`recipe.ivgr.integrity.resume_target`)."""
+        trainer = self.config.trainer
+        target = integrity.resume_target(str(trainer.resume_mode), trainer.default_local_dir,
+                                         trainer.get("resume_from_path"), critic=bool(getattr(self, "use_critic",
+                                                                                               False)))
+        if target.error:
+            raise RuntimeError(f"cannot resume: {target.error}")
+        if target.skipped is not None and target.folder is not None:
+            logger.warning("resume: %s is incomplete (%s); resuming from %s, the newest complete checkpoint",
+                           target.skipped, "; ".join(target.problems[:4]), target.folder)
+            saved = (trainer.resume_mode, trainer.get("resume_from_path"))
+            with open_dict(self.config):
+                trainer.resume_mode, trainer.resume_from_path = "resume_path", str(target.folder)
+            try:
+                super()._load_checkpoint()
+            finally:
+                with open_dict(self.config):
+                    trainer.resume_mode, trainer.resume_from_path = saved
         else:
-            folder = os.path.join(self.config.trainer.default_local_dir, f"global_step_{self.global_steps}")
-        folder = os.path.abspath(folder)
+            super()._load_checkpoint()
+        if self.global_steps <= 0 or not self.stages or target.folder is None:
+            return
+        folder = os.path.abspath(target.folder)
         if not load_stage_states(self.stages, folder):
             logger.warning("no ivgr stage state in %s: the rollout archive starts empty", folder)
             return
