@@ -204,3 +204,20 @@ def test_the_readme_input_examples_convert(tmp_path):
     assert generic_sft.main(["--input", str(tmp_path / "sft.jsonl"), "--image-root", str(images),
                              "--out", str(tmp_path / "sft.parquet"), "--quiet"]) == 0
     assert pq.read_metadata(tmp_path / "sft.parquet").num_rows == 1
+
+
+@pytest.mark.parametrize("module", ["recipe.ivgr.preflight", "recipe.ivgr.sft_preflight", "recipe.ivr_r1.preflight"])
+def test_a_preflight_under_the_wrong_python_says_so_instead_of_blaming_hydra(module):
+    """`-S`: a Python without site-packages, i.e. without the project's environment."""
+    done = subprocess.run([sys.executable, "-S", "-m", module, "data.train_batch_size=8"], capture_output=True,
+                          text=True, cwd=REPO)
+    assert done.returncode == 2
+    assert "not the project's environment" in done.stderr and "bash scripts/test.sh --setup" in done.stderr
+    assert "Hydra cannot compose" not in done.stderr + done.stdout and "Traceback" not in done.stderr
+
+
+def test_data_prep_under_the_wrong_python_names_the_environment():
+    done = subprocess.run([sys.executable, "-S", "-m", "data_prep.generic", "--help"], capture_output=True,
+                          text=True, cwd=REPO)
+    assert done.returncode != 0
+    assert "data_prep needs pyarrow" in done.stderr and "bash scripts/test.sh --setup" in done.stderr

@@ -48,6 +48,25 @@ _DIRECTIVE = re.compile(r"^#\s*(torch-cuda|torch-index):\s*(\S+)\s*$")
 _PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)\s*==\s*([^\s;#]+)\s*$")
 
 
+# What the CPU-side commands (preflights, data_prep, eval) import; the test environment has all of them.
+PROJECT_MODULES = ("hydra", "omegaconf", "verl", "pyarrow", "transformers")
+CPU_ENV_HINT = ("on a CPU machine, `bash scripts/test.sh --setup` creates .venv-test; then run with "
+                "PYTHON=.venv-test/bin/python (launch scripts) or .venv-test/bin/python -m ... (modules); "
+                "on a GPU node, `bash scripts/install_gpu.sh`")
+
+
+def interpreter_problem(modules: Sequence[str] = PROJECT_MODULES) -> str | None:
+    """Why this Python cannot run the project's commands (None when it can): the modules it cannot find.
+    Says so plainly instead of letting the first import fail somewhere deep (e.g. as a Hydra error)."""
+    import importlib.util
+
+    missing = [name for name in modules if importlib.util.find_spec(name) is None]
+    if not missing:
+        return None
+    return (f"this Python ({sys.executable}) cannot import {', '.join(missing)}: it is not the project's "
+            f"environment; {CPU_ENV_HINT}")
+
+
 def canonical(name: str) -> str:
     """PEP 503 name: `flash_attn`, `Flash-Attn` -> `flash-attn`."""
     return re.sub(r"[-_.]+", "-", name).lower()

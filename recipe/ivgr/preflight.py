@@ -789,6 +789,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         from recipe.ivgr.envcheck import main as env_main
 
         return env_main([a for a in argv if a != "--env"], prog="python -m recipe.ivgr.preflight --env")
+    from recipe.ivgr.envcheck import interpreter_problem
+
+    if (problem := interpreter_problem()) is not None:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="python -m recipe.ivgr.preflight",
                                      description="Check an iVGR training config without GPUs (see module doc).")
     parser.add_argument("--decode", choices=("sample", "all", "none"), default="sample",

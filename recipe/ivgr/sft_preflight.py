@@ -280,6 +280,11 @@ def report(findings: Findings, rows: list[tuple[str, str]], out) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from recipe.ivgr.envcheck import interpreter_problem
+
+    if (problem := interpreter_problem()) is not None:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+        return 2
     parser = argparse.ArgumentParser(prog="python -m recipe.ivgr.sft_preflight",
                                      description="Check a cold-start SFT config without GPUs (see module doc).")
     parser.add_argument("--decode", choices=("sample", "all", "none"), default="sample")

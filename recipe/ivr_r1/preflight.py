@@ -52,6 +52,11 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from recipe.ivgr.envcheck import interpreter_problem
+
+    if (problem := interpreter_problem()) is not None:
+        print(f"PROBLEM: {problem}", file=sys.stderr)
+        return 2
     return run(list(sys.argv[1:] if argv is None else argv))
 
 
