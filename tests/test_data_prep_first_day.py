@@ -221,3 +221,27 @@ def test_data_prep_under_the_wrong_python_names_the_environment():
                           text=True, cwd=REPO)
     assert done.returncode != 0
     assert "data_prep needs pyarrow" in done.stderr and "bash scripts/test.sh --setup" in done.stderr
+
+
+def test_the_rl_preflight_refuses_an_sft_file(tmp_path):
+    """An SFT Parquet is valid SFT data, so validate passes it; RL must refuse it, as the SFT launch refuses a
+    record file."""
+    import io
+
+    from data_prep import generic_sft
+    from recipe.ivgr.preflight import run as preflight
+
+    _images(tmp_path / "images")
+    line = {"id": "1", "image": "img0.png", "question": "Where is it?", "stream": "grounded",
+            "response": "<think>It is here <box>[10,20,110,140]</box>.</think><answer>left</answer>"}
+    (tmp_path / "sft.jsonl").write_text(json.dumps(line) + "\n")
+    sft_file = tmp_path / "sft.parquet"
+    assert generic_sft.main(["--input", str(tmp_path / "sft.jsonl"), "--image-root", str(tmp_path / "images"),
+                             "--out", str(sft_file), "--quiet"]) == 0
+    out = io.StringIO()
+    code = preflight([f"data.train_files=[{sft_file}]", f"data.val_files=[{sft_file}]",
+                      "actor_rollout_ref.model.path=/nonexistent", f"trainer.default_local_dir={tmp_path / 'ckpt'}"],
+                     decode="none", out=out)
+    assert code == 1
+    assert f"data.train_files: {sft_file} is an SFT file" in out.getvalue()
+    assert "PREFLIGHT OK" not in out.getvalue()

@@ -302,6 +302,7 @@ def _image_root(config, files: list[str]) -> str | None:
 
 
 def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dict[str, DataStats]:
+    from data_prep.sft import is_sft_file
     from data_prep.validate import validate
 
     out: dict[str, DataStats] = {}
@@ -330,6 +331,12 @@ def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dic
             if not local.is_file():
                 findings.problem(f"{key}: {path} does not exist" if not local.exists()
                                  else f"{key}: {path} is not a file")
+                stats.complete = False
+                continue
+            if is_sft_file(local):  # validate() accepts it (as SFT data), but RL cannot train on it
+                findings.problem(f"{key}: {path} is an SFT file (a `messages` column, data_prep.sft), not a record "
+                                 "file: RL trains on the output of python -m data_prep.<converter>; SFT files go to "
+                                 "scripts/sft_ivgr_7b.sh (its TRAIN_FILES)")
                 stats.complete = False
                 continue
             report = validate(local, image_root=root, decode=decode, sample_rows=sample_rows)
