@@ -28,8 +28,13 @@ from test_ivgr_trainer_hook import N, compose_config, g, make_trainer, t, trajec
 from transfer_queue import KVBatchMeta  # noqa: E402
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 
-from recipe.ivgr import integrity  # noqa: E402
-from recipe.ivgr.integrity import IncompleteStepError  # noqa: E402
+
+
+def integrity_module():
+    """recipe.ivgr.integrity, imported per test (each test here also runs against the code before it)."""
+    from recipe.ivgr import integrity
+
+    return integrity
 
 
 def put_rows(rows):
@@ -59,7 +64,7 @@ def test_a_step_with_missing_rollouts_or_a_missing_stream_is_refused_before_the_
                       ("gc", "grounded", "s2", "grounded", [g(1, 0.9)])])  # 1 of 4; textual row of s2 gone
     before = [float(r.sum()) for r in tq.kv_batch_get(keys=batch.keys, partition_id="train",
                                                       select_fields=["rm_scores"])["rm_scores"].unbind()]
-    with pytest.raises(IncompleteStepError) as refused:
+    with pytest.raises(integrity_module().IncompleteStepError) as refused:
         trainer.run_step_stages(batch, {})
     message = str(refused.value)
     assert "9 of 16 rollouts (3 of 4 rows x rollout.n 4)" in message
@@ -213,13 +218,17 @@ def test_keep_one_checkpoint_never_opens_a_window_without_a_complete_one(tmp_pat
     trainer = checkpoint_trainer(tmp_path, "trainer.max_actor_ckpt_to_keep=1")
     trainer.global_steps = 1
     trainer._save_checkpoint()
-    assert integrity.read_tracker(tmp_path) == 1 and not integrity.verify_checkpoint(tmp_path / "global_step_1")
+    tracker = tmp_path / "latest_checkpointed_iteration.txt"
+    assert tracker.read_text() == "1"
 
     trainer.global_steps = 2
     trainer.train_dataloader.crash = True
     with pytest.raises(KeyboardInterrupt):
         trainer._save_checkpoint()
-    # the tracker still names step 1, and step 1 is still complete: the run resumes
+    # the tracker still names step 1, and step 1's weights are still there: the run resumes
+    assert tracker.read_text() == "1"
+    assert (tmp_path / "global_step_1" / "actor" / "model_world_size_1_rank_0.pt").is_file()
+    integrity = integrity_module()
     assert integrity.read_tracker(tmp_path) == 1
     assert integrity.verify_checkpoint(tmp_path / "global_step_1") == []
     target = integrity.resume_target("auto", tmp_path)
@@ -289,10 +298,11 @@ def test_an_incomplete_save_moves_the_tracker_back(tmp_path):
     trainer.global_steps = 2
     with pytest.raises(RuntimeError, match="incomplete right after saving"):
         trainer._save_checkpoint()
-    assert integrity.read_tracker(tmp_path) == 1
+    assert (tmp_path / "latest_checkpointed_iteration.txt").read_text() == "1"
 
 
 def test_integrity_reads_verls_own_tracker_and_names():
+    integrity = integrity_module()
     from verl.utils.checkpoint.checkpoint_manager import get_checkpoint_tracker_filename
 
     assert os.path.basename(get_checkpoint_tracker_filename("/x")) == integrity.TRACKER
