@@ -601,7 +601,11 @@ def check_sizes(config, train: DataStats | None, findings: Findings) -> None:
 
 
 # --------------------------------------------------------------------------- checkpoints / logger / install
-def check_checkpoints(config, findings: Findings) -> str:
+def check_checkpoints(config, findings: Findings, verify: bool = True, skips_incomplete: bool = True) -> str:
+    """Checkpoint folder and what the run resumes from. `verify`: check that checkpoint is complete (verl's
+    PPO layout, `recipe.ivgr.integrity`; False for other layouts, e.g. verl's SFT trainer: only that it
+    exists); `skips_incomplete`: the trainer skips an incomplete latest for the newest complete one, as
+    `IVGRTrainer` does (else an incomplete latest is a problem: verl would fail to load it)."""
     folder = str(select(config, "trainer.default_local_dir", ""))
     mode = str(select(config, "trainer.resume_mode", "auto"))
     if not os.path.isabs(folder):
@@ -615,27 +619,46 @@ def check_checkpoints(config, findings: Findings) -> str:
     if mode == "resume_path" and resume and not Path(str(resume)).name.startswith("global_step_"):
         findings.problem(f"trainer.resume_from_path={resume} must be a global_step_N folder")
         return f"{folder} ({status})"
-    # the trainer asks the same function before it loads anything (IVGRTrainer._load_checkpoint)
-    try:
-        from verl.trainer.ppo.utils import need_critic
+    if not verify:
+        if mode == "auto" and (Path(folder) / TRACKER).is_file():
+            step = (Path(folder) / TRACKER).read_text().strip()
+            status += f", continues from global_step_{step}"
+            findings.note(f"checkpoints: {folder} holds global_step_{step}: the run resumes from it")
+        elif mode == "auto":
+            status += ", none yet"
+        elif mode == "resume_path" and not resume:
+            findings.problem("trainer.resume_mode=resume_path needs trainer.resume_from_path=<...>/global_step_N")
+        elif mode == "resume_path" and not Path(str(resume)).is_dir():
+            findings.problem(f"trainer.resume_from_path={resume} does not exist")
+        elif mode == "resume_path":
+            status += f" from {resume}"
+    else:
+        try:
+            from verl.trainer.ppo.utils import need_critic
 
-        critic = bool(need_critic(config))
-    except Exception:  # noqa: BLE001  (a config check_config already reported as broken)
-        critic = False
-    target = resume_target(mode, folder, str(resume) if resume else None, critic=critic)
-    if target.error:
-        findings.problem(f"checkpoints: {target.error}")
-        status += ", refused"
-    elif target.folder is not None and target.skipped is not None:
-        findings.warn(f"checkpoints: {TRACKER} names {target.skipped.name}, which is incomplete "
-                      f"({'; '.join(target.problems[:3])}): the run resumes from {target.folder.name}, the newest "
-                      "complete checkpoint")
-        status += f", continues from {target.folder.name} ({target.skipped.name} incomplete)"
-    elif target.folder is not None:
-        findings.note(f"checkpoints: {target.folder} is complete (actor shards, data.pt): the run resumes from it")
-        status += f", continues from {target.folder.name}" if mode == "auto" else f" from {target.folder}"
-    elif mode == "auto":
-        status += ", none yet"
+            critic = bool(need_critic(config))
+        except Exception:  # noqa: BLE001  (a config check_config already reported as broken)
+            critic = False
+        # the trainer asks the same function before it loads anything (IVGRTrainer._load_checkpoint)
+        target = resume_target(mode, folder, str(resume) if resume else None, critic=critic)
+        if target.error:
+            findings.problem(f"checkpoints: {target.error}")
+            status += ", refused"
+        elif target.folder is not None and target.skipped is not None:
+            message = (f"checkpoints: {TRACKER} names {target.skipped.name}, which is incomplete "
+                       f"({'; '.join(target.problems[:3])})")
+            if skips_incomplete:
+                findings.warn(f"{message}: the run resumes from {target.folder.name}, the newest complete checkpoint")
+            else:
+                findings.problem(f"{message}: verl would fail to load it; point the tracker at "
+                                 f"{target.folder.name}, the newest complete checkpoint, or move the folder away")
+            status += f", continues from {target.folder.name} ({target.skipped.name} incomplete)"
+        elif target.folder is not None:
+            findings.note(f"checkpoints: {target.folder} is complete (actor shards, data.pt): the run resumes "
+                          "from it")
+            status += f", continues from {target.folder.name}" if mode == "auto" else f" from {target.folder}"
+        elif mode == "auto":
+            status += ", none yet"
     probe = Path(folder)
     while not probe.exists() and probe != probe.parent:
         probe = probe.parent

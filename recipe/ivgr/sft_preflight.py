@@ -245,7 +245,7 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
     check_frames_and_lengths(config, stats, findings)
     train_rows = stats.get("train", {}).get("rows", 0)
     sizes = check_sizes(config, train_rows, findings)
-    ckpt = check_checkpoints(config, findings)
+    ckpt = check_checkpoints(config, findings, verify=False)  # verl's SFT layout: no actor/ folder
     final = check_hf_output(config, sizes["steps"], findings)
     tokens = stats.get("train", {}).get("tokens") or [0]
     per_node = int(select(config, "trainer.n_gpus_per_node", 1))

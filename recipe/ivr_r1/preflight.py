@@ -44,7 +44,7 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
     status = {label: shared.check_endpoint(config, findings, timeout_s, prefix, label) for prefix, label in ENDPOINTS}
     if status["attributor"] == "not configured" and shared.select(config, "ivr_r1.attributor.kind") == "judge":
         findings.warn("attributor: ivr_r1.attributor.judge.base_url unset (check_config refuses it for kind=judge)")
-    ckpt = shared.check_checkpoints(config, findings)
+    ckpt = shared.check_checkpoints(config, findings, skips_incomplete=False)  # verl's own load
     logger_ = shared.check_logger(config, findings)
     rows = shared.summary_rows(config, stats.get("train"), status["judge"], ckpt, logger_)
     rows.append(("attributor", f"{shared.select(config, 'ivr_r1.attributor.kind')}: {status['attributor']}"))
