@@ -20,6 +20,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from reward_score.choices import render_options
+
 IMAGE_PLACEHOLDER = "<image>"
 # verl splits prompt strings on these; a stray one in source text breaks its placeholder count.
 MEDIA_PLACEHOLDERS = re.compile(r"<image>|<video>|<audio>")
@@ -46,7 +48,6 @@ BOX_FRAMES = tuple(GROUNDED_INSTRUCTIONS)
 # boxes follow the full picture.
 CROP_NOTE = {1: "The first image is the full picture; the next image is a zoomed-in crop of a region of it.",
              2: "The first image is the full picture; the next {n} images are zoomed-in crops of regions of it."}
-_LETTERS = "ABCDEFGHIJ"
 
 Message = dict[str, str]
 
@@ -57,11 +58,11 @@ def clean_question(text: str) -> str:
 
 
 def question_block(question: str, choices: Sequence[str] | None = None) -> str:
-    """The question, followed by lettered options when the source gives them separately."""
+    """The question, followed by lettered options ("A. text" lines, `reward_score.choices`) when the
+    source gives them separately."""
     if not choices:
         return question
-    options = "\n".join(f"{_LETTERS[i]}. {choice}" for i, choice in enumerate(choices))
-    return f"{question}\nOptions:\n{options}"
+    return f"{question}\nOptions:\n{render_options(choices)}"
 
 
 def _messages(question: str, choices: Sequence[str] | None, num_images: int, instruction: str) -> list[Message]:

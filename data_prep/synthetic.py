@@ -38,6 +38,7 @@ from data_prep.images import ImageItem
 from data_prep.prompts import BOX_FRAMES
 from data_prep.schema import Sample
 from data_prep.writer import RecordWriter
+from reward_score.choices import LETTERS
 
 COLOURS = {
     "red": (215, 38, 45), "green": (40, 160, 70), "blue": (40, 80, 215),
@@ -45,7 +46,6 @@ COLOURS = {
 }
 SHAPES = ("circle", "square", "triangle")
 QUARTERS = {"top-left": (0, 0), "top-right": (1, 0), "bottom-left": (0, 1), "bottom-right": (1, 1)}
-_LETTERS = "ABC"
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def _question(rng: random.Random, size: tuple[int, int], shapes: list[Shape]):
     target = next(s for s in shapes if s.colour == colour)
     choices = list(SHAPES)
     rng.shuffle(choices)
-    return (f"Which shape is the {target.colour} object?", _LETTERS[choices.index(target.shape)], "choice",
+    return (f"Which shape is the {target.colour} object?", LETTERS[choices.index(target.shape)], "choice",
             choices, [target])
 
 

@@ -1,35 +1,42 @@
 """Rule-based answer matching. Each verdict is decisive (correct or wrong) or undecided.
 
-The rules decide only what a careful grader would decide without reading the question; everything
-else is undecided and worth a judge call. Rules, picked by `answer_type` or detected from the
-ground truth:
+The rules decide only what a careful grader would decide from the answer, the ground truth and (if
+given) the question, without the image; everything else is undecided and worth a judge call. The
+answer is first reduced to its final statement (`reward_score.text.final_statement`: the last stated
+decision wins, a conclusion over its derivation, a claim over its explanation). Rules, picked by
+`answer_type` or detected from the ground truth:
 
-- choice: one committed option ("B", "(B)", "B.", "B) blue", "Option B", "The answer is (B).", the
-  option's text when `choices` are given) is decisive; two or more distinct options ("B or C",
-  "A, B", "A/B", "(A) and (B)", "B C", "red or blue") are decisively wrong (a hedge). Without
-  `choices`, free text that merely starts with a capital letter ("I think…", "A balloon") is never
-  an option letter.
-- yes/no: the words yes/no/true/false only (never "right", "correct" or directions); "yes or no" is
-  undecided.
+- choice: `reward_score.choices.choice_letters` (the one option parser, shared with the eval): one
+  committed option is decisive; two or more distinct options ("B or C", "A, B", "red or blue",
+  "A. green" where green is B) are a hedge, wrong; an answer that only negates options ("not B")
+  is wrong. A lone letter is always the letter, also when the options' texts are letters (AI2D).
+- yes/no: the words yes/no/true/false only (never "right", "correct" or directions); the last
+  decision wins ("Yes. No wait, no." is no); "yes or no" is a hedge, wrong.
 - numbers: one number per side (digits, thousands separators, decimals, fractions, percent,
   `\\frac{a}{b}`, number words up to the millions), compared exactly as rationals; non-integer
   ground truths also within `number_rel_tol`. Units from a table (length, mass, time, volume, area,
   speed, angle, temperature, currency) convert within a dimension ("200 cm" = "2 m"); different
-  dimensions are wrong, unknown or unconvertible unit pairs undecided. Expressions go to math-verify.
+  dimensions are wrong, unknown or unconvertible unit pairs undecided. A negated or compared number
+  ("not 2", "at least 2", "between 2 and 3") and two offered values ("3 or 4") are wrong; a
+  percentage against a plain ground truth is read by the question (`asks_percent`). Expressions go
+  to math-verify.
 - math: math-verify (`reward_score.mathcheck`, hard time bound) for LaTeX and expressions.
-- text: normalized exact match (lower case, no punctuation or articles), else undecided.
+- text: normalized exact match (lower case, no punctuation or articles); the ground truth only under
+  a negation ("not red") or offered beside another answer ("red or green") is wrong; else undecided.
+
+`acceptable_answers` and `best_verdict` are the acceptable-answers rule the reward and the eval share.
 """
 
 from __future__ import annotations
 
-import math
 import re
-import string
-import unicodedata
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
+
+from reward_score.choices import NEGATED, choice_letters, letter_of, options_from_choices
+from reward_score.text import affirmed, final_statement, negated_before, normalize_text, strip_answer
 
 ANSWER_TYPES = ("choice", "yes_no", "number", "math", "text")
 
@@ -52,125 +59,20 @@ class Verdict:
 
 
 # ------------------------------------------------------------------------------------- text basics
-_ARTICLES = re.compile(r"\b(?:a|an|the)\b")
 _HAS_LETTER = re.compile(r"[A-Za-z]")
-_PUNCT = str.maketrans({c: " " for c in string.punctuation})
-_LEADIN = re.compile(
-    r"^\s*(?:(?:so|thus|therefore|hence)\s*,?\s*)?(?:the\s+)?(?:final\s+|correct\s+|right\s+)?"
-    r"(?:answer|option|choice)\s*(?:is|:|=|would\s+be|should\s+be)\s*", re.IGNORECASE)
-_BOXED = re.compile(r"^\\boxed\{(.*)\}$", re.DOTALL)
 _MATH_DELIMS = re.compile(r"^\$+(.*?)\$+$|^\\\((.*)\\\)$|^\\\[(.*)\\\]$", re.DOTALL)
 
 
-@lru_cache(maxsize=16_384)  # answers repeat within GRPO groups
-def normalize_text(text: str) -> str:
-    """Lower-case, drop punctuation and articles, collapse whitespace."""
-    text = _ARTICLES.sub(" ", text.lower().translate(_PUNCT))
-    return " ".join(text.split())
-
-
-@lru_cache(maxsize=16_384)  # answers repeat within GRPO groups
-def _strip_answer(text: str) -> str:
-    """The answer without a lead-in ("The answer is"), quotes, bold marks or a trailing period."""
-    text = str(text)
-    if not text.isascii():
-        text = unicodedata.normalize("NFKC", text)
-    text = text.strip()
-    lower = text[:40].lower()
-    if "answer" in lower or "option" in lower or "choice" in lower:
-        text = _LEADIN.sub("", text)
-    text = text.strip().strip("\"'`*").strip()
-    if text.startswith("\\boxed"):
-        boxed = _BOXED.match(text)
-        if boxed:
-            text = boxed.group(1).strip()
-    return text
-
-
 # ------------------------------------------------------------------------------------------- choice
-_LETTERS = "ABCDEFGHIJ"
-_BARE = re.compile(r"\(?\[?([A-Ja-j])\]?\)?\s*[.:]?")  # "B", "(b)", "B.", "[C]"
-_LEAD_LETTER = re.compile(r"(?:\(([A-Ja-j])\)|\[([A-Ja-j])\]|([A-J])\s*[.:)])\s*(\S.*)$", re.DOTALL)  # "(B) blue", "B) blue", "B. blue"
-# "Option B", "choice (c)": a lower-case letter only in parentheses ("the answer is a dog" names no option)
-_PHRASE = re.compile(r"\b(?i:option|choice|answer(?:\s+is)?)\s*:?\s*(?:\(([A-Ja-j])\)|([A-J]))(?![\w'])")
-_IS_LETTER = re.compile(r"\b(?:is|be)\s*:?\s*\(?([A-J])\)?\s*[.!]?$")  # "I think it is B", "it is (C)."
-_LETTER_LIST = re.compile(
-    r"\(?([A-Ja-j])\)?(?:\s*(?:,|/|&|;|\+|\bor\b|\band\b|\s)\s*\(?([A-Ja-j])\)?)+\s*\.?", re.IGNORECASE)
-_LIST_LETTER = re.compile(r"(?<![A-Za-z])\(?([A-Ja-j])\)?(?![A-Za-z])")
-_HEDGE_SPLIT = re.compile(r"\s*(?:,|/|&|;|\bor\b|\band\b|\beither\b)\s*", re.IGNORECASE)
-_OPTION_LINE = re.compile(r"^\s*\(?([A-Ja-j])\)?\s*[.:)]\s*(.*)$", re.DOTALL)
-
-
-def options_from_choices(choices: Sequence[str] | Mapping[str, str] | None) -> dict[str, str]:
-    """Letter -> normalized option text. Accepts a mapping, or a list of `"A. text"` / `"(A) text"`
-    lines, or bare option texts (lettered A, B, … in order)."""
-    if choices is None or (hasattr(choices, "__len__") and len(choices) == 0):
-        return {}
-    if isinstance(choices, Mapping):
-        return {str(k).strip().strip("()").upper(): normalize_text(str(v)) for k, v in choices.items()}
-    options = {}
-    for index, item in enumerate(choices):
-        item = str(item)
-        match = _OPTION_LINE.match(item)
-        if match:
-            options[match.group(1).upper()] = normalize_text(match.group(2))
-        elif index < len(_LETTERS):
-            options[_LETTERS[index]] = normalize_text(item)
-    return options
-
-
-def _option_by_text(norm: str, options: Mapping[str, str]) -> str | None:
-    for letter, option in options.items():
-        if option and norm == option:
-            return letter
-    return None
-
-
-def _choice_letters(text: str, options: Mapping[str, str], *, is_gt: bool = False) -> set[str] | None:
-    """The option letters an answer commits to: one letter, several (a hedge), or None (no option
-    recognised). `options` maps letters to normalized option texts (may be empty)."""
-    stripped = _strip_answer(text).rstrip(".!").strip()
-    norm = normalize_text(stripped)
-    if options:
-        letter = _option_by_text(norm, options)
-        if letter:
-            return {letter}
-    bare = _BARE.fullmatch(stripped)
-    if bare:  # a lone letter in any case ("a" alone is a letter here: the question is multiple choice)
-        return {bare.group(1).upper()}
-    if _LETTER_LIST.fullmatch(stripped):
-        return {m.upper() for m in _LIST_LETTER.findall(stripped)}
-    if options:
-        parts = [normalize_text(p) for p in _HEDGE_SPLIT.split(stripped) if normalize_text(p)]
-        named = {_option_by_text(p, options) for p in parts}
-        if len(parts) > 1 and None not in named:
-            return named
-    if is_gt:
-        return None
-    lead = _LEAD_LETTER.match(stripped)
-    if lead:
-        letter = (lead.group(1) or lead.group(2) or lead.group(3)).upper()
-        rest = normalize_text(lead.group(4))
-        other = _option_by_text(rest, options) if options else None
-        if other is not None and other != letter:
-            return {letter, other}  # "B) red" where red is option A: two answers
-        return {letter}
-    found = {(a or b).upper() for a, b in _PHRASE.findall(stripped)}
-    if found:
-        return found
-    is_letter = _IS_LETTER.search(stripped)
-    if is_letter:
-        return {is_letter.group(1)}
-    return None
-
-
 def _match_choice(pred: str, gt: str, options: Mapping[str, str]) -> Verdict:
-    gt_letters = _choice_letters(gt, options, is_gt=True)
+    gt_letters = choice_letters(gt, options, is_gt=True)
     if gt_letters is None or len(gt_letters) != 1:
         return Verdict(None, "choice")
-    pred_letters = _choice_letters(pred, options)
+    pred_letters = choice_letters(pred, options)
     if pred_letters is None:
         return Verdict(None, "choice")
+    if pred_letters == NEGATED:
+        return Verdict(False, "choice_negated")  # "not B", "It is not red": no option chosen
     if len(pred_letters) > 1:
         return Verdict(False, "choice_hedge")
     return Verdict(pred_letters == gt_letters, "choice")
@@ -180,26 +82,36 @@ def _match_choice(pred: str, gt: str, options: Mapping[str, str]) -> Verdict:
 _YES = {"yes", "yeah", "yep", "true"}
 _NO = {"no", "nope", "false"}
 _YES_NO_HEDGE = re.compile(r"\b(?:yes|no|true|false)\b\s*(?:or|/|and)\s*\b(?:yes|no|true|false)\b", re.IGNORECASE)
+# a later decision: a yes/no word that opens a clause and stands alone ("Yes. No wait, no.")
+_DECISION = re.compile(r"(?:^|[.,;:!?]\s*)(?:(?:no\s+wait|wait|actually|correction|on\s+second\s+thought|so|then)\s*,?\s*)?"
+                       r"(yes|yeah|yep|true|no|nope|false)\b(?=\s*(?:[,.;:!?)]|$))", re.IGNORECASE)
+_HEDGED = "hedge"
 
 
 def _yes_no(text: str) -> str | None:
-    stripped = _strip_answer(text)
+    """"yes", "no", `_HEDGED` ("yes or no") or None. The first word decides, unless a later clause
+    is a yes/no of its own: then the last stated decision wins ("No. Actually, yes." is yes)."""
+    stripped = strip_answer(text)
     if _YES_NO_HEDGE.search(stripped):
-        return None
+        return _HEDGED
     words = normalize_text(stripped).split()
-    if not words:
+    decision = None
+    if words and (words[0] in _YES or words[0] in _NO):
+        decision = words[0]
+    for match in _DECISION.finditer(stripped):
+        if not negated_before(stripped, match.start(1)):
+            decision = match.group(1).lower()
+    if decision is None:
         return None
-    if words[0] in _YES:
-        return "yes"
-    if words[0] in _NO:
-        return "no"
-    return None
+    return "yes" if decision in _YES else "no"
 
 
 def _match_yes_no(pred: str, gt: str) -> Verdict:
     gt_value, pred_value = _yes_no(gt), _yes_no(pred)
-    if gt_value is None or pred_value is None:
+    if gt_value in (None, _HEDGED) or pred_value is None:
         return Verdict(None, "yes_no")
+    if pred_value == _HEDGED:
+        return Verdict(False, "yes_no_hedge")
     return Verdict(gt_value == pred_value, "yes_no")
 
 
@@ -296,7 +208,7 @@ def _words_to_numbers(text: str) -> str:
 
 @lru_cache(maxsize=16_384)  # answers repeat within GRPO groups
 def _prepare_number_text(text: str) -> str:
-    text = _strip_answer(text)
+    text = strip_answer(text)
     if not text.isascii():
         text = text.replace("\u2212", "-").replace("\u2009", "").replace("\u202f", "")
     if "$" in text or "\\" in text:
@@ -412,16 +324,51 @@ def _is_expression(text: str) -> bool:
     return not re.search(r"[a-zA-Z]{2,}", _LATEX_WORDS.sub("", text))
 
 
-def _match_number(pred: str, gt: str, rel_tol: float) -> Verdict:
+_OR = re.compile(r"\bor\b|/", re.IGNORECASE)
+_ASKS_PERCENT = re.compile(r"percent|percentage|per\s*cent|%", re.IGNORECASE)
+
+
+def asks_percent(question: str | None) -> bool | None:
+    """Whether the question asks for a percentage (None: no question known)."""
+    return None if question is None or not str(question).strip() else bool(_ASKS_PERCENT.search(str(question)))
+
+
+def _uncommitted_number(pred: str) -> str | None:
+    """"comparison" when a negation or comparison governs a number of the answer ("not 2", "at
+    least 2", "between 3 and 4", "> 2"), "hedge" for two different numbers offered as alternatives
+    ("3 or 4"); None when the answer commits to its number(s)."""
+    text = _prepare_number_text(pred)
+    tokens = list(_NUMBER_TOKEN.finditer(text))
+    if any(negated_before(text, t.start()) for t in tokens):
+        return "comparison"
+    values = {_to_fraction(t.group("num"), t.group("den")) for t in tokens}
+    if len(values) > 1 and _OR.search(text) and not _SENTENCE_MATH.search(text):
+        return "hedge"
+    return None
+
+
+def _match_number(pred: str, gt: str, rel_tol: float, question: str | None = None) -> Verdict:
     gt_q = _quantity(gt, strict=True)
     if gt_q is None:
         return Verdict(None, "number")
+    uncommitted = _uncommitted_number(pred)
+    if uncommitted is not None:
+        return Verdict(False, f"number_{uncommitted}")
     pred_q = _quantity(pred, strict=False)
+    if pred_q is None and "=" in pred:  # "3 x 4 = 12": the value the derivation ends on
+        pred_q = _quantity(pred.rsplit("=", 1)[1], strict=False)
     if pred_q is None:
-        stripped = _strip_answer(pred)
+        stripped = strip_answer(pred)
         if _looks_like_math(stripped) and _is_expression(stripped):
-            return Verdict(None, "math", pending=(_strip_answer(gt), stripped))
+            return Verdict(None, "math", pending=(strip_answer(gt), stripped))
         return Verdict(None, "number")
+    percent_question = asks_percent(question)
+    if percent_question is not None and pred_q.unit in _PERCENT and not gt_q.unit:
+        # a percentage against a plain number: the question says which it is. Asked for a
+        # percentage, "40%" is the 40 of the ground truth; asked for anything else, "40%" is the
+        # ratio 0.4 (right only for a ground truth of 0.4)
+        value = pred_q.value if percent_question else pred_q.value / 100
+        return Verdict(bool(_compare_values(pred_q, gt_q, value, gt_q.value, rel_tol)), "number_percent")
     gt_value, pred_value, rule = gt_q.value, pred_q.value, "number"
     if gt_q.unit and pred_q.unit and gt_q.unit != pred_q.unit:
         gt_base, pred_base = _in_base(gt_q), _in_base(pred_q)
@@ -450,10 +397,10 @@ def _match_number(pred: str, gt: str, rel_tol: float) -> Verdict:
 
 # ------------------------------------------------------------------------------------------- math
 def _match_math(pred: str, gt: str) -> Verdict:
-    stripped = _strip_answer(pred)
+    stripped = strip_answer(pred)
     if len(stripped) > 300:
         return Verdict(None, "math")
-    return Verdict(None, "math", pending=(_strip_answer(gt), stripped))
+    return Verdict(None, "math", pending=(strip_answer(gt), stripped))
 
 
 def resolve_math(verdict: Verdict, result: bool | None | str) -> Verdict:
@@ -493,11 +440,11 @@ def detect_answer_type(gt: str, choices: object = None) -> str:
 
 @lru_cache(maxsize=65_536)
 def _detect(gt: str, choices_key: tuple | None) -> str:
-    stripped = _strip_answer(gt).rstrip(".").strip()
-    if _BARE.fullmatch(stripped):
+    stripped = strip_answer(gt).rstrip(".").strip()
+    if letter_of(stripped):
         return "choice"
     options = _options(choices_key)
-    if options and _choice_letters(gt, options, is_gt=True):
+    if options and choice_letters(gt, options, is_gt=True):
         return "choice"
     if normalize_text(stripped) in ("yes", "no", "true", "false"):
         return "yes_no"
@@ -508,17 +455,36 @@ def _detect(gt: str, choices_key: tuple | None) -> str:
     return "text"
 
 
+def _gt_phrase(gt_norm: str) -> re.Pattern:
+    """The ground truth's words (normalized) as they may appear in raw text, as a search pattern."""
+    return re.compile(r"(?<!\w)" + r"\W+(?:(?:a|an|the)\W+)?".join(map(re.escape, gt_norm.split())) + r"(?!\w)",
+                      re.IGNORECASE)
+
+
+def _negates(pred: str, norm_gt: str) -> bool:
+    """The answer names the ground truth only under a negation ("not red", "It isn't red")."""
+    found = list(_gt_phrase(norm_gt).finditer(pred))
+    return bool(found) and all(negated_before(pred, m.start()) for m in found)
+
+
+def _text_hedge(pred: str, norm_gt: str) -> bool:
+    """"red or green", "either red or green" for red: the ground truth offered beside another answer."""
+    parts = {normalize_text(p) for p in re.split(r"\bor\b|\beither\b|/", pred, flags=re.IGNORECASE)} - {""}
+    return len(parts) > 1 and norm_gt in parts
+
+
 def rule_verdict(
     pred: str | None,
     gt: str,
     answer_type: str | None = None,
     choices: Sequence[str] | Mapping[str, str] | None = None,
     *,
+    question: str | None = None,
     number_rel_tol: float = 1e-2,
     max_answer_chars: int = 1000,
 ) -> Verdict:
     """Rules only, no math-verify: a math case comes back with `pending` set (see `resolve_math`).
-    Never raises."""
+    `question` (optional) decides what a percentage means (see `_match_number`). Never raises."""
     if pred is None or not str(pred).strip():
         return Verdict(False, "empty")
     pred = str(pred)
@@ -527,26 +493,32 @@ def rule_verdict(
     gt = "" if gt is None else str(gt)
     key = _choices_key(choices)
     kind = answer_type if answer_type in ANSWER_TYPES else _detect(gt, key)
-    norm_pred, norm_gt = normalize_text(_strip_answer(pred)), normalize_text(_strip_answer(gt))
+    if kind == "yes_no":  # every yes/no of the answer counts: the last decision wins
+        return _match_yes_no(pred, gt)
+    stated = final_statement(pred) or strip_answer(pred)
+    pred = affirmed(stated)  # "A, not B" commits to A
+    norm_pred, norm_gt = normalize_text(pred), normalize_text(strip_answer(gt))
     if kind == "choice":
         verdict = _match_choice(pred, gt, _options(key))
         if verdict.decisive:
             return verdict
-    elif kind == "yes_no":
-        return _match_yes_no(pred, gt)
     elif kind == "number":
-        verdict = _match_number(pred, gt, number_rel_tol)
+        verdict = _match_number(pred, gt, number_rel_tol, question)
         if verdict.decisive or verdict.pending or verdict.rule == "number_unit":
             return verdict
     elif kind == "math":
         quantity_gt = _quantity(gt, strict=True)
         if quantity_gt is not None and _quantity(pred, strict=True) is not None:
-            return _match_number(pred, gt, number_rel_tol)
+            return _match_number(pred, gt, number_rel_tol, question)
         if norm_gt and norm_pred == norm_gt:
             return Verdict(True, "text")
         return _match_math(pred, gt)
     if norm_gt and norm_pred == norm_gt:
         return Verdict(True, "text")
+    if norm_gt and _negates(stated, norm_gt):
+        return Verdict(False, f"{kind}_negated")
+    if norm_gt and _text_hedge(pred, norm_gt):
+        return Verdict(False, f"{kind}_hedge")
     return Verdict(None, kind)
 
 
@@ -556,6 +528,7 @@ def match_answer(
     answer_type: str | None = None,
     choices: Sequence[str] | Mapping[str, str] | None = None,
     *,
+    question: str | None = None,
     number_rel_tol: float = 1e-2,
     max_answer_chars: int = 1000,
     math_timeout_s: float = 2.0,
@@ -568,7 +541,7 @@ def match_answer(
     of `reward_score.mathcheck` and returns within `math_timeout_s` seconds (rule `math_timeout`,
     undecided, when it does not). Never raises.
     """
-    verdict = rule_verdict(pred, gt, answer_type, choices, number_rel_tol=number_rel_tol,
+    verdict = rule_verdict(pred, gt, answer_type, choices, question=question, number_rel_tol=number_rel_tol,
                            max_answer_chars=max_answer_chars)
     if verdict.pending is None:
         return verdict
@@ -579,8 +552,35 @@ def match_answer(
 
 def contains_answer(pred: str | None, gt: str) -> bool:
     """Lenient fallback for undecided answers when no judge is configured: the normalized ground
-    truth appears as whole words in the normalized prediction."""
+    truth appears as whole words in the normalized final statement of the prediction, not negated
+    ("It is not red" does not contain the answer red)."""
     if not pred or not gt:
         return False
     norm_gt = normalize_text(str(gt))
-    return bool(norm_gt) and f" {norm_gt} " in f" {normalize_text(pred)} "
+    final = final_statement(str(pred)) or str(pred)
+    return bool(norm_gt) and f" {norm_gt} " in f" {normalize_text(final)} " and not _negates(final, norm_gt)
+
+
+# ------------------------------------------------------------------------------- acceptable answers
+def acceptable_answers(reference: object, listed: Sequence[object] | None = None) -> list[str]:
+    """Every acceptable answer of an item: the reference answer first, then the other answers of
+    `listed` (data_prep's / the eval schema's `answers`), blanks and repeats dropped; `[""]` when
+    there is none. An answer is correct when it matches ANY of them (`best_verdict`)."""
+    out: list[str] = []
+    for answer in [reference, *(list(listed) if listed is not None else [])]:
+        text = "" if answer is None else str(answer)
+        if text.strip() and text not in out:
+            out.append(text)
+    return out or [""]
+
+
+def best_verdict(verdicts: Sequence[Verdict]) -> Verdict:
+    """The verdict of an answer against all acceptable answers (one verdict each, same order): right
+    when any is right; wrong when all are decisively wrong; else the first undecided one."""
+    if not verdicts:
+        raise ValueError("best_verdict needs at least one verdict")
+    for verdict in verdicts:
+        if verdict.correct is True:
+            return verdict
+    undecided = [v for v in verdicts if not v.decisive]
+    return undecided[0] if undecided else verdicts[0]

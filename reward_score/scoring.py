@@ -27,7 +27,7 @@ from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from reward_score.answers import Verdict, contains_answer, resolve_math, rule_verdict
+from reward_score.answers import Verdict, acceptable_answers, contains_answer, resolve_math, rule_verdict
 from reward_score.config import RewardConfig, reward_config
 from reward_score.format import STREAMS, format_reward
 from reward_score.frames import to_model_frame
@@ -99,8 +99,10 @@ def _rule_part(solution_str: str, ground_truth: Any, extra_info: Mapping[str, An
         _log_gt_error(ValueError("empty reference answer"), extra_info)
         result["gt_error"] = 1.0
         return result, stream, parsed, Verdict(False, EMPTY_REFERENCE)
+    question = extra_info.get("question")
     verdict = rule_verdict(parsed.answer, reference,
                            extra_info.get("answer_type"), extra_info.get("choices"),
+                           question=str(question) if question is not None else None,
                            number_rel_tol=cfg.number_rel_tol, max_answer_chars=cfg.max_answer_chars)
     return result, stream, parsed, verdict
 
@@ -147,12 +149,10 @@ def _fallback_acc(parsed: ParsedResponse, ground_truth: Any, cfg: RewardConfig) 
     return 0.0
 
 
-def acceptable_answers(ground_truth: Any, extra_info: Mapping[str, Any] | None) -> list[str]:
-    """Every acceptable answer: `extra_info["answers"]` (data_prep's list, reference first) when it
-    holds more than one, else just `ground_truth`."""
-    listed = (extra_info or {}).get("answers")
-    answers = [str(a) for a in (list(listed) if listed is not None else []) if str(a).strip()]
-    return answers if len(answers) > 1 else [ground_truth]
+def _answers_of(ground_truth: Any, extra_info: Mapping[str, Any] | None) -> list[str]:
+    """The sample's acceptable answers (`reward_score.answers.acceptable_answers`): the ground truth
+    first, then `extra_info["answers"]` (data_prep's list)."""
+    return acceptable_answers(ground_truth, (extra_info or {}).get("answers"))
 
 
 def _best(results: list[dict[str, float]]) -> dict[str, float]:
@@ -161,13 +161,13 @@ def _best(results: list[dict[str, float]]) -> dict[str, float]:
 
 def any_acceptable_answer(score_fn: Callable) -> Callable:
     """Wrap a per-rollout scorer so that a rollout matching ANY acceptable answer is correct: the
-    scorer runs once per answer of `acceptable_answers` (stopping at the first decisive match) and
-    the best result is kept. A sample with one answer is scored exactly as before."""
+    scorer runs once per answer of `reward_score.answers.acceptable_answers` (stopping at the first
+    decisive match) and the best result is kept. A sample with one answer is scored exactly as before."""
     if inspect.iscoroutinefunction(score_fn):
         @functools.wraps(score_fn)
         async def wrapped_async(data_source, solution_str, ground_truth, extra_info=None, **settings):
             results = []
-            for answer in acceptable_answers(ground_truth, extra_info):
+            for answer in _answers_of(ground_truth, extra_info):
                 results.append(await score_fn(data_source, solution_str, answer, extra_info, **settings))
                 if results[-1]["acc"] == 1.0 and not results[-1]["acc_undecided"]:
                     break
@@ -177,7 +177,7 @@ def any_acceptable_answer(score_fn: Callable) -> Callable:
     @functools.wraps(score_fn)
     def wrapped(data_source, solution_str, ground_truth, extra_info=None, **settings):
         results = []
-        for answer in acceptable_answers(ground_truth, extra_info):
+        for answer in _answers_of(ground_truth, extra_info):
             results.append(score_fn(data_source, solution_str, answer, extra_info, **settings))
             if results[-1]["acc"] == 1.0 and not results[-1]["acc_undecided"]:
                 break

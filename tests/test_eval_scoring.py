@@ -80,3 +80,71 @@ def test_box_metrics():
     assert m["recall_iou"] == 1.0 and m["precision_iou"] == 0.5 and m["iou"] == 0.75
     assert box_metrics([], gt) == {"iou": 0.0, "recall_iou": 0.0, "precision_iou": 0.0}
     assert box_metrics([(0.0, 0.0, 1.0, 1.0)], []) == {}
+
+
+# ------------------------------------------------------------------------- issue 18/20 grader table
+# Eval items as the converter writes them (options as shown texts, the ground truth the shown letter,
+# the question). The verdicts are a careful human grader's, written from the question and options
+# (an answer the rules leave undecided scores wrong in the eval, so U does not occur here).
+def _mc(question, choices, answer):
+    return {"answer_type": "choice", "question": question, "choices": choices, "answer": answer,
+            "answer_text": choices[ord(answer) - 65]}
+
+
+def _open(question, answer, kind):
+    return {"answer_type": kind, "question": question, "answer": answer, "choices": None}
+
+
+AI2D_ITEM = _mc("Which letter marks the larva?", ["C", "D", "A", "B"], "B")  # shown "A. C, B. D, C. A, D. B"
+LINE_ITEM = _mc("Which statement is true?", ["a: all of them", "b: none of them", "only the red one"], "C")
+COLOUR_ITEM = _mc("What colour is the umbrella?", ["green", "yellow", "black"], "B")
+ROOT_ITEM = _open("What is the length of the hypotenuse?", "3\\sqrt{2}", "math")
+SUM_ITEM = _open("What is the total cost in dollars?", "15", "number")
+COUNT_ITEM = _open("How many birds are on the wire?", "3", "number")
+SHARE_ITEM = _open("What percentage of voters chose the blue party?", "35", "number")
+PEOPLE_ITEM = _open("How many people voted for the blue party?", "35", "number")
+YES_ITEM = _open("Is the door open?", "yes", "yes_no")
+TEXT_ITEM = _open("What colour is the umbrella?", "yellow", "text")
+
+EVAL_TABLE = [
+    # letter-valued options
+    (AI2D_ITEM, "B", True), (AI2D_ITEM, "D", False), (AI2D_ITEM, "A", False), (AI2D_ITEM, "b", True),
+    (AI2D_ITEM, "Option B", True), (AI2D_ITEM, "option D", False), (AI2D_ITEM, "B. D", True),
+    (AI2D_ITEM, "D. B", False), (AI2D_ITEM, "(B)", True), (AI2D_ITEM, "(D)", False),
+    (AI2D_ITEM, "\\boxed{B}", True), (AI2D_ITEM, "\\boxed{D}", False), (AI2D_ITEM, "The answer is B.", True),
+    # option texts that look like lettered lines keep their positions
+    (LINE_ITEM, "C", True), (LINE_ITEM, "B", False), (LINE_ITEM, "only the red one", True),
+    (LINE_ITEM, "b: none of them", False), (LINE_ITEM, "A", False),
+    # a lone letter is a letter
+    (COLOUR_ITEM, "B", True), (COLOUR_ITEM, "A", False), (COLOUR_ITEM, "A. yellow", False),
+    (COLOUR_ITEM, "B. yellow", True), (COLOUR_ITEM, "C. yellow", False), (COLOUR_ITEM, "A.", False),
+    # unicode roots
+    (ROOT_ITEM, "3√2", True), (ROOT_ITEM, "√18", True), (ROOT_ITEM, "2√3", False),
+    # final value of an explanatory sentence
+    (SUM_ITEM, "The total is 15 because 5 x 3 = 15", True), (SUM_ITEM, "It costs 15 since 10 + 5 = 15.", True),
+    (SUM_ITEM, "The total is 16 because 5 x 3 = 15", False), (SUM_ITEM, "10 + 5 = 15, so the total is 15", True),
+    # negations and comparisons
+    (COUNT_ITEM, "not 3", False), (COUNT_ITEM, "more than 3", False), (COUNT_ITEM, "at least 3", False),
+    (COUNT_ITEM, "fewer than 3", False), (COUNT_ITEM, "There are 3 birds.", True),
+    (COUNT_ITEM, "between 3 and 4", False), (COUNT_ITEM, "3 or 4", False),
+    (TEXT_ITEM, "not yellow", False), (TEXT_ITEM, "It is not yellow.", False), (TEXT_ITEM, "yellow", True),
+    (COLOUR_ITEM, "It is not yellow.", False), (COLOUR_ITEM, "not yellow", False),
+    # percentages
+    (PEOPLE_ITEM, "35%", False), (PEOPLE_ITEM, "35", True), (SHARE_ITEM, "35%", True), (SHARE_ITEM, "35", True),
+    (SHARE_ITEM, "53%", False),
+    # self-reversals and hedges
+    (YES_ITEM, "Yes. Wait, no.", False), (YES_ITEM, "No. Actually, yes.", True), (YES_ITEM, "yes or no", False),
+    (COLOUR_ITEM, "A... actually B", True), (COLOUR_ITEM, "B... actually A", False),
+    (COUNT_ITEM, "4, no wait, 3", True), (COUNT_ITEM, "3, no wait, 4", False),
+    (TEXT_ITEM, "either yellow or black", False), (TEXT_ITEM, "yellow or black", False),
+    (COLOUR_ITEM, "either yellow or black", False),
+]
+
+
+@pytest.mark.parametrize("item, answer, correct", EVAL_TABLE,
+                         ids=[f"{i['question'][:18]!r}|{a!r:.30}" for i, a, _ in EVAL_TABLE])
+def test_eval_grades_as_a_careful_grader(item, answer, correct):
+    from reward_score.mathcheck import math_pool
+
+    assert math_pool().wait_idle(timeout_s=60)
+    assert score_answer(item, wrap(answer)).correct is correct

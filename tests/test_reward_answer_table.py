@@ -91,8 +91,8 @@ TABLE = [
     ("left", "no", None, "U"),
     ("maybe", "yes", None, "U"),
     ("probably yes", "yes", None, "U"),
-    ("yes or no", "yes", None, "U"),
-    ("Yes/No", "no", None, "U"),
+    ("yes or no", "yes", None, "W"),  # a hedge between the two answers (issue 18)
+    ("Yes/No", "no", None, "W"),
     # --- numbers --------------------------------------------------------------------------------
     ("3", "3", None, "R"),
     ("three", "3", None, "R"),
@@ -120,8 +120,8 @@ TABLE = [
     ("-5", "-5", None, "R"),
     ("−5", "-5", None, "R"),
     ("5", "-5", None, "W"),
-    ("between 3 and 4", "3", None, "U"),
-    ("3 or 4", "3", None, "U"),
+    ("between 3 and 4", "3", None, "W"),  # a range around the value commits to none (issue 18)
+    ("3 or 4", "3", None, "W"),  # a hedge between two values (issue 18)
     ("several", "3", None, "U"),
     ("a few", "3", None, "U"),
     ("3 cars and 2 trucks", "3", None, "U"),
@@ -210,14 +210,151 @@ TABLE = [
     ("left", "right", None, "U"),
     ("cat", "dog", None, "U"),
     ("Paris, France", "Paris", None, "U"),
-    ("not red", "red", None, "U"),
+    ("not red", "red", None, "W"),  # a negation of the right value (issue 18)
     ("red and blue", "red", None, "U"),
     ("I don't know", "umbrella", None, "U"),
+    ("scarlet", "red", None, "U"),
+    ("sedan", "car", None, "U"),
+    ("on the table", "table", None, "U"),
+    ("a small dog", "puppy", None, "U"),
+    ("the left one", "left", None, "U"),
     # --- empty / overlong -------------------------------------------------------------------------
     ("", "3", None, "W"),
     ("   ", "yes", None, "W"),
     ("B" * 1001, "B", None, "W"),
 ]
+
+
+# Issue 18/20 classes, each verdict written from reading the question (the fourth column; None: no
+# question given). Letter-valued options: AI2D labels diagram points with letters, so the options'
+# TEXTS are letters; the prompt shows them as "A. D / B. A / C. C / D. B".
+AI2D = ["D", "A", "C", "B"]
+AI2D_LINES = ["A. D", "B. A", "C. C", "D. B"]
+AI2D_Q = "Which label marks the pupa stage in the diagram?"
+COLOURS = ["red", "green", "blue"]
+NONE_FIRST = ["b: none of them", "the cat", "the dog"]  # option A's text looks like a lettered line
+PIE_Q = "What percentage of the pie chart is red?"
+COUNT_Q = "How many students are in the class?"
+
+# (prediction, ground truth, choices, question, grader)
+CONTEXT_TABLE = [
+    # --- letter-valued options: a letter is a letter, an option's text only by its text -----
+    ("A", "D", AI2D, AI2D_Q, "W"),
+    ("A", "D", AI2D_LINES, AI2D_Q, "W"),
+    ("B", "D", AI2D, AI2D_Q, "W"),
+    ("C", "D", AI2D, AI2D_Q, "W"),
+    ("D", "D", AI2D, AI2D_Q, "R"),
+    ("d", "D", AI2D, AI2D_Q, "R"),
+    ("Option D", "D", AI2D, AI2D_Q, "R"),
+    ("Option D", "D", AI2D_LINES, AI2D_Q, "R"),
+    ("option A", "D", AI2D, AI2D_Q, "W"),
+    ("D. B", "D", AI2D, AI2D_Q, "R"),
+    ("D. B", "D", AI2D_LINES, AI2D_Q, "R"),
+    ("A. D", "D", AI2D, AI2D_Q, "W"),
+    ("(D)", "D", AI2D, AI2D_Q, "R"),
+    ("(A)", "D", AI2D, AI2D_Q, "W"),
+    ("\\boxed{D}", "D", AI2D, AI2D_Q, "R"),
+    ("\\boxed{A}", "D", AI2D, AI2D_Q, "W"),
+    ("The answer is D.", "D", AI2D, AI2D_Q, "R"),
+    ("The answer is A.", "D", AI2D, AI2D_Q, "W"),
+    ("B", "B", AI2D, AI2D_Q, "R"),
+    ("A", "B", AI2D_LINES, AI2D_Q, "W"),
+    ("C. C", "C", AI2D, AI2D_Q, "R"),
+    # --- an option text that looks like a lettered line keeps its position ------------------
+    ("A", "A", NONE_FIRST, "Which animals are in the picture?", "R"),
+    ("B", "A", NONE_FIRST, "Which animals are in the picture?", "W"),
+    ("B", "B", NONE_FIRST, "Which animals are in the picture?", "R"),
+    ("the cat", "B", NONE_FIRST, "Which animals are in the picture?", "R"),
+    ("b: none of them", "A", NONE_FIRST, "Which animals are in the picture?", "R"),
+    ("b: none of them", "B", NONE_FIRST, "Which animals are in the picture?", "W"),
+    # --- a lone "A" or "A. text" is the letter A, not the article "a" -------------------------
+    ("A", "A", COLOURS, "What colour is the car?", "R"),
+    ("A", "B", COLOURS, "What colour is the car?", "W"),
+    ("A.", "A", COLOURS, "What colour is the car?", "R"),
+    ("A. red", "A", COLOURS, "What colour is the car?", "R"),
+    ("A. green", "B", COLOURS, "What colour is the car?", "W"),
+    ("A. blue", "C", COLOURS, "What colour is the car?", "W"),
+    ("A", "A", ["a red car", "a green car"], "Which car is parked?", "R"),
+    ("A", "B", ["a red car", "a green car"], "Which car is parked?", "W"),
+    # --- unicode roots equal LaTeX roots -------------------------------------------------------
+    ("2√3", "2\\sqrt{3}", None, "What is the length of the diagonal?", "R"),
+    ("2\\sqrt{3}", "2√3", None, "What is the length of the diagonal?", "R"),
+    ("√12", "2\\sqrt{3}", None, "What is the length of the diagonal?", "R"),
+    ("3√2", "\\sqrt{18}", None, "What is the length of the diagonal?", "R"),
+    ("2√3", "2\\sqrt{2}", None, "What is the length of the diagonal?", "W"),
+    ("2√3", "3\\sqrt{2}", None, "What is the length of the diagonal?", "W"),
+    # --- the final value of an explanatory sentence --------------------------------------------
+    ("The value is 12 because 3 x 4 = 12", "12", None, "What is the area of the rectangle?", "R"),
+    ("The value is 12 because 3 x 4 = 12", "13", None, "What is the area of the rectangle?", "W"),
+    ("It is 7 since 3 + 4 = 7.", "7", None, "How many apples are there in total?", "R"),
+    ("The area is 20 because 4 × 5 = 20.", "20", None, "What is the area of the rectangle?", "R"),
+    ("3 x 4 = 12, so the value is 12", "12", None, "What is the area of the rectangle?", "R"),
+    ("3 x 4 = 12, so the value is 12", "7", None, "What is the area of the rectangle?", "W"),
+    # --- negations and comparisons around the right value are not that value ----------------
+    ("not 2", "2", None, "How many dogs are there?", "W"),
+    ("It is not 2.", "2", None, "How many dogs are there?", "W"),
+    ("less than 2", "2", None, "How many dogs are there?", "W"),
+    ("fewer than 3", "2", None, "How many dogs are there?", "W"),
+    ("at least 2", "2", None, "How many dogs are there?", "W"),
+    ("at most 2", "2", None, "How many dogs are there?", "W"),
+    ("more than 2", "2", None, "How many dogs are there?", "W"),
+    ("no more than 2", "2", None, "How many dogs are there?", "W"),
+    ("over 2", "2", None, "How many dogs are there?", "W"),
+    ("> 2", "2", None, "How many dogs are there?", "W"),
+    ("There are 2 dogs.", "2", None, "How many dogs are there?", "R"),
+    ("No, there are 2.", "2", None, "How many dogs are there?", "R"),
+    ("not red", "red", None, "What colour is the car?", "W"),
+    ("It is not red.", "red", None, "What colour is the car?", "W"),
+    ("isn't blue", "blue", None, "What colour is the car?", "W"),
+    ("not B", "B", None, "Which option is correct?", "W"),
+    ("It is not red.", "A", COLOURS, "What colour is the car?", "W"),
+    ("The car is red, not blue.", "blue", None, "What colour is the car?", "W"),
+    # ... but a rejected alternative beside a committed answer leaves the answer
+    ("A, not B", "A", None, "Which option is correct?", "R"),
+    ("green, not red", "B", COLOURS, "What colour is the car?", "R"),
+    ("not red but green", "B", COLOURS, "What colour is the car?", "R"),
+    ("not red but green", "A", COLOURS, "What colour is the car?", "W"),
+    ("B. The car is not red", "B", COLOURS, "What colour is the car?", "R"),
+    ("He has 2 dogs, not 3", "2", None, "How many dogs does he have?", "R"),
+    ("He has 2 dogs, not 3", "3", None, "How many dogs does he have?", "W"),
+    # --- a percentage where a plain number is asked ----------------------------------------------
+    ("40%", "40", None, COUNT_Q, "W"),
+    ("40 percent", "40", None, COUNT_Q, "W"),
+    ("40", "40", None, COUNT_Q, "R"),
+    ("40%", "40", None, PIE_Q, "R"),
+    ("40 percent", "40", None, PIE_Q, "R"),
+    ("40", "40", None, PIE_Q, "R"),
+    ("45%", "40", None, PIE_Q, "W"),
+    ("40%", "0.4", None, "What fraction of the pie chart is red?", "R"),
+    # --- self-reversals: the last stated decision wins ---------------------------------------
+    ("Yes. No wait, no.", "yes", None, "Is there a dog?", "W"),
+    ("Yes. No wait, no.", "no", None, "Is there a dog?", "R"),
+    ("No. Actually, yes.", "yes", None, "Is there a dog?", "R"),
+    ("No. Actually, yes.", "no", None, "Is there a dog?", "W"),
+    ("Yes, it is. Actually no.", "yes", None, "Is there a dog?", "W"),
+    ("Yes, there is a dog on the sofa.", "yes", None, "Is there a dog?", "R"),
+    ("B... actually C", "C", None, "Which option is correct?", "R"),
+    ("B... actually C", "B", None, "Which option is correct?", "W"),
+    ("B... actually C", "C", COLOURS, "What colour is the car?", "R"),
+    ("A, wait, no: B", "B", COLOURS, "What colour is the car?", "R"),
+    ("3, no wait, 4", "4", None, "How many dogs are there?", "R"),
+    ("3, no wait, 4", "3", None, "How many dogs are there?", "W"),
+    # --- hedges between two answers are wrong -------------------------------------------------
+    ("either red or green", "red", None, "What colour is the car?", "W"),
+    ("red or green", "red", None, "What colour is the car?", "W"),
+    ("either red or green", "A", COLOURS, "What colour is the car?", "W"),
+    ("either 3 or 4", "3", None, "How many dogs are there?", "W"),
+    ("yes or no", "yes", None, "Is there a dog?", "W"),
+]
+
+
+@pytest.mark.parametrize("pred, gt, choices, question, grade", CONTEXT_TABLE,
+                         ids=[f"{p!r:.30}|{g!r:.15}|{q!r:.12}" for p, g, _, q, _ in CONTEXT_TABLE])
+def test_rules_decide_as_a_grader_who_reads_the_question(pred, gt, choices, question, grade):
+    assert math_pool().wait_idle(timeout_s=60)
+    verdict = match_answer(pred, gt, choices=choices, question=question)
+    expected = {"R": True, "W": False, "U": None}[grade]
+    assert verdict.correct is expected, verdict
 
 
 def test_table_is_large_and_covers_every_family():

@@ -77,9 +77,15 @@ def test_numbers_with_units_and_tolerance(pred, gt, correct):
     assert verdict.rule.startswith("number") and verdict.correct is correct
 
 
-@pytest.mark.parametrize("pred", ["between 3 and 4", "several"])
+@pytest.mark.parametrize("pred", ["several", "a few"])
 def test_numbers_the_rules_cannot_judge_are_undecided(pred):
     assert not match_answer(pred, "3").decisive
+
+
+@pytest.mark.parametrize("pred", ["between 3 and 4", "3 or 4", "at least 3", "not 3"])
+def test_ranges_hedges_and_comparisons_commit_to_no_number(pred):
+    # issue 18: a careful grader credits none of these for 3
+    assert match_answer(pred, "3").correct is False
 
 
 def test_math_via_math_verify():

@@ -108,7 +108,8 @@ def check_rewrite(text: str, reference_answer: str, choices: Sequence[str] | Non
     """(reason, detail) of a rejected rewrite, or (None, "") when it is a valid textual SFT target."""
     from data_prep.schema import RecordError
     from data_prep.sft import check_response
-    from reward_score.answers import match_answer, normalize_text
+    from reward_score.answers import match_answer
+    from reward_score.text import normalize_text
 
     try:
         answer = check_response(text, "textual")

@@ -78,6 +78,8 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from reward_score.choices import LETTERS, letter_of, option_texts, split_option_line
+
 EVAL_SCHEMA_VERSION = "2"  # 2: answers
 _IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 EVAL_SCHEMA = pa.schema(
@@ -103,7 +105,6 @@ EVAL_SCHEMA = pa.schema(
     metadata={"ivgr.eval_schema_version": EVAL_SCHEMA_VERSION},
 )
 REQUIRED_COLUMNS = ("item_id", "benchmark", "question", "answer", "images")
-LETTERS = "ABCDEFGHIJ"
 
 
 # --------------------------------------------------------------------------------------- registry
@@ -200,8 +201,6 @@ class RowError(ValueError):
 
 
 # ------------------------------------------------------------------------------ text helpers
-_OPTION_LINE = re.compile(r"^\s*(?:\(([A-J])\)|([A-J])[.:)])\s*(.*?)\s*$")
-_LETTER_ONLY = re.compile(r"^\s*\(?([A-J])\)?\s*[.:]?\s*$")
 # A source's own answer-format instruction at the end of a question ("Please answer directly with
 # only the letter ...", "Answer the question using a single word or phrase.", "Please select the
 # correct answer from the options above."): it starts a line or follows a sentence end.
@@ -210,23 +209,6 @@ _INSTRUCTION = re.compile(
     r"(?:directly|with|using|in)\b|(?:select|choose)\s+the\s+(?:correct|best)\s+(?:answer|option|choice)\b)[^\n]*$",
     re.IGNORECASE,
 )
-
-
-def option_text(text: Any, position: int | None = None) -> str:
-    """An option without its "A." / "(A)" / "A)" prefix (only when the letter fits `position`)."""
-    text = str(text).strip()
-    match = _OPTION_LINE.match(text)
-    if match:
-        letter = match.group(1) or match.group(2)
-        if position is None or letter == LETTERS[position]:
-            return match.group(3).strip()
-    return text
-
-
-def letter_of(answer: Any) -> str | None:
-    """"B", "(B)", "B." -> "B"; anything else None."""
-    match = _LETTER_ONLY.match(str(answer or ""))
-    return match.group(1) if match else None
 
 
 def strip_instruction(question: str) -> tuple[str, str | None]:
@@ -264,13 +246,15 @@ def split_embedded_options(text: str) -> tuple[str, list[str] | None, str | None
     options: list[str] = []
     end = None
     for index, line in enumerate(lines):
-        match = _OPTION_LINE.match(line)
-        letter = (match.group(1) or match.group(2)) if match else None
+        labelled = split_option_line(line)
+        # source questions label options in upper case ("a) ..." lines are sub-questions)
+        letter = labelled[0] if labelled and line.lstrip(" (")[:1] == labelled[0] else None
         if start is None:
-            if letter == "A":
-                start, options = index, [match.group(3)]
-        elif letter is not None and letter == LETTERS[len(options)] and index == start + len(options):
-            options.append(match.group(3))
+            if letter == LETTERS[0]:
+                start, options = index, [labelled[1]]
+        elif letter is not None and len(options) < len(LETTERS) and letter == LETTERS[len(options)] \
+                and index == start + len(options):
+            options.append(labelled[1])
         else:
             end = index
             break
@@ -401,10 +385,10 @@ def _tsv_image(row: dict) -> list[Any]:
 
 
 def _mc_from_letter(options: list[str], answer: Any, row_id: str) -> int:
-    letter = letter_of(answer)
+    letter = letter_of(answer, upper_only=True)
     if letter is not None and LETTERS.index(letter) < len(options):
         return LETTERS.index(letter)
-    from reward_score.answers import normalize_text
+    from reward_score.text import normalize_text
 
     wanted = normalize_text(str(answer or ""))
     matches = [i for i, o in enumerate(options) if normalize_text(o) == wanted]
@@ -592,7 +576,7 @@ def read_mme_realworld(inputs: Sequence[Path], root: Path) -> Iterator[RawItem |
 
 def _mme_item(number: int, row: dict, path: Path, root: Path) -> RawItem:
     if "Answer choices" in row or "Ground truth" in row:  # official JSON
-        options = [option_text(o, i) for i, o in enumerate(row.get("Answer choices") or [])]
+        options = option_texts(list(row.get("Answer choices") or []))
         question, _, instruction = split_embedded_options(_text(row.get("Text")))
         qid = _text(row.get("Question_id")) or str(number)
         image = _text(row.get("Image"))
@@ -637,7 +621,7 @@ def _rwqa_item(number: int, row: dict, path: Path) -> RawItem:
     images = _tsv_image(row) if path.suffix.lower() == ".tsv" else ([image] if image is not None else [])
     answer = _text(row.get("answer"))
     meta = {"index": qid, "instruction": instruction, "source_file": path.name}
-    if options and letter_of(answer) is not None:
+    if options and letter_of(answer, upper_only=True) is not None:
         return RawItem(source_id=qid, question=question, images=images, options=options,
                        correct=_mc_from_letter(options, answer, qid), category="choice", meta=meta)
     kind = detect_answer_type(answer)
@@ -661,7 +645,7 @@ def _cvbench_item(number: int, row: dict, path: Path, root: Path, wanted: str) -
             choices = json.loads(choices)
         except json.JSONDecodeError:
             choices = None
-    options = [option_text(c, i) for i, c in enumerate(choices or [])]
+    options = option_texts(list(choices or []))
     if len(options) < 2:
         raise RowError("no_options", f"{path.name}:{number}")
     qid = _text(row.get("idx") if row.get("idx") is not None else row.get("index")) or str(number)

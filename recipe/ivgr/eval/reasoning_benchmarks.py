@@ -26,7 +26,6 @@ from pathlib import Path
 from typing import Any
 
 from recipe.ivgr.eval.benchmarks import (
-    LETTERS,
     RawItem,
     RowError,
     _clean,
@@ -37,9 +36,9 @@ from recipe.ivgr.eval.benchmarks import (
     _text,
     _tsv_image,
     _tsv_options,
-    letter_of,
     split_embedded_options,
 )
+from reward_score.choices import LETTER, LETTERS, letter_of
 
 
 def _image_of(row: dict, path: Path, *keys: str) -> list[Any]:
@@ -104,7 +103,7 @@ def _ai2d_item(number: int, row: dict, path: Path) -> RawItem:
     if len(options) < 2:
         raise RowError("no_options", f"{path.name}:{qid}")
     answer = _text(row.get("answer"))
-    if answer.isdigit() and letter_of(answer) is None:  # lmms-lab/ai2d: the option's index
+    if answer.isdigit() and letter_of(answer, upper_only=True) is None:  # lmms-lab/ai2d: the option's index
         correct = int(answer)
         if not 0 <= correct < len(options):
             raise RowError("answer_not_in_options", f"{qid}: index {answer} for {len(options)} options")
@@ -117,8 +116,8 @@ def _ai2d_item(number: int, row: dict, path: Path) -> RawItem:
 
 
 # --- MMStar --------------------------------------------------------------------------------------
-_INLINE_OPTIONS = re.compile(r"\n?\s*Options?:\s*(?=[A-J]\s*[:.)])", re.IGNORECASE)
-_INLINE_LETTER = re.compile(r"(?:^|,\s*|\n\s*)([A-J])\s*[:.)]\s*")
+_INLINE_OPTIONS = re.compile(rf"\n?\s*Options?:\s*(?={LETTER}\s*[:.)])", re.IGNORECASE)
+_INLINE_LETTER = re.compile(rf"(?:^|,\s*|\n\s*)({LETTER})\s*[:.)]\s*")
 
 
 def split_inline_options(text: str) -> tuple[str, list[str] | None]:
@@ -193,7 +192,7 @@ def _mmmu_item(number: int, row: dict, path: Path) -> RawItem:
 
 
 # --- WeMath --------------------------------------------------------------------------------------
-_WEMATH_OPTION = re.compile(r"(?:^|;\s*)([A-J])\.\s*")
+_WEMATH_OPTION = re.compile(rf"(?:^|;\s*)({LETTER})\.\s*")
 
 
 def wemath_options(text: str) -> list[str] | None:
@@ -245,7 +244,7 @@ def _mmk12_item(number: int, row: dict, path: Path) -> RawItem:
         images = list(images[0])
     meta = {"id": qid, "source_file": path.name}
     question, options, instruction = split_embedded_options(text)
-    if options and letter_of(answer) is not None:
+    if options and letter_of(answer, upper_only=True) is not None:
         return RawItem(source_id=qid, question=question, images=images, options=options,
                        correct=_mc_from_letter(options, answer, qid), subset=subject, category="choice",
                        meta=meta | {"instruction": instruction})

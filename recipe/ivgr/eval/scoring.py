@@ -31,14 +31,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from reward_score.answers import Verdict, contains_answer, match_answer, normalize_text, options_from_choices
+from reward_score.answers import Verdict, acceptable_answers, best_verdict, contains_answer, match_answer
+from reward_score.choices import letter_of, named_options, options_from_choices
 from reward_score.iou import iou_matrix, iou_reward
 from reward_score.parsing import Box, parse_response
+from reward_score.text import final_statement, normalize_text
 
 _THINK_CLOSE = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<\s*think\s*>", re.IGNORECASE)
 _ANY_TAG = re.compile(r"<\s*/?\s*(?:think|answer)\s*>", re.IGNORECASE)
-_LONE_LETTER = re.compile(r"^\(?([a-jA-J])\)?\.?$")
 
 
 @dataclass
@@ -72,23 +73,20 @@ def extract_answer(response: str | None, strict: bool = False) -> tuple[str | No
 
 
 def _lenient(pred: str, item: Mapping[str, Any]) -> Verdict:
-    """Second-chance rules for answers the strict rules could not decide."""
+    """Second-chance rules for answers the strict rules could not decide, read on the answer's
+    final statement (`reward_score.text.final_statement`); a negated option or value is never named."""
     kind = item.get("answer_type")
     gt = str(item.get("answer") or "")
-    text = pred.strip().strip("\"'`*").strip()
-    if kind == "choice" and item.get("choices"):
+    text = final_statement(pred) or pred.strip()
+    if kind == "choice" and item.get("choices") is not None and len(item["choices"]):
         options = options_from_choices(list(item["choices"]))
-        gt_letter = gt.strip().strip("()").upper()[:1]
-        lone = _LONE_LETTER.match(text)
-        if lone and lone.group(1).upper() in options:
-            return Verdict(lone.group(1).upper() == gt_letter, "lenient_letter")
+        gt_letter = letter_of(gt)
+        named = named_options(text, options)
         norm = normalize_text(text)
-        padded = f" {norm} "
-        named = [letter for letter, option in options.items() if option and f" {option} " in padded]
         if len(named) != 1 and len(norm) >= 2:  # the answer is a fragment of exactly one option
-            named = [letter for letter, option in options.items() if f" {norm} " in f" {option} "]
-        if len(named) == 1:
-            return Verdict(named[0] == gt_letter, "lenient_option_text")
+            named = {letter for letter, option in options.items() if f" {norm} " in f" {normalize_text(option)} "}
+        if len(named) == 1 and gt_letter is not None:
+            return Verdict(next(iter(named)) == gt_letter, "lenient_option_text")
         return Verdict(None, "choice")
     if kind == "yes_no":
         words = set(normalize_text(text).split())
@@ -124,12 +122,6 @@ def relaxed_correctness(prediction: str, target: str, tolerance: float = 0.05) -
     return prediction.strip().lower() == target.strip().lower()
 
 
-def acceptable_answers(item: Mapping[str, Any]) -> list[str]:
-    """The item's acceptable answers (`answers` when listed, else `answer`)."""
-    listed = [str(a) for a in (item.get("answers") or []) if str(a).strip()]
-    return listed or [str(item.get("answer") or "")]
-
-
 def score_answer(item: Mapping[str, Any], response: str | None, *, strict: bool = False,
                  lenient: bool = True) -> AnswerScore:
     """Rule-based score of `response` for an eval item (dict with the eval schema's columns)."""
@@ -138,23 +130,21 @@ def score_answer(item: Mapping[str, Any], response: str | None, *, strict: bool 
     answer, source = extract_answer(response, strict)
     if answer is None:
         return AnswerScore(None, source, False, "empty", "empty")
-    golds = acceptable_answers(item)
+    golds = acceptable_answers(item.get("answer"), item.get("answers"))
     if spec_of(item.get("benchmark")).rule == "relaxed":
         return AnswerScore(answer, source, any(relaxed_correctness(answer, g) for g in golds), "relaxed_accuracy",
                            "rule")
     choices = list(item["choices"]) if item.get("choices") is not None else None
-    verdicts = [match_answer(answer, gold, item.get("answer_type"), choices) for gold in golds]
-    hit = next((v for v in verdicts if v.decisive and v.correct), None)
-    if hit is not None or all(v.decisive for v in verdicts):
-        verdict = hit or verdicts[0]
+    question = str(item["question"]) if item.get("question") is not None else None
+    verdict = best_verdict([match_answer(answer, gold, item.get("answer_type"), choices, question=question)
+                            for gold in golds])
+    if verdict.decisive:
         return AnswerScore(answer, source, bool(verdict.correct), verdict.rule, "rule")
     if lenient:
-        seconds = [_lenient(answer, {**item, "answer": gold}) for gold in golds]
-        second = next((v for v in seconds if v.decisive and v.correct), None) or next(
-            (v for v in seconds if v.decisive), None)
-        if second is not None:
+        second = best_verdict([_lenient(answer, {**item, "answer": gold}) for gold in golds])
+        if second.decisive:
             return AnswerScore(answer, source, bool(second.correct), second.rule, "lenient")
-    return AnswerScore(answer, source, False, verdicts[0].rule, "undecided")
+    return AnswerScore(answer, source, False, verdict.rule, "undecided")
 
 
 def judge_reference(item: Mapping[str, Any]) -> str:
