@@ -34,10 +34,10 @@ from data_prep.images import (
     size_of_file,
     upscale_to_min_side,
 )
-from data_prep.prompts import BOX_FRAMES
 from data_prep.schema import RecordError, Sample
 from data_prep.writer import RecordWriter, side_paths
 from reward_score.answers import ANSWER_TYPES
+from reward_score.families import FAMILY_NAMES
 
 ROW_ERRORS = (BoxError, ImageError, RecordError)
 
@@ -72,7 +72,7 @@ def base_parser(prog: str, description: str, *, default_embed: bool = False,
         parser.set_defaults(embed=True)
     parser.add_argument("--decode-images", action="store_true",
                         help="fully decode every image (catches truncated files; much slower)")
-    parser.add_argument("--box-frame", choices=BOX_FRAMES, default="qwen2_5_vl",
+    parser.add_argument("--box-frame", choices=FAMILY_NAMES, default="qwen2_5_vl",
                         help="model family whose box frame the grounded prompt describes")
     parser.add_argument("--row-group-rows", type=int, default=1000)
     parser.add_argument("--min-keep-ratio", type=float, default=0.5,

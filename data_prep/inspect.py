@@ -41,7 +41,7 @@ from tqdm import tqdm
 from data_prep import streaming
 from data_prep.images import ImageError, open_image
 from data_prep.prompts import to_content_lists
-from data_prep.schema import image_root_of
+from data_prep.schema import resolve_image_root
 from reward_score.frames import resized_size, to_model_frame
 
 DEFAULT_MAX_PIXELS = 1280 * 28 * 28
@@ -315,7 +315,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         from data_prep.sft_tools import print_inspect_sft
 
         return print_inspect_sft(args.file, args.json)
-    root = args.image_root if args.image_root is not None else (image_root_of(args.file) or args.file.resolve().parent)
+    root = resolve_image_root(args.file, args.image_root)
     report = statistics_of(args.file, args.max_pixels, progress=not args.quiet)
     bad = BadRows()
     if args.prefix_samples > 0:

@@ -21,6 +21,7 @@ import re
 from collections.abc import Sequence
 
 from reward_score.choices import render_options
+from reward_score.families import FAMILIES, FAMILY_NAMES
 
 IMAGE_PLACEHOLDER = "<image>"
 # verl splits prompt strings on these; a stray one in source text breaks its placeholder count.
@@ -32,18 +33,14 @@ SYSTEM_PROMPT = "You are a careful visual assistant. Look closely at the image b
 _SHARED_OPENING = ("Think step by step inside <think> </think>, then write only the final answer "
                    "inside <answer> </answer>.")
 
-GROUNDED_INSTRUCTIONS: dict[str, str] = {
-    "qwen2_5_vl": _SHARED_OPENING + (
-        " While thinking, localize every object you mention as <box>[x1,y1,x2,y2]</box>: its top-left "
-        "and bottom-right corners in pixels of the image as you see it."),
-    "qwen3_vl": _SHARED_OPENING + (
-        " While thinking, localize every object you mention as <box>[x1,y1,x2,y2]</box>: its top-left "
-        "and bottom-right corners on a 0-1000 scale relative to the image."),
-}
+# The grounded instruction: the shared opening, then the box syntax, then the family's own words for
+# where the corners are (`reward_score.families.ModelFamily.box_wording`).
+_GROUNDED_BOXES = " While thinking, localize every object you mention as <box>[x1,y1,x2,y2]</box>: "
+GROUNDED_INSTRUCTIONS: dict[str, str] = {name: _SHARED_OPENING + _GROUNDED_BOXES + family.box_wording
+                                         for name, family in FAMILIES.items()}
 TEXTUAL_INSTRUCTION = _SHARED_OPENING + " Describe what you see in words only, without boxes or coordinates."
 SINGLE_INSTRUCTION = _SHARED_OPENING + " Keep the final answer short: a letter, a number, a word or an expression."
 
-BOX_FRAMES = tuple(GROUNDED_INSTRUCTIONS)
 # Tool-assisted inference (recipe.ivgr.eval): said right after the images when crops of the model's own
 # boxes follow the full picture.
 CROP_NOTE = {1: "The first image is the full picture; the next image is a zoomed-in crop of a region of it.",
@@ -74,7 +71,7 @@ def grounded_messages(question: str, choices: Sequence[str] | None, num_images: 
                       box_frame: str = "qwen2_5_vl") -> list[Message]:
     """Grounded-stream prompt: reasoning must localize objects with boxes in `box_frame`."""
     if box_frame not in GROUNDED_INSTRUCTIONS:
-        raise ValueError(f"unknown box_frame {box_frame!r}; choose one of {BOX_FRAMES}")
+        raise ValueError(f"unknown box_frame {box_frame!r}; choose one of {FAMILY_NAMES}")
     return _messages(question, choices, num_images, GROUNDED_INSTRUCTIONS[box_frame])
 
 

@@ -36,8 +36,8 @@ Columns (all written by `to_row`; `RECORD_SCHEMA` is the Arrow schema):
 
 Schema metadata: `ivgr.schema_version`, and for files written by a converter `ivgr.image_root`
 (the image root that path-mode `images` are relative to, written relative to the Parquet's folder)
-plus `ivgr.image_root_abs` (the same folder, absolute). `image_root_of()` resolves it; validate,
-inspect and the recipe dataset use it when no root is given.
+plus `ivgr.image_root_abs` (the same folder, absolute). `resolve_image_root()` is the one rule every
+reader applies: an explicit root, else the stored one (`image_root_of()`), else the file's folder.
 
 The recipe dataset (`recipe/ivgr`) reads `prompt_grounded` / `prompt_textual` as chat-message
 lists exactly like verl's `prompt`, swaps one of them into `prompt`, adds `stream` and the
@@ -49,6 +49,7 @@ a plain verl run needs embedded images (`--embed-images`).
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -128,6 +129,32 @@ def image_root_of(path: str | os.PathLike) -> Path | None:
         if candidate.is_dir():
             return candidate.resolve()
     return None
+
+
+def resolve_image_root(data_files: str | os.PathLike | Sequence[str | os.PathLike],
+                       image_root: str | os.PathLike | None = None) -> Path | None:
+    """The folder that path-mode images of `data_files` (record, SFT or eval Parquet) are relative to.
+
+    The one rule every reader uses (recipe dataset, preflights, validate, inspect, distill, eval, dump):
+
+    1. `image_root` when given (`data.image_root`, `IMAGE_ROOT`, `--image-root`), `~` expanded;
+    2. else the root the converter stored in the files' metadata (`image_root_of`), when every file
+       names the same existing folder;
+    3. else the one local folder holding all the files.
+
+    None when no rule applies (remote files, or files in different folders naming no common root).
+    """
+    if image_root is not None and str(image_root):
+        return Path(os.path.expanduser(str(image_root))).resolve()
+    files = [data_files] if isinstance(data_files, str | os.PathLike) else list(data_files)
+    if not files or any("://" in str(f) for f in files):
+        return None
+    local = [Path(os.path.expanduser(str(f))) for f in files]
+    stored = {image_root_of(f) for f in local}
+    if len(stored) == 1 and None not in stored:
+        return stored.pop()
+    parents = {f.resolve().parent for f in local}
+    return parents.pop() if len(parents) == 1 else None
 
 
 class RecordError(ValueError):

@@ -35,10 +35,10 @@ from tqdm import tqdm
 
 from data_prep.boxes import prepare_boxes
 from data_prep.images import ImageItem
-from data_prep.prompts import BOX_FRAMES
 from data_prep.schema import Sample
 from data_prep.writer import RecordWriter
 from reward_score.choices import LETTERS
+from reward_score.families import FAMILY_NAMES
 
 COLOURS = {
     "red": (215, 38, 45), "green": (40, 160, 70), "blue": (40, 80, 215),
@@ -174,7 +174,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--high-res", action="store_true", help="2000-4000 px images with tiny targets")
     parser.add_argument("--val-every", type=int, default=10, help="every K-th sample goes to val.parquet")
-    parser.add_argument("--box-frame", choices=BOX_FRAMES, default="qwen2_5_vl")
+    parser.add_argument("--box-frame", choices=FAMILY_NAMES, default="qwen2_5_vl")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     rows = 64 if args.high_res else 1000

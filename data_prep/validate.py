@@ -32,7 +32,7 @@ from data_prep import streaming
 from data_prep.boxes import MIN_SIDE_PX
 from data_prep.images import ImageError, check_geometry, open_image, safe_relative_path
 from data_prep.prompts import count_placeholders
-from data_prep.schema import KINDS, RECORD_SCHEMA, image_root_of
+from data_prep.schema import KINDS, RECORD_SCHEMA, resolve_image_root
 from reward_score.answers import ANSWER_TYPES
 
 _EPS = 1e-6
@@ -203,7 +203,7 @@ def validate(path: str | Path, image_root: str | Path | None = None, decode: str
         return validate_sft(path, decode, sample_rows)
     if not check_schema(path, report):
         return report
-    root = Path(image_root) if image_root is not None else (image_root_of(path) or path.resolve().parent)
+    root = resolve_image_root(path, image_root)
     total = parquet.metadata.num_rows
     stride = max(1, total // sample_rows) if decode == "sample" else 1
     seen: set[str] = set()

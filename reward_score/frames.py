@@ -16,9 +16,9 @@ The resize is the one the Qwen processors apply: `qwen_vl_utils.smart_resize` wh
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 
+from reward_score.families import FAMILY_NAMES, ModelFamily, get_family
 from reward_score.parsing import Box
 
 
@@ -40,34 +40,13 @@ def resize_source() -> str:
     return _resize_impl()[1]
 
 
-@dataclass(frozen=True)
-class FrameSpec:
-    """How a model family reads images and writes boxes."""
-
-    name: str
-    resize_factor: int  # patch_size * merge_size
-    relative: bool  # True: boxes on a 0..grid relative scale; False: resized absolute pixels
-    grid: float = 1000.0
-    # pixel bounds used when the caller gives none; extra_info / config normally set them
-    default_min_pixels: int = 56 * 56
-    default_max_pixels: int = 4096 * 28 * 28
-
-
-# Default bounds: the paper's training setting for Qwen2.5-VL (min 3,136 = 4 tokens, max 3,211,264 =
-# 4,096 tokens; method.md §2.3) and the same token budget at Qwen3-VL's factor 32.
-FRAMES: dict[str, FrameSpec] = {
-    "qwen2_5_vl": FrameSpec("qwen2_5_vl", resize_factor=28, relative=False,
-                            default_min_pixels=4 * 28 * 28, default_max_pixels=4096 * 28 * 28),
-    "qwen3_vl": FrameSpec("qwen3_vl", resize_factor=32, relative=True,
-                          default_min_pixels=4 * 32 * 32, default_max_pixels=4096 * 32 * 32),
-}
-
-
-def get_frame(name: str) -> FrameSpec:
+def get_frame(name: str) -> ModelFamily:
+    """The model family whose box frame is `name` (`reward_score.families`, the one registry: resize
+    factor, relative or absolute boxes, grid, default pixel bounds); ValueError otherwise."""
     try:
-        return FRAMES[name]
-    except KeyError:
-        raise ValueError(f"unknown box_frame {name!r}; choose one of {sorted(FRAMES)}") from None
+        return get_family(name)
+    except ValueError:
+        raise ValueError(f"unknown box_frame {name!r}; choose one of {list(FAMILY_NAMES)}") from None
 
 
 @lru_cache(maxsize=65536)

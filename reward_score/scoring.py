@@ -28,6 +28,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from reward_score.answers import Verdict, acceptable_answers, contains_answer, resolve_math, rule_verdict
+from reward_score.background import BackgroundLoop
 from reward_score.config import RewardConfig, reward_config
 from reward_score.format import STREAMS, format_reward
 from reward_score.frames import to_model_frame
@@ -275,17 +276,6 @@ async def _before(deadline: float | None, call):
         return JudgeResult(None, OUTCOME_CANCELLED, 0, left, None)
 
 
-class _LoopThread:
-    """An event loop in a daemon thread; `run` blocks the calling thread until the coroutine is done."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        threading.Thread(target=self.loop.run_forever, name="reward-judge-loop", daemon=True).start()
-
-    def run(self, coro):
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-
 _executor: ThreadPoolExecutor | None = None
 RULES_IN_THREAD = True  # benchmarks compare with the rule part inline on the event loop
 
@@ -300,15 +290,15 @@ def _rule_executor() -> ThreadPoolExecutor:
         return _executor
 
 
-_loop_thread: _LoopThread | None = None
+_loop_thread: BackgroundLoop | None = None
 _loop_lock = threading.Lock()
 
 
-def _sync_loop() -> _LoopThread:
+def _sync_loop() -> BackgroundLoop:
     global _loop_thread
     with _loop_lock:
         if _loop_thread is None:
-            _loop_thread = _LoopThread()
+            _loop_thread = BackgroundLoop("reward-judge-loop")
         return _loop_thread
 
 

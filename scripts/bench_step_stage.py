@@ -21,7 +21,8 @@ from fake_judge import fake_judge
 
 from recipe.ivgr.archive import RolloutArchive
 from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage
-from recipe.ivgr.trainer import BackgroundLoop, add_bonus, records_from_rows
+from recipe.ivgr.trainer import add_bonus, records_from_rows
+from reward_score.background import BackgroundLoop
 from reward_score.judge import JudgeClient, JudgeConfig
 
 THINK = ("I look at the left part of the image, where a small object sits next to the window; its colour "

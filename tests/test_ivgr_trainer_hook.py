@@ -20,7 +20,8 @@ from transfer_queue import KVBatchMeta  # noqa: E402
 from verl.trainer.ppo.padding_utils import upsample_batch_to_divisible_size  # noqa: E402
 from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 
-from recipe.ivgr.trainer import BackgroundLoop, IVGRTrainer, build_stages, load_stage_states, save_stage_states  # noqa: E402
+from recipe.ivgr.trainer import IVGRTrainer, build_stages, load_stage_states, save_stage_states  # noqa: E402
+from reward_score.background import BackgroundLoop  # noqa: E402
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "recipe", "ivgr", "config")
 N = 4  # rollouts per row

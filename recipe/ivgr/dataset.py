@@ -37,9 +37,9 @@ Every item is what `RLHFDataset.__getitem__` returns for a verl row (its code fi
 
 Images
 ------
-Embedded ``bytes`` win; otherwise ``path`` is resolved under ``data.image_root`` (default: the
-image root data_prep stored in the files' metadata, else the folder of the data files when they
-share one folder, like ``python -m data_prep.validate``).
+Embedded ``bytes`` win; otherwise ``path`` is resolved under the image root of
+`data_prep.schema.resolve_image_root` (the rule every reader shares): ``data.image_root``, else the
+root data_prep stored in the files' metadata, else the folder of the data files when they share one.
 Absolute paths, URLs and paths that escape the root are refused (`data_prep.images`). An image that
 fails when a row is built (deleted after load, corrupt, a size `data_prep.images.check_geometry`
 refuses) is a counted skip: the row is served from the next readable sample of the same kind
@@ -51,7 +51,7 @@ Pixel bounds (what the model sees must be what the reward assumes)
 -------------------------------------------------------------------
 Per image, the requested bound is the first one set among: a ``min_pixels``/``max_pixels`` key of
 the stored image struct, ``data.ivgr_min_pixels``/``data.ivgr_max_pixels``, and the box frame's
-default (`reward_score.frames.FRAMES`, the paper's 4..4096 image tokens). It is then narrowed to
+default (`reward_score.families`, the paper's 4..4096 image tokens). It is then narrowed to
 every bound the processor will apply later: ``data.mm_processor_kwargs.min_pixels/max_pixels``
 (passed to the training processor and to vLLM) and the processor's own image-processor bounds
 (``size.shortest_edge/longest_edge``). Effective ``min = max(mins)``, ``max = min(maxes)`` (a
@@ -103,6 +103,8 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
+from data_prep.schema import resolve_image_root
+
 logger = logging.getLogger(__name__)
 
 STREAMS = ("grounded", "textual", "single")
@@ -112,7 +114,6 @@ _PROMPT_COLUMN = {"grounded": "prompt_grounded", "textual": "prompt_textual", "s
 _DROPPED_ITEM_KEYS = ("prompt_grounded", "prompt_textual")
 # qwen_vl_utils.fetch_image defaults (in image tokens) for items that carry no bounds
 _FETCH_MIN_TOKENS, _FETCH_MAX_TOKENS = 4, 16384
-_SPATIAL_MERGE = 2
 MAX_SUBSTITUTE_SCAN = 64  # samples tried after one whose image fails at run time
 
 
@@ -133,18 +134,6 @@ def _parse_streams(value: Any) -> tuple[str, ...]:
     return tuple(s for s in STREAMS if s in streams)
 
 
-def _frame_for_patch_size(image_patch_size: int) -> str:
-    """The `reward_score.frames` frame whose resize factor is `image_patch_size` x merge 2."""
-    from reward_score.frames import FRAMES
-
-    factor = int(image_patch_size) * _SPATIAL_MERGE
-    for name, spec in FRAMES.items():
-        if spec.resize_factor == factor:
-            return name
-    raise ValueError(f"no box frame with resize factor {factor} (image_patch_size {image_patch_size}); "
-                     f"known: {{{', '.join(f'{n}: {s.resize_factor}' for n, s in FRAMES.items())}}}")
-
-
 def fetch_image(item: dict, image_patch_size: int) -> Image.Image:
     """One image content item resized the way qwen_vl_utils.fetch_image does it, without torchvision.
 
@@ -152,6 +141,7 @@ def fetch_image(item: dict, image_patch_size: int) -> Image.Image:
     `min_pixels`/`max_pixels` (qwen_vl_utils' defaults otherwise) with `reward_score.frames`.
     """
     from data_prep.images import to_rgb
+    from reward_score.families import family_for_patch_size
     from reward_score.frames import resized_size
 
     if "resized_height" in item or "resized_width" in item:
@@ -165,11 +155,11 @@ def fetch_image(item: dict, image_patch_size: int) -> Image.Image:
     if not isinstance(image, Image.Image):
         raise TypeError(f"image item must hold a PIL image or a local path, got {type(image).__name__}")
     image = to_rgb(image)
-    factor = int(image_patch_size) * _SPATIAL_MERGE
+    family = family_for_patch_size(image_patch_size)
+    factor = family.resize_factor
     min_pixels = item.get("min_pixels") or _FETCH_MIN_TOKENS * factor * factor
     max_pixels = item.get("max_pixels") or _FETCH_MAX_TOKENS * factor * factor
-    width, height = resized_size(image.width, image.height, _frame_for_patch_size(image_patch_size),
-                                 int(min_pixels), int(max_pixels))
+    width, height = resized_size(image.width, image.height, family.name, int(min_pixels), int(max_pixels))
     return image.resize((width, height))
 
 
@@ -202,7 +192,7 @@ class DualStreamDataset(RLHFDataset):
             raise ValueError(f"data.ivgr_data_source {self.data_source_format!r} may only use {{data_source}} and "
                              f"{{stream}}: {err!r}") from None
         self.requested_pixels = (config.get("ivgr_min_pixels", None), config.get("ivgr_max_pixels", None))
-        self.image_root = self._default_image_root(config.get("image_root", None), data_files)
+        self.image_root = resolve_image_root(data_files, config.get("image_root", None) or None)
         self.filter_stats: dict[str, Any] = {}
         self.substitutions = 0  # rows served by a substitute sample in this process (see _substitute)
         self._warned: set[str] = set()
@@ -210,23 +200,6 @@ class DualStreamDataset(RLHFDataset):
                          max_samples=max_samples)
 
     # ------------------------------------------------------------------ loading and index
-    @staticmethod
-    def _default_image_root(image_root: Any, data_files: Any) -> Path | None:
-        """`data.image_root`, else the root the data files' metadata names (data_prep writes it; all
-        files must agree), else the one local folder holding all data files, else None."""
-        from data_prep.schema import image_root_of
-
-        if image_root:
-            return Path(os.path.expanduser(str(image_root))).resolve()
-        files = [data_files] if isinstance(data_files, str | os.PathLike) else list(data_files)
-        if any("://" in str(f) for f in files):
-            return None
-        stored = {image_root_of(os.path.expanduser(str(f))) for f in files}
-        if len(stored) == 1 and None not in stored:
-            return stored.pop()
-        parents = {Path(os.path.expanduser(str(f))).resolve().parent for f in files}
-        return parents.pop() if len(parents) == 1 else None
-
     def _read_files_and_tokenize(self):
         self._bound_limits = self._processor_bound_limits()
         super()._read_files_and_tokenize()  # load, max_samples, maybe_filter_out_long_prompts (ours)
@@ -260,15 +233,12 @@ class DualStreamDataset(RLHFDataset):
         return self.box_frame_override or record_frame or "qwen2_5_vl"
 
     def _check_frame(self, frame: str) -> None:
-        """Absolute-pixel frames need the model's resize factor (image_patch_size x 2) to match."""
-        from reward_score.frames import get_frame
+        """The model's patch size must suit the frame (`reward_score.families.patch_size_problem`)."""
+        from reward_score.families import patch_size_problem
 
-        spec = get_frame(frame)
-        factor = int(self.image_patch_size) * _SPATIAL_MERGE
-        if not spec.relative and spec.resize_factor != factor:
-            raise ValueError(f"box frame {frame!r} is in pixels after a resize by {spec.resize_factor}, but "
-                             f"image_patch_size {self.image_patch_size} resizes by {factor}: set "
-                             f"data.image_patch_size or data.ivgr_box_frame to match the model")
+        problem = patch_size_problem(frame, self.image_patch_size)
+        if problem:
+            raise ValueError(f"{problem}: set data.image_patch_size or data.ivgr_box_frame to match the model")
 
     def __len__(self) -> int:
         return len(self._items)

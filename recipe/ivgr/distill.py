@@ -82,15 +82,15 @@ Final answer: {answer}
 
 Reply with exactly <think>the rewritten reasoning</think><answer>{answer}</answer> and nothing else."""
 
-_FRAME_WORDS = {"qwen2_5_vl": "pixel coordinates of a {w}x{h} image, origin at the top left",
-                "qwen3_vl": "coordinates on a 0-1000 scale in both directions, origin at the top left"}
 
 
 def rewrite_messages(question: str, think: str, answer: str, frame: str = "qwen2_5_vl",
                      model_size: Sequence[int] | None = None) -> list[dict]:
     """The judge request for one sample: system + user message (our wording; see module doc)."""
+    from reward_score.families import get_family
+
     w, h = (model_size or (0, 0))[:2]
-    words = _FRAME_WORDS.get(frame, _FRAME_WORDS["qwen2_5_vl"]).format(w=w, h=h)
+    words = get_family(frame).coordinate_words.format(w=w, h=h)
     user = _USER.format(frame=words, question=question.strip(), think=think.strip(), answer=answer.strip())
     return [{"role": "system", "content": _SYSTEM}, {"role": "user", "content": user}]
 
@@ -278,7 +278,7 @@ def read_journal(path: Path) -> dict[str, list[str]]:
 async def ask_judge(candidates: Sequence[Candidate], records: dict[str, dict], client, k: int, concurrency: int,
                     journal: Path, quiet: bool) -> Counter:
     """Ask for k rewrites of every candidate (at most `concurrency` in flight); append answers to `journal`."""
-    from reward_score.frames import resized_size
+    from reward_score.frames import get_frame, resized_size
     from reward_score.judge.client import SUCCESS_OUTCOMES
 
     failures: Counter = Counter()
@@ -290,13 +290,15 @@ async def ask_judge(candidates: Sequence[Candidate], records: dict[str, dict], c
             record = records[candidate.sample_id]
             frame = record.get("box_frame") or "qwen2_5_vl"
             size = resized_size(*record["image_size"], frame, *(candidate.bounds or (None, None))) \
-                if frame == "qwen2_5_vl" else None
+                if not get_frame(frame).relative else None
             answer = candidate.answer or record["answer"]
             messages = rewrite_messages(record["question"], candidate.think, answer, frame, size)
             async with gate:
                 result = await client.complete(messages, parse_rewrite, n=k)
             if result.outcome in SUCCESS_OUTCOMES and result.value:
-                handle.write(json.dumps({"sample_id": candidate.sample_id, "choices": result.value},
+                # the client gives one parsed value for n == 1 and a list for n > 1
+                choices = result.value if isinstance(result.value, list) else [result.value]
+                handle.write(json.dumps({"sample_id": candidate.sample_id, "choices": choices},
                                         ensure_ascii=False) + "\n")
                 handle.flush()
             else:
@@ -364,7 +366,9 @@ def build_rows(candidates: Sequence[Candidate], records: dict[str, dict], done: 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from data_prep.schema import resolve_image_root
     from data_prep.sft import SftWriter, pixel_bounds
+    from reward_score.families import FAMILY_NAMES
     from reward_score.judge.client import JudgeClient, JudgeConfig
 
     parser = argparse.ArgumentParser(prog="python -m recipe.ivgr.distill", description=__doc__,
@@ -374,7 +378,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, help="output SFT .parquet")
     parser.add_argument("--step", type=int, default=None, help="archive of global_step_N (default: the latest)")
     parser.add_argument("--dumps", type=Path, default=None, help="rollout dump folder (default: RUN/rollout_dumps)")
-    parser.add_argument("--image-root", type=Path, default=None, help="root of path images (default: --data's folder)")
+    parser.add_argument("--image-root", type=Path, default=None,
+                        help="root of path images (default: the root stored in --data, else its folder)")
     parser.add_argument("--threshold", type=float, default=DEFAULT_THRESHOLD, help="max textual accuracy (0.4)")
     parser.add_argument("--k", type=int, default=DEFAULT_K, help="rewrites per sample (5)")
     parser.add_argument("--judge-base-url", default=os.environ.get("JUDGE_BASE_URL"))
@@ -383,7 +388,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--temperature", type=float, default=0.7, help="judge sampling temperature (> 0: k differ)")
     parser.add_argument("--max-tokens", type=int, default=2048)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per judge request")
-    parser.add_argument("--box-frame", default=None, help="frame of the SFT images' bounds (default: the data's)")
+    parser.add_argument("--box-frame", choices=FAMILY_NAMES, default=None,
+                        help="frame of the SFT images' bounds (default: the data's)")
     parser.add_argument("--min-pixels", type=int, default=None, help="image bounds (default: the run's)")
     parser.add_argument("--max-pixels", type=int, default=None)
     parser.add_argument("--fresh", action="store_true", help="ignore the journal of a previous run")
@@ -399,8 +405,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     notes: Counter = Counter()
     rows = iter_dumps(args.dumps or args.run / "rollout_dumps", step, notes)
     candidates = select_candidates(archive, rows, args.threshold, notes)
-    records = load_records(args.data, {c.sample_id for c in candidates},
-                           args.image_root or args.data.resolve().parent)
+    records = load_records(args.data, {c.sample_id for c in candidates}, resolve_image_root(args.data, args.image_root))
     frame = args.box_frame or next((r.get("box_frame") for r in records.values() if r.get("box_frame")), "qwen2_5_vl")
 
     journal = args.out.with_name(args.out.name.removesuffix(".parquet") + ".journal.jsonl")

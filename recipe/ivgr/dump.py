@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import argparse
 import html
-import io
 import json
 import os
+import sys
 from collections.abc import Sequence
 
 from recipe.ivgr.archive import RolloutArchive
@@ -57,8 +57,10 @@ def write_step_dump(folder: str, step: int, records: Sequence[RolloutRecord], re
 def render(dump_path: str, data_path: str, out_dir: str, image_root: str | None = None, limit: int = 50) -> int:
     """Draw predicted and GT boxes of grounded rollouts; returns the number of images written."""
     import pyarrow.parquet as pq
-    from PIL import Image, ImageDraw
+    from PIL import ImageDraw
 
+    from data_prep.images import ImageError, open_image
+    from data_prep.schema import resolve_image_root
     from reward_score.frames import to_original_pixels
     from reward_score.parsing import parse_boxes
 
@@ -71,15 +73,18 @@ def render(dump_path: str, data_path: str, out_dir: str, image_root: str | None 
             if sample_id in wanted and imgs:
                 images[sample_id] = imgs[0]
     os.makedirs(out_dir, exist_ok=True)
-    cards, written = [], 0
+    root = resolve_image_root(data_path, image_root)
+    cards, written, skipped = [], 0, 0
     for i, row in enumerate(rows):
         item = images.get(row["sample_id"])
         if item is None:
             continue
-        if item.get("bytes"):
-            image = Image.open(io.BytesIO(item["bytes"])).convert("RGB")
-        else:
-            image = Image.open(os.path.join(image_root or os.path.dirname(data_path), item["path"])).convert("RGB")
+        try:
+            image = open_image(item, root)
+        except ImageError as err:  # a missing or broken image skips its card, never the page
+            skipped += 1
+            print(f"[dump] {row['sample_id']}: image not drawn: {err}", file=sys.stderr)
+            continue
         info = row["extra_info"]
         pred = to_original_pixels(parse_boxes(row["response"]).valid, image.size, info.get("box_frame") or "qwen2_5_vl",
                                   info.get("min_pixels"), info.get("max_pixels"))
@@ -101,6 +106,8 @@ def render(dump_path: str, data_path: str, out_dir: str, image_root: str | None 
         f.write("<html><head><meta charset=utf-8><style>.c{display:inline-block;width:480px;vertical-align:top;"
                 "margin:8px}img{max-width:480px}pre{white-space:pre-wrap;font-size:11px}</style></head><body>"
                 "<p>green: ground truth, red: predicted</p>" + "".join(cards) + "</body></html>")
+    if skipped:
+        print(f"[dump] {skipped} rollouts not drawn (image could not be opened)", file=sys.stderr)
     return written
 
 
@@ -108,7 +115,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description="Render an iVGR rollout dump with boxes drawn.")
     parser.add_argument("dump", help="step_<N>.jsonl written during training")
     parser.add_argument("--data", required=True, help="the training Parquet the dump's samples come from")
-    parser.add_argument("--image-root", default=None, help="root of images stored by relative path")
+    parser.add_argument("--image-root", default=None, help="root of images stored by relative path (default: the "
+                                                           "root stored in --data, else its folder)")
     parser.add_argument("--out", required=True)
     parser.add_argument("--limit", type=int, default=50)
     args = parser.parse_args()

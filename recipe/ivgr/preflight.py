@@ -196,15 +196,6 @@ def _pixel_bounds(config, frame: str) -> tuple[int, int]:
     return lo, hi
 
 
-def _frame_for_patch(patch: int) -> str | None:
-    from reward_score.frames import FRAMES
-
-    for name, spec in FRAMES.items():
-        if spec.resize_factor == 2 * patch:
-            return name
-    return None
-
-
 def _text_tokens(messages) -> int:
     messages = list(messages or [])
     chars = sum(len(str(m.get("content") or "").replace("<image>", "")) for m in messages)
@@ -217,10 +208,15 @@ def read_stats(path: str, config, stats: DataStats, findings: Findings, role: st
 
     from reward_score.frames import resized_size
 
-    patch = int(select(config, "data.image_patch_size", 14))
-    resize_frame = _frame_for_patch(patch)
+    from reward_score.families import family_for_patch_size
+
+    try:
+        family = family_for_patch_size(int(select(config, "data.image_patch_size", 14)))
+    except ValueError:  # check_frames reports it
+        family = None
+    resize_frame = family.name if family else None
     lo, hi = _pixel_bounds(config, resize_frame) if resize_frame else (None, None)
-    factor = 2 * patch
+    factor = family.resize_factor if family else 1
     max_prompt = int(select(config, "data.max_prompt_length", 0) or 0)
     streams = _streams(config)
     rows_frame = select(config, "data.ivgr_box_frame") or None
@@ -292,16 +288,8 @@ def _switchable(messages, frame: str) -> bool:
     return bool(instruction) and content.endswith(instruction)
 
 
-def _image_root(config, files: list[str]) -> str | None:
-    """As `DualStreamDataset`: data.image_root, else the one folder holding all of the split's files."""
-    root = select(config, "data.image_root")
-    if root:
-        return str(Path(os.path.expanduser(str(root))).resolve())
-    parents = {str(Path(os.path.expanduser(f)).resolve().parent) for f in files}
-    return parents.pop() if len(parents) == 1 else None
-
-
 def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dict[str, DataStats]:
+    from data_prep.schema import resolve_image_root
     from data_prep.sft import is_sft_file
     from data_prep.validate import validate
 
@@ -318,7 +306,7 @@ def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dic
             findings.problem(f"{key}: no file given")
             stats.complete = False
             continue
-        root = _image_root(config, files)
+        root = resolve_image_root(files, select(config, "data.image_root") or None)
         if root is None and len(files) > 1:
             findings.warn(f"{key}: files in different folders and no data.image_root: images stored by path "
                           "cannot be resolved")
@@ -360,27 +348,27 @@ def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dic
 
 
 def check_frames(config, stats: dict[str, DataStats], findings: Findings) -> None:
-    """Box frame of the rows vs the model's (`ivgr.box_frame`), patch size vs frame and model family."""
-    from reward_score.frames import FRAMES
+    """Box frame of the rows vs the model's (`ivgr.box_frame`), patch size vs frame and model family
+    (all from `reward_score.families`)."""
+    from reward_score.families import FAMILIES, FAMILY_NAMES, detect_family, patch_size_problem
 
     model_frame = select(config, "ivgr.box_frame", "qwen2_5_vl")
     patch = int(select(config, "data.image_patch_size", 14))
-    if model_frame not in FRAMES:
-        findings.problem(f"ivgr.box_frame={model_frame!r}: choose one of {sorted(FRAMES)}")
+    if model_frame not in FAMILIES:
+        findings.problem(f"ivgr.box_frame={model_frame!r}: choose one of {list(FAMILY_NAMES)}")
         return
-    spec = FRAMES[model_frame]
-    if not spec.relative and spec.resize_factor != 2 * patch:
-        findings.problem(f"ivgr.box_frame={model_frame} is in pixels after a resize by {spec.resize_factor}, but "
-                         f"data.image_patch_size={patch} resizes by {2 * patch} (Qwen2.5-VL: 14, Qwen3-VL: 16)")
-    family = _model_family(config)
+    problem = patch_size_problem(model_frame, patch)
+    if problem:
+        findings.problem(f"ivgr.box_frame={model_frame}, data.image_patch_size={patch}: {problem} ("
+                         + ", ".join(f"{f.title}: {f.patch_size}" for f in FAMILIES.values()) + ")")
+    family, _ = detect_family(str(select(config, "actor_rollout_ref.model.path", "")))
     if family is not None:
-        want_patch, want_frame = {"qwen2_5_vl": (14, "qwen2_5_vl"), "qwen3_vl": (16, "qwen3_vl")}[family]
-        if patch != want_patch:
-            findings.problem(f"data.image_patch_size={patch} but the model looks like {family} (patch {want_patch}): "
-                             f"set data.image_patch_size={want_patch}")
-        if model_frame != want_frame:
-            findings.problem(f"ivgr.box_frame={model_frame} but the model looks like {family}: set "
-                             f"ivgr.box_frame={want_frame}")
+        if patch != family.patch_size:
+            findings.problem(f"data.image_patch_size={patch} but the model looks like {family.name} (patch "
+                             f"{family.patch_size}): set data.image_patch_size={family.patch_size}")
+        if model_frame != family.name:
+            findings.problem(f"ivgr.box_frame={model_frame} but the model looks like {family.name}: set "
+                             f"ivgr.box_frame={family.name}")
     override = select(config, "data.ivgr_box_frame")
     for role, st in stats.items():
         for frame, count in st.frames.items():
@@ -395,25 +383,6 @@ def check_frames(config, stats: dict[str, DataStats], findings: Findings) -> Non
         if limit is not None and st.max_images > int(limit):
             findings.problem(f"data ({role}): samples with {st.max_images} images but "
                              f"actor_rollout_ref.rollout.limit_images={limit} (vLLM refuses them)")
-
-
-def model_family(path: str) -> str | None:
-    """qwen2_5_vl / qwen3_vl from a local config.json, else from the model name; None when unknown."""
-    local = Path(os.path.expanduser(path))
-    model_type = ""
-    if (local / "config.json").is_file():
-        with contextlib.suppress(OSError, ValueError):
-            model_type = str(json.loads((local / "config.json").read_text()).get("model_type", ""))
-    name = (model_type or path).lower().replace("-", "_").replace(".", "_")
-    if "qwen3_vl" in name or "qwen3vl" in name:
-        return "qwen3_vl"
-    if "qwen2_5_vl" in name or "qwen2_vl" in name:
-        return "qwen2_5_vl"
-    return None
-
-
-def _model_family(config) -> str | None:
-    return model_family(str(select(config, "actor_rollout_ref.model.path", "")))
 
 
 def check_model(config, findings: Findings) -> None:

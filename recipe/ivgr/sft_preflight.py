@@ -41,8 +41,8 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from recipe.ivgr.preflight import (Findings, _report, check_checkpoints, compose_config, file_list, model_family,
-                                   plain, select)
+from recipe.ivgr.preflight import Findings, _report, check_checkpoints, compose_config, file_list, plain, select
+from reward_score.families import FAMILY_NAMES, detect_family
 
 _CHARS_PER_TOKEN = 4  # text-token estimate (English prose), as in recipe.ivgr.preflight
 _TEMPLATE_TOKENS = 24  # chat-template tokens of three turns and the vision markers
@@ -162,14 +162,14 @@ def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dic
 
 
 def check_frames_and_lengths(config, stats: dict[str, dict], findings: Findings) -> None:
-    family = model_family(str(select(config, "model.path", "")))
+    detected, why = detect_family(str(select(config, "model.path", "")))
+    family = detected.name if detected else None
     frames = sum((s["frames"] for s in stats.values()), Counter())
     if family and frames and set(frames) != {family}:
         findings.problem(f"the data's box frames {dict(frames)} do not match the model family {family}: prepare "
                          f"the SFT data with --box-frame {family}")
     elif not family:
-        findings.warn("model family unknown (neither qwen2_5_vl nor qwen3_vl in model.path / config.json): "
-                      "box frame not checked")
+        findings.warn(f"model family unknown (none of {list(FAMILY_NAMES)}: {why}): box frame not checked")
     max_length = int(select(config, "data.max_length", 1024))
     truncation = str(select(config, "data.truncation", "error"))
     tokens = [t for s in stats.values() for t in s["tokens"]]

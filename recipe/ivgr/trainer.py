@@ -8,13 +8,10 @@ overriding it (work first, then `super()`) sees only real rows, never the paddin
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
 import shutil
-import threading
-from collections.abc import Coroutine
 from typing import Any
 
 import torch
@@ -28,25 +25,13 @@ from recipe.ivgr.archive import RolloutArchive
 from recipe.ivgr.sampler import epochs_for_steps
 from recipe.ivgr.stage import (ConsistencySettings, ConsistencyStage, RewardMetricsStage, RolloutRecord, StageOutput,
                                StepStage, split_judge_settings)
+from reward_score.background import BackgroundLoop
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
 STAGE_FIELDS = ["extra_info", "extra_fields", "rm_scores"]
 # verl's error when a sync step's groups all failed (trainer/ppo/v1/replay_buffer.py ~509)
 NO_TRAJECTORIES = "Sync replay buffer selected terminal groups with no materializable trajectories."
-
-
-class BackgroundLoop:
-    """One event loop in a daemon thread for the whole run, so the judge client's connection pool
-    and cache survive across steps; `run` blocks the caller until the coroutine is done."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self.loop.run_forever, name="ivgr-stage-loop", daemon=True)
-        self._thread.start()
-
-    def run(self, coro: Coroutine) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
 
 
 def build_stages(config) -> list[StepStage]:
@@ -103,7 +88,7 @@ class IVGRTrainer(PPOTrainerSync):
     def __init__(self, config):
         super().__init__(config)
         self.stages: list[StepStage] = build_stages(config)
-        self._stage_loop = BackgroundLoop() if self.stages else None
+        self._stage_loop = BackgroundLoop("ivgr-stage-loop") if self.stages else None
         self._dump_every = int(config.ivgr.dump.every_k_steps or 0)
 
     # ---------------------------------------------------------------- data order

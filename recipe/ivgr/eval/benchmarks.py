@@ -859,6 +859,7 @@ def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.P
     from tqdm import tqdm
 
     from data_prep.common import ImageLoader
+    from data_prep.schema import image_root_metadata
 
     paths = [Path(p) for p in inputs]
     missing = [str(p) for p in paths if not p.exists()]
@@ -873,6 +874,8 @@ def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.P
     tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
     metadata = dict(EVAL_SCHEMA.metadata or {})
     metadata.update({b"ivgr.benchmark": benchmark.encode(), b"ivgr.shuffle_seed": str(seed).encode()})
+    if not embed:  # path mode: the eval finds the images without --image-root (data_prep.schema.resolve_image_root)
+        metadata.update(image_root_metadata(out, root))
     schema = EVAL_SCHEMA.with_metadata(metadata)
     counts: Counter = Counter()
     problems: Counter = Counter()
@@ -986,7 +989,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--input", nargs="+", help="source file(s) or folder")
     parser.add_argument("--out", type=Path, help="output .parquet")
     parser.add_argument("--image-root", type=Path, default=None,
-                        help="folder image paths are relative to (default: the input folder / the file's folder)")
+                        help="folder image paths are relative to (default: the input folder / the file's folder); "
+                             "with --no-embed-images it is stored in the output's metadata")
     parser.add_argument("--seed", type=int, default=0, help="option-shuffle seed (default 0)")
     parser.add_argument("--no-shuffle", action="store_true", help="keep the source's option order")
     embed = parser.add_mutually_exclusive_group()

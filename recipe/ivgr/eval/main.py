@@ -19,7 +19,6 @@ import json
 import logging
 import os
 import platform
-import re
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -31,6 +30,7 @@ from recipe.ivgr.eval.backends import Backend, SamplingSettings
 from recipe.ivgr.eval.benchmarks import BENCHMARKS, check_eval_file, convert
 from recipe.ivgr.eval.report import build_summary, render_markdown, write_summary
 from recipe.ivgr.eval.runner import MODES, BenchmarkRun, EvalConfig, resolve_bounds, timestamp
+from reward_score.families import FAMILY_NAMES
 
 logger = logging.getLogger("recipe.ivgr.eval")
 
@@ -95,55 +95,15 @@ def resolve_benches(specs: Sequence[str], data_dir: Path, out_dir: Path, *, shuf
     return benches
 
 
-_MODEL_TYPE_FRAMES = (("qwen3_vl", "qwen3_vl"), ("qwen2_5_vl", "qwen2_5_vl"))  # config.json model_type prefixes
-_ID_FRAMES = ((re.compile(r"qwen[-_ ]?3[-_. ]?vl", re.IGNORECASE), "qwen3_vl"),
-              (re.compile(r"qwen[-_ ]?2[._]5[-_. ]?vl", re.IGNORECASE), "qwen2_5_vl"))
-
-
-def _read_config(model: str) -> tuple[dict | None, str]:
-    """(config.json of `model`, where it was read): a local folder, else the Hugging Face hub cache
-    (no network: `huggingface_hub.try_to_load_from_cache`)."""
-    local = Path(os.path.expanduser(model)) / "config.json"
-    candidates = [(local, "local config.json")] if local.is_file() else []
-    if not candidates and not Path(model).exists():
-        try:
-            from huggingface_hub import try_to_load_from_cache
-
-            cached = try_to_load_from_cache(model, "config.json")
-            if isinstance(cached, str):
-                candidates.append((Path(cached), "hub cache config.json"))
-        except Exception:  # noqa: BLE001  (not a repo id, huggingface_hub missing, ...)
-            pass
-    for path, source in candidates:
-        try:
-            return json.loads(path.read_text(encoding="utf-8")), f"{source} ({path})"
-        except (OSError, ValueError):
-            continue
-    return None, "no config.json found (local folder or hub cache)"
-
-
 def detect_box_frame(model_path: str | None) -> tuple[str | None, str]:
-    """(box frame, how it was decided) of a checkpoint folder or hub id.
+    """(box frame, how it was decided) of a checkpoint folder or hub id: its model family
+    (`reward_score.families.detect_family`: config.json model_type from the folder or the hub cache,
+    else the architecture name). None: the caller refuses grounded and tool modes unless
+    `--box-frame` is given (their IoU and crops depend on the frame)."""
+    from reward_score.families import detect_family
 
-    In order: the model config (`model_type` `qwen3_vl*` -> `qwen3_vl`, `qwen2_5_vl*` ->
-    `qwen2_5_vl`) from a local folder or the hub cache; else the architecture name in the path or
-    id (`Qwen3-VL` / `Qwen2.5-VL`); else (None, why): the caller must then refuse grounded and tool
-    modes unless `--box-frame` is given (their IoU and crops depend on the frame).
-    """
-    if not model_path:
-        return None, "no model given"
-    model = str(model_path)
-    config, source = _read_config(model)
-    if config is not None:
-        model_type = str(config.get("model_type") or "")
-        for prefix, frame in _MODEL_TYPE_FRAMES:
-            if model_type.startswith(prefix):
-                return frame, f"model_type {model_type!r} in {source}"
-        return None, f"model_type {model_type!r} in {source} has no known box frame"
-    for pattern, frame in _ID_FRAMES:
-        if pattern.search(model):
-            return frame, f"architecture name in {model!r} ({source})"
-    return None, f"{source}; no Qwen2.5-VL / Qwen3-VL name in {model!r}"
+    family, why = detect_family(model_path)
+    return (family.name if family else None), why
 
 
 def choose_box_frame(explicit: str | None, model: str | None, modes: Sequence[str]) -> tuple[str, str]:
@@ -157,7 +117,7 @@ def choose_box_frame(explicit: str | None, model: str | None, modes: Sequence[st
     boxed = [m for m in modes if m != "textual"]
     if boxed:
         raise SystemExit(f"cannot tell the box frame of {model!r} ({why}); modes {boxed} parse boxes and crop in it: "
-                         "pass --box-frame qwen2_5_vl|qwen3_vl")
+                         f"pass --box-frame {'|'.join(FAMILY_NAMES)}")
     logger.warning("box frame of %s unknown (%s): textual mode only, using qwen2_5_vl pixel bounds", model, why)
     return "qwen2_5_vl", f"default for textual mode ({why})"
 
@@ -283,10 +243,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="output folder (default outputs/eval/<model name>)")
     p.add_argument("--data-dir", type=Path, default=Path("data/eval"), help="where NAME.parquet files live")
     p.add_argument("--image-root", default=None, help="folder that image paths in eval files are relative to "
-                                                      "(default: the eval file's folder)")
+                                                      "(default: the root stored in the file, else its folder)")
     p.add_argument("--shuffle-seed", type=int, default=0, help="option shuffle seed for NAME=SOURCE conversions")
     g = p.add_argument_group("model input")
-    g.add_argument("--box-frame", choices=("qwen2_5_vl", "qwen3_vl"), default=None,
+    g.add_argument("--box-frame", choices=FAMILY_NAMES, default=None,
                    help="box frame of the model (default: model_type in config.json, read from the folder or the "
                         "hub cache, else Qwen3-VL / Qwen2.5-VL in the name; grounded/tool modes refuse to guess)")
     g.add_argument("--min-pixels", type=int, default=None, help="image pixel bounds (default: the frame's "

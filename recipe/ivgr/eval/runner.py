@@ -41,6 +41,7 @@ from typing import Any
 from PIL import Image
 
 from data_prep.prompts import CROP_NOTE, crop_note_text
+from data_prep.schema import resolve_image_root
 from recipe.ivgr.eval.backends import Backend, GenerationRequest, GenerationResult
 from recipe.ivgr.eval.crops import crop_images, default_min_side, plan_crops
 from recipe.ivgr.eval.scoring import (
@@ -341,7 +342,7 @@ class BenchmarkRun:
         self.resume = resume
         self.judge_client = judge_client
         self.progress = progress
-        self.image_root = Path(cfg.image_root) if cfg.image_root else self.path.resolve().parent
+        self.image_root = resolve_image_root(self.path, cfg.image_root)
         self.cache: dict[tuple[str, str], dict] = {}
         self.done: dict[str, set[str]] = {mode: set() for mode in cfg.modes}
         self.min_side = cfg.crop_min_side or default_min_side(cfg.box_frame)
