@@ -36,7 +36,8 @@ from fractions import Fraction
 from functools import lru_cache
 
 from reward_score.choices import NEGATED, choice_letters, letter_of, options_from_choices
-from reward_score.text import affirmed, final_statement, negated_before, normalize_text, strip_answer
+from reward_score.text import (affirmed, final_statement, has_negation_cue, negated_before, normalize_text,
+                               strip_answer)
 
 ANSWER_TYPES = ("choice", "yes_no", "number", "math", "text")
 
@@ -338,12 +339,15 @@ def _uncommitted_number(pred: str) -> str | None:
     least 2", "between 3 and 4", "> 2"), "hedge" for two different numbers offered as alternatives
     ("3 or 4"); None when the answer commits to its number(s)."""
     text = _prepare_number_text(pred)
+    cue, alternatives = has_negation_cue(text), _OR.search(text)
+    if not cue and not alternatives:
+        return None
     tokens = list(_NUMBER_TOKEN.finditer(text))
-    if any(negated_before(text, t.start()) for t in tokens):
+    if cue and any(negated_before(text, t.start()) for t in tokens):
         return "comparison"
-    values = {_to_fraction(t.group("num"), t.group("den")) for t in tokens}
-    if len(values) > 1 and _OR.search(text) and not _SENTENCE_MATH.search(text):
-        return "hedge"
+    if alternatives and len(tokens) > 1 and not _SENTENCE_MATH.search(text):
+        if len({_to_fraction(t.group("num"), t.group("den")) for t in tokens}) > 1:
+            return "hedge"
     return None
 
 
@@ -455,6 +459,7 @@ def _detect(gt: str, choices_key: tuple | None) -> str:
     return "text"
 
 
+@lru_cache(maxsize=4096)
 def _gt_phrase(gt_norm: str) -> re.Pattern:
     """The ground truth's words (normalized) as they may appear in raw text, as a search pattern."""
     return re.compile(r"(?<!\w)" + r"\W+(?:(?:a|an|the)\W+)?".join(map(re.escape, gt_norm.split())) + r"(?!\w)",
@@ -463,6 +468,8 @@ def _gt_phrase(gt_norm: str) -> re.Pattern:
 
 def _negates(pred: str, norm_gt: str) -> bool:
     """The answer names the ground truth only under a negation ("not red", "It isn't red")."""
+    if not has_negation_cue(pred):
+        return False
     found = list(_gt_phrase(norm_gt).finditer(pred))
     return bool(found) and all(negated_before(pred, m.start()) for m in found)
 

@@ -29,7 +29,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 
-from reward_score.text import negated_before, normalize_text, strip_answer, words_key
+from reward_score.text import has_negation_cue, negated_before, normalize_text, strip_answer, words_key
 
 LETTERS = "ABCDEFGHIJ"  # option letters by position; at most len(LETTERS) options
 LETTER = f"[{LETTERS[0]}-{LETTERS[-1]}]"  # one upper-case option letter, for regexes built elsewhere
@@ -113,7 +113,9 @@ def option_by_text(text: str, options: Mapping[str, str], *, loose: bool = True)
 
 def _negated_options(text: str, options: Mapping[str, str]) -> set[str]:
     """Options the answer negates: "not B", "It is not red", "isn't option C"."""
-    negated = set()
+    negated: set[str] = set()
+    if not has_negation_cue(text):
+        return negated
     for match in _NEGATED_LETTER.finditer(text):
         if negated_before(text, match.start()) and (match.group(1).isupper() or "(" in match.group(0)):
             negated.add(match.group(1).upper())

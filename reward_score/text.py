@@ -59,6 +59,7 @@ def normalize_text(text: str) -> str:
     return " ".join(text.split())
 
 
+@lru_cache(maxsize=16_384)
 def words_key(text: str) -> str:
     """Lower-case, no punctuation, single spaces; articles KEPT (an option whose text is "A" keeps it)."""
     return " ".join(text.lower().translate(_PUNCT).split())
@@ -130,6 +131,7 @@ _REJECTING = re.compile(r"^(?:and\s+|or\s+)?(?:not|never|neither|nor|isn'?t|aren
                         r"instead\s+of)\b", re.IGNORECASE)
 
 
+@lru_cache(maxsize=16_384)
 def affirmed(text: str) -> str:
     """The statement without its rejecting clauses ("A, not B" -> "A"; "He has 2 dogs, not 3" ->
     "He has 2 dogs"); the text itself when every clause rejects ("not 2") or none does."""
@@ -150,11 +152,23 @@ _NEGATION_BEFORE = re.compile(
     r"|\b(?:over|under|above|below|beyond|exceeding|nearly|almost|between)"
     r"|[<>≤≥≠]=?|\\(?:le|ge|ne|leq|geq|neq|lt|gt))\s*\(?$", re.IGNORECASE)
 _CLAUSE_BREAK = re.compile(r"[,;.:!?\n]")
+# any word or sign `_NEGATION_BEFORE` can end on (a cheap test first: most answers have none)
+_ANY_CUE = re.compile(r"\b(?:not|never|no|neither|nor|without|except|than|least|most|up|instead|over|under|above|"
+                      r"below|beyond|exceeding|nearly|almost|between)\b|n'?t\b|[<>≤≥≠]|\\(?:le|ge|ne|lt|gt)",
+                      re.IGNORECASE)
+
+
+@lru_cache(maxsize=16_384)
+def has_negation_cue(text: str) -> bool:
+    """Whether `text` holds any negation or comparison word at all (`negated_before` can be True)."""
+    return bool(_ANY_CUE.search(text))
 
 
 def negated_before(text: str, start: int) -> bool:
     """True when a negation or comparison governs the value starting at `start` in `text`
     ("not 2", "It is not red", "at least 2", "> 2"); a clause break in between ends its scope
     ("No, there are 2")."""
+    if not has_negation_cue(text):
+        return False
     clause = _CLAUSE_BREAK.split(text[:start])[-1]
     return bool(_NEGATION_BEFORE.search(clause))
