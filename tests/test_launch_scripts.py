@@ -212,7 +212,7 @@ def test_training_launch_stops_at_the_preflight(data, tmp_path):
     result = _bash("train_ivgr_7b.sh", "data.train_batch_size=31",
                    env=_env(DATA_DIR=str(data["qwen2_5_vl"]), CKPT_DIR=str(tmp_path / "ckpt"), **SMALL))
     assert result.returncode == 1, result.stdout + result.stderr
-    assert "PROBLEM: data.train_batch_size=31 is odd" in result.stdout
+    assert "PROBLEM: TRAIN_BATCH_SIZE=31 (data.train_batch_size) is odd" in result.stdout
     assert "preflight found problems" in result.stderr and "recipe.ivgr.main" not in result.stderr
     assert not (tmp_path / "ckpt").exists()
 
@@ -233,17 +233,19 @@ def test_odd_and_indivisible_batch_sizes(tmp_path, data):
     overrides = script_overrides("train_ivgr_7b.sh", data["qwen2_5_vl"], tmp_path / "ckpt", **SMALL)
     code, out = preflight([*overrides, "data.train_batch_size=33"])
     assert code == 1
-    assert "PROBLEM: data.train_batch_size=33 is odd" in out
-    assert "data.train_batch_size=33 is not a multiple of actor_rollout_ref.actor.ppo_mini_batch_size=16" in out
+    assert "PROBLEM: TRAIN_BATCH_SIZE=33 (data.train_batch_size) is odd" in out
+    assert ("TRAIN_BATCH_SIZE=33 (data.train_batch_size) is not a multiple of "
+            "PPO_MINI_BATCH_SIZE=16 (actor_rollout_ref.actor.ppo_mini_batch_size)") in out
     assert "165 sequences per step do not split evenly over 8 data-parallel ranks" in out
     code, out = preflight([*overrides, "actor_rollout_ref.rollout.tensor_model_parallel_size=3",
                            "actor_rollout_ref.rollout.n=1", "actor_rollout_ref.actor.ppo_max_token_len_per_gpu=8000"])
     assert code == 1
     assert "tensor_model_parallel_size=3 does not divide trainer.n_gpus_per_node=8" in out
-    assert "rollout.n=1: GRPO needs at least 2" in out
+    assert "ROLLOUT_N=1 (actor_rollout_ref.rollout.n): GRPO needs at least 2" in out
     assert "ppo_max_token_len_per_gpu=8000 (x sequence parallel 1) cannot hold one sequence of 12288" in out
     code, out = preflight([*overrides, "data.train_batch_size=512", "actor_rollout_ref.actor.ppo_mini_batch_size=128"])
-    assert code == 1 and "the train data has 72 rows (36 samples) but one step needs data.train_batch_size=512" in out
+    assert code == 1 and ("the train data has 72 rows (36 samples; a grounded sample is 2 rows) but one step "
+                          "needs TRAIN_BATCH_SIZE=512 (data.train_batch_size)") in out
 
 
 def test_unreachable_judge(tmp_path, data):

@@ -464,6 +464,32 @@ def check_endpoint(config, findings: Findings, timeout_s: float, prefix: str, la
 
 
 # --------------------------------------------------------------------------- sizes
+# The launch scripts' variables for the size keys a user changes most (scripts/train_ivgr_*.sh pass them
+# as these Hydra keys; tests/test_first_day.py checks the pairs against --print-overrides).
+LAUNCH_VARIABLES = {
+    "data.train_batch_size": "TRAIN_BATCH_SIZE",
+    "actor_rollout_ref.actor.ppo_mini_batch_size": "PPO_MINI_BATCH_SIZE",
+    "actor_rollout_ref.rollout.n": "ROLLOUT_N",
+}
+
+
+def knob(key: str, value: Any) -> str:
+    """`VARIABLE=value (hydra.key)` for a key the launch scripts expose as a variable, else `key=value`."""
+    variable = LAUNCH_VARIABLES.get(key)
+    return f"{variable}={value} ({key})" if variable else f"{key}={value}"
+
+
+def setting(key: str, value: Any) -> str:
+    """What a user types to set `key`: `VARIABLE=value` for a launch-script variable, else `key=value`."""
+    return f"{LAUNCH_VARIABLES.get(key, key)}={value}"
+
+
+def suggested_batch(rows: int) -> int:
+    """A step size that fits `rows` train rows: the largest power of two <= rows (0 when rows < 2); powers of
+    two keep both streams of a sample together and split evenly over 1, 2, 4 or 8 GPUs."""
+    return 0 if rows < 2 else 1 << (rows.bit_length() - 1)
+
+
 def check_step_target(config, train: DataStats | None, rows: int, findings: Findings) -> None:
     """The steps the run really makes: verl stops after trainer.total_epochs even before
     trainer.total_training_steps (IVGRTrainer raises the epochs; say so, with the numbers)."""
@@ -473,8 +499,7 @@ def check_step_target(config, train: DataStats | None, rows: int, findings: Find
     if train is None or not train.rows or not rows:
         return
     per_epoch = train.rows // rows
-    if per_epoch == 0:
-        findings.problem(f"data: {train.rows} train rows do not fill one batch of data.train_batch_size={rows}")
+    if per_epoch == 0:  # check_sizes says so once, with the variables to change
         return
     if total is None:
         findings.note(f"steps: {per_epoch * int(epochs)} ({epochs} epochs of {per_epoch} steps)")
@@ -512,7 +537,8 @@ def check_sizes(config, train: DataStats | None, findings: Findings) -> None:
                          f"ppo_mini_batch_size {mini}, rollout.n {n}, sequence parallel {sp}, rollout TP {tp}")
         return
     if n < 2:
-        findings.problem(f"actor_rollout_ref.rollout.n={n}: GRPO needs at least 2 rollouts per row (a group of 1 has "
+        findings.problem(f"{knob('actor_rollout_ref.rollout.n', n)}: GRPO needs at least 2 rollouts per row "
+                         "(a group of 1 has "
                          "advantage 0)")
     if gpus % sp:
         findings.problem(f"ulysses_sequence_parallel_size={sp} does not divide the {gpus} GPUs")
@@ -520,14 +546,16 @@ def check_sizes(config, train: DataStats | None, findings: Findings) -> None:
     pairs = train is not None and train.kinds.get("grounded", 0) > 0 \
         and {"grounded", "textual"} <= set(_streams(config)) and bool(select(config, "ivgr.pair_sampler", True))
     if rows % 2 and pairs:
-        findings.problem(f"data.train_batch_size={rows} is odd: a step must hold both rows (grounded + textual) of "
+        findings.problem(f"{knob('data.train_batch_size', rows)} is odd: a step must hold both rows "
+                         "(grounded + textual) of "
                          "every grounded sample; use an even number of rows")
     if mini > rows:
-        findings.problem(f"actor_rollout_ref.actor.ppo_mini_batch_size={mini} is larger than "
-                         f"data.train_batch_size={rows}")
+        findings.problem(f"{knob('actor_rollout_ref.actor.ppo_mini_batch_size', mini)} is larger than "
+                         f"{knob('data.train_batch_size', rows)}")
     elif rows % mini:
-        findings.problem(f"data.train_batch_size={rows} is not a multiple of actor_rollout_ref.actor."
-                         f"ppo_mini_batch_size={mini}: the last update of every step would be a padded partial "
+        findings.problem(f"{knob('data.train_batch_size', rows)} is not a multiple of "
+                         f"{knob('actor_rollout_ref.actor.ppo_mini_batch_size', mini)}: the last update of every "
+                         "step would be a padded partial "
                          "mini-batch")
     if (rows * n) % dp:
         findings.problem(f"{rows} rows x rollout.n {n} = {rows * n} sequences per step do not split evenly over "
@@ -565,8 +593,13 @@ def check_sizes(config, train: DataStats | None, findings: Findings) -> None:
         available = train.rows if max_samples < 0 or max_samples >= train.samples else \
             round(train.rows * max_samples / max(1, train.samples))
         if available < rows:
-            findings.problem(f"the train data has {available} rows ({train.samples} samples) but one step needs "
-                             f"data.train_batch_size={rows} rows")
+            batch = suggested_batch(available)
+            fix = (f"set {setting('data.train_batch_size', batch)} "
+                   f"{setting('actor_rollout_ref.actor.ppo_mini_batch_size', max(2, batch // 2))} (or smaller)"
+                   if batch else "the data cannot fill even the smallest step (2 rows)")
+            findings.problem(f"data: the train data has {available} rows ({train.samples} samples; a grounded sample "
+                             f"is 2 rows) but one step needs {knob('data.train_batch_size', rows)} rows: {fix} "
+                             "(README, \"Bring your own data\")")
 
 
 # --------------------------------------------------------------------------- checkpoints / logger / install

@@ -245,3 +245,48 @@ def test_the_rl_preflight_refuses_an_sft_file(tmp_path):
     assert code == 1
     assert f"data.train_files: {sft_file} is an SFT file" in out.getvalue()
     assert "PREFLIGHT OK" not in out.getvalue()
+
+
+def _small_set(tmp_path: Path, samples: int = 20) -> Path:
+    _images(tmp_path / "images")
+    source = tmp_path / "mine.jsonl"
+    source.write_text("\n".join(json.dumps(_record(i)) for i in range(samples)) + "\n")
+    out = tmp_path / "data" / "train.parquet"
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out)) == 0
+    return out
+
+
+def _launch(*args: str, **env: str) -> subprocess.CompletedProcess:
+    import os
+
+    full = {**os.environ, "PYTHON": sys.executable, **env}
+    return subprocess.run(["bash", str(REPO / "scripts" / "train_ivgr_7b.sh"), *args], capture_output=True,
+                          text=True, cwd=REPO, env=full, timeout=600)
+
+
+def test_the_preflight_variables_are_the_launch_scripts(tmp_path):
+    """Each variable the preflight tells a user to set is the one the launch script turns into that key."""
+    from recipe.ivgr.preflight import LAUNCH_VARIABLES
+
+    train = _small_set(tmp_path, 4)
+    values = {variable: str(12 + 2 * i) for i, variable in enumerate(LAUNCH_VARIABLES.values())}
+    done = _launch("--print-overrides", TRAIN_FILES=str(train), CKPT_DIR=str(tmp_path / "ckpt"), **values)
+    assert done.returncode == 0, done.stderr
+    overrides = done.stdout.splitlines()
+    for key, variable in LAUNCH_VARIABLES.items():
+        assert f"{key}={values[variable]}" in overrides, (key, variable)
+
+
+def test_a_small_dataset_gets_one_problem_naming_the_variables_and_passes_at_the_suggested_size(tmp_path):
+    train = _small_set(tmp_path, 20)
+    env = {"TRAIN_FILES": str(train), "CKPT_DIR": str(tmp_path / "ckpt")}
+    done = _launch("--dry-run", **env)
+    problems = [line for line in (done.stdout + done.stderr).splitlines() if line.startswith("PROBLEM")]
+    assert done.returncode != 0
+    assert len(problems) == 1, problems
+    assert "40 rows (20 samples" in problems[0] and "TRAIN_BATCH_SIZE=512" in problems[0]
+    suggested = dict(part.split("=") for part in problems[0].split("set ", 1)[1].split(" (or smaller)")[0].split())
+    assert set(suggested) == {"TRAIN_BATCH_SIZE", "PPO_MINI_BATCH_SIZE"}
+    again = _launch("--dry-run", **env, **suggested)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "PREFLIGHT OK" in again.stdout + again.stderr
