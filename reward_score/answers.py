@@ -325,7 +325,7 @@ def _is_expression(text: str) -> bool:
     return not re.search(r"[a-zA-Z]{2,}", _LATEX_WORDS.sub("", text))
 
 
-_OR = re.compile(r"\bor\b|/", re.IGNORECASE)
+_OR = re.compile(r"\bor\b", re.IGNORECASE)  # not "/": "3 / 4" is a fraction
 _ASKS_PERCENT = re.compile(r"percent|percentage|per\s*cent|%", re.IGNORECASE)
 
 

@@ -90,9 +90,11 @@ _REVERSAL = re.compile(r"\b(?:no\s*,?\s*wait|wait|actually|correction|on\s+secon
                        re.IGNORECASE)
 _RETRACTION = re.compile(r"^(?:no|nope)\s*[,:;.!-]+\s*(?=\S)", re.IGNORECASE)  # "wait, no: B" -> "B"
 # a conclusion after its derivation: "3 x 4 = 12, so the value is 12"
-_CONCLUSION = re.compile(r"(?:(?:^|[,;.:]\s*)(?:and\s+)?so\b|\b(?:therefore|thus|hence)\b)\s*,?", re.IGNORECASE)
+_CONCLUSION = re.compile(r"(?:(?:^|[,;.:]\s*)(?:and\s+)?so\b(?!-)|\b(?:therefore|thus|hence)\b)\s*,?", re.IGNORECASE)
 # an explanation after the claim: "The value is 12 because 3 x 4 = 12"
-_EXPLANATION = re.compile(r"\s*[,;(]?\s*\b(?:because|since|given\s+that|due\s+to|as\s+(?=\d))\b", re.IGNORECASE)
+# ("since 1990" is a date, not an explanation)
+_EXPLANATION = re.compile(r"\s*[,;(]?\s*\b(?:because|since(?!\s+\d{4}\b)|given\s+that|due\s+to|as\s+(?=\d))\b",
+                          re.IGNORECASE)
 
 
 def _tail(text: str, pattern: re.Pattern) -> str:

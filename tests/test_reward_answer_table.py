@@ -344,6 +344,10 @@ CONTEXT_TABLE = [
     ("red or green", "red", None, "What colour is the car?", "W"),
     ("either red or green", "A", COLOURS, "What colour is the car?", "W"),
     ("either 3 or 4", "3", None, "How many dogs are there?", "W"),
+    # ... and what only looks like them
+    ("3 / 4", "0.75", None, "What fraction of the cake is left?", "R"),
+    ("It has been open since 1990.", "1990", None, "Since what year has the shop been open?", "R"),
+    ("so-so", "so-so", None, "How was the weather?", "R"),
     ("yes or no", "yes", None, "Is there a dog?", "W"),
 ]
 
