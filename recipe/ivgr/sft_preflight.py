@@ -42,7 +42,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from recipe.ivgr.preflight import Findings, _report, check_checkpoints, compose_config, file_list, plain, select
-from reward_score.families import FAMILY_NAMES, detect_family
 
 _CHARS_PER_TOKEN = 4  # text-token estimate (English prose), as in recipe.ivgr.preflight
 _TEMPLATE_TOKENS = 24  # chat-template tokens of three turns and the vision markers
@@ -162,6 +161,8 @@ def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dic
 
 
 def check_frames_and_lengths(config, stats: dict[str, dict], findings: Findings) -> None:
+    from reward_score.families import FAMILY_NAMES, detect_family  # reward_score needs numpy: import late
+
     detected, why = detect_family(str(select(config, "model.path", "")))
     family = detected.name if detected else None
     frames = sum((s["frames"] for s in stats.values()), Counter())
