@@ -2,28 +2,45 @@
 127.0.0.1 in its own process (so it does not share a core with the code being measured) that answers
 every chat completion with a fixed reply after a fixed latency. Imported by scripts/bench_*.py
 (scripts/ is on their path); `python scripts/fake_judge.py --port-file F` serves until killed
-(scripts/smoke_cpu.sh), replying to answer-equivalence prompts ("Verdict") and consistency prompts
-("Score") each in its own form."""
+(scripts/smoke_cpu.sh), replying to answer-equivalence prompts ("Verdict"), consistency prompts
+("Score"), IVR-R1 attribution prompts and IVR-R1 teacher-continuation prompts each in its own form."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import multiprocessing as mp
+import re
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+
+Replies = str | dict[str, str | Callable[[str], str]]
 
 
-def _reply_for(body: dict, reply: str | dict[str, str]) -> str:
-    """`reply`, or with a {keyword: reply} mapping the reply of the first keyword found in the prompt."""
+def _prompt_text(body: dict) -> str:
+    """The text of a chat request's messages (text parts of multimodal content; images left out)."""
+    parts = []
+    for message in body.get("messages", []):
+        content = message.get("content", "")
+        if isinstance(content, list):
+            parts.extend(str(item.get("text", "")) for item in content if isinstance(item, dict))
+        else:
+            parts.append(str(content))
+    return " ".join(parts)
+
+
+def _reply_for(body: dict, reply: Replies) -> str:
+    """`reply`, or with a {keyword: reply} mapping the reply of the first keyword found in the prompt (a
+    callable reply is called with the prompt text)."""
     if isinstance(reply, str):
         return reply
-    prompt = " ".join(str(m.get("content", "")) for m in body.get("messages", []))
-    return next((text for key, text in reply.items() if key in prompt), next(iter(reply.values())))
+    prompt = _prompt_text(body)
+    chosen = next((text for key, text in reply.items() if key in prompt), next(iter(reply.values())))
+    return chosen(prompt) if callable(chosen) else chosen
 
 
-def _serve(port: int, latency_s: float, reply: str | dict[str, str], ready) -> None:
+def _serve(port: int, latency_s: float, reply: Replies, ready) -> None:
     from aiohttp import web
 
     async def chat(request: web.Request) -> web.Response:
@@ -41,7 +58,7 @@ def _serve(port: int, latency_s: float, reply: str | dict[str, str], ready) -> N
 
 
 @contextlib.contextmanager
-def fake_judge(latency_s: float, reply: str | dict[str, str]) -> Iterator[str]:
+def fake_judge(latency_s: float, reply: Replies) -> Iterator[str]:
     """Run the server for the duration of the block; yields its base URL (`http://127.0.0.1:PORT/v1`)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,9 +75,20 @@ def fake_judge(latency_s: float, reply: str | dict[str, str]) -> Iterator[str]:
         server.join(5)
 
 
-# replies of the smoke run's judge: IVR-R1 attribution requests blame the first step, answers are
-# judged different, textual reasoning mostly consistent (first keyword found in the prompt wins)
+def teacher_continuation(prompt: str) -> str:
+    """An IVR-R1 teacher's continuation (recipe.ivr_r1.teacher): it closes the reasoning and answers with
+    the reference answer the request shows (ivr_r1.rereason.teacher.send_reference_answer=true); this
+    server cannot see the image, so without one it answers "unknown" (not verified)."""
+    match = re.search(r"<reference_answer>\s*(.*?)\s*</reference_answer>", prompt, re.DOTALL)
+    answer = match.group(1) if match else "unknown"
+    return f"Looking at the image again, the answer is {answer}.</think><answer>{answer}</answer>"
+
+
+# replies of the smoke run's judge: IVR-R1 teacher requests get a continuation, attribution requests
+# blame the first step, answers are judged different, textual reasoning mostly consistent (first
+# keyword found in the prompt wins)
 SMOKE_REPLIES = {
+    "<partial_response>": teacher_continuation,
     "first wrong step": '{"step": 1, "reason": "The image shows something else there."}',
     "Verdict": "The answers differ.\nVerdict: 0",
     "Score": "Mostly consistent.\nScore: 0.7",

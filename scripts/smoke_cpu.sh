@@ -97,7 +97,8 @@ CPU_OVERLAY=(
 )
 # iVGR: a correct grounded rollout is a reference whatever its IoU (the tiny model's boxes are rarely
 # accurate; the seam under test is reference -> archive -> judge -> consistency bonus), dumps every step.
-# sizes: 2 samples (4 rows) per step for iVGR, 4 rows for IVR-R1 (textual only), 4 rollouts each
+# sizes: 2 samples (4 rows) per step for iVGR, 8 rows for IVR-R1 (textual only; the warm-started policy is
+# mostly right, so it takes 8 prompts a step to have flawed rollouts to rectify), 4 rollouts each
 # (with 2 the near-deterministic tiny model often gives a group equal rewards: zero advantages,
 # nothing to learn), short responses. train_ivgr_7b.sh takes them as its own variables, so the overrides it builds
 # are the ones a GPU run uses; train_ivr_r1_7b.sh takes Hydra overrides.
@@ -120,10 +121,15 @@ train() {  # train LOG STEPS [overrides...]
             TOTAL_STEPS=$steps bash scripts/train_ivgr_7b.sh "${CPU_OVERLAY[@]}" "${SIZES[@]}" \
             "ivgr.dump.every_k_steps=1" "ivgr.consistency.reference_iou_threshold=0.0" "$@" > "$log" 2>&1
     else
-        # self-attribution prompts (image + instructions + numbered steps) need more than 512 tokens
+        # the loopback server attributes (it blames step 1) and writes the teacher's continuation (it closes
+        # the reasoning with the reference answer it is shown): the tiny policy's own attributions are rarely
+        # usable and its own continuations run to the length budget, so with them no demonstration is made
         MODEL=$SMOKE_DIR/model bash scripts/train_ivr_r1_7b.sh "${CPU_OVERLAY[@]}" "${SIZES[@]}" \
-            "data.max_prompt_length=1024" "actor_rollout_ref.rollout.max_model_len=1088" \
-            "trainer.total_training_steps=$steps" "ivr_r1.attributor.kind=policy" "$@" > "$log" 2>&1
+            "data.train_batch_size=8" "ivr_r1.screening.cap_per_group=4" \
+            "ivr_r1.attributor.kind=judge" "ivr_r1.attributor.judge.base_url='$JUDGE_BASE_URL'" \
+            "ivr_r1.rereason.continuation=teacher" "ivr_r1.rereason.teacher.base_url='$JUDGE_BASE_URL'" \
+            "ivr_r1.rereason.teacher.send_reference_answer=true" \
+            "trainer.total_training_steps=$steps" "$@" > "$log" 2>&1
     fi
 }
 if [[ "$RECIPE" == ivgr ]]; then
@@ -134,20 +140,13 @@ if [[ "$RECIPE" == ivgr ]]; then
         train "$SMOKE_DIR/run2.log" 3 "$@" || status=$?
     fi
 else
-    log "run 1: IVR-R1 in replace mode, 2 steps, self-attribution on the rollout server (scripts/train_ivr_r1_7b.sh)"
-    train "$SMOKE_DIR/run1.log" 2 "trainer.default_local_dir=$SMOKE_DIR/checkpoints/replace" \
-        "ivr_r1.optimization.mode=replace" "$@" || status=$?
+    log "run 1: IVR-R1 in join mode (the default), 2 steps, loopback attributor and teacher (scripts/train_ivr_r1_7b.sh)"
+    train "$SMOKE_DIR/run1.log" 2 "trainer.default_local_dir=$SMOKE_DIR/checkpoints/join" \
+        "ivr_r1.optimization.mode=join" "$@" || status=$?
     if [[ $status == 0 ]]; then
-        # the loopback judge as the attributor (it blames step 1): the tiny policy's own attributions are
-        # rarely usable, and this run must rectify rollouts to have demonstrations for the NLL term
-        # (8 prompts a step, up to 4 rectified per group, 4 rounds: the warm-started policy is mostly right),
-        # (with the default cue most continuations hit the budget: length_exceeded;
-        # then no demonstration reaches the actor and the last check fails: see recipe/cpu_backend/README.md)
-        log "run 2: IVR-R1 in aux_nll mode, 2 steps, the loopback judge as attributor"
+        log "run 2: IVR-R1 in aux_nll mode, 2 steps, loopback attributor and teacher"
         train "$SMOKE_DIR/run2.log" 2 "trainer.default_local_dir=$SMOKE_DIR/checkpoints/aux_nll" \
             "ivr_r1.optimization.mode=aux_nll" "actor_rollout_ref.actor.policy_loss.loss_mode=ivr_r1_aux_nll" \
-            "ivr_r1.attributor.kind=judge" "ivr_r1.attributor.judge.base_url='$JUDGE_BASE_URL'" \
-            "data.train_batch_size=8" "ivr_r1.screening.cap_per_group=4" "ivr_r1.rereason.rounds=4" \
             "$@" || status=$?
     fi
 fi

@@ -62,6 +62,11 @@ def build_loop(config, server, tokenizer):
         data_config=DictConfigWrap(config.data), tools=ToolListWrap([]))
 
 
+def record(output):
+    """A session's `ivr_r1` record (a join / aux_nll session returns [demonstration, flawed rollout])."""
+    return (output[-1] if isinstance(output, list) else output).extra_fields["ivr_r1"]
+
+
 def row(session):
     return {"raw_prompt": [{"role": "user", "content": f"How many cups are there? (s{session})"}], "uid": "u1",
             "session_id": session, "reward_model": {"ground_truth": "3"},
@@ -88,7 +93,7 @@ def test_agent_loop_rectifies_selected_session(judge_server, tokenizer):
     judge_server.script(default=ok(json.dumps({"step": 2, "reason": "the cup is red"})))
     config = compose_config(f"ivr_r1.attributor.judge.base_url={judge_server.url}",
                             f"ivr_r1.rereason.cue='{CUE}'", "ivr_r1.screening.cap_per_group=1",
-                            "ivr_r1.screening.qualify=has_correct",
+                            "ivr_r1.screening.qualify=has_correct", "ivr_r1.optimization.mode=replace",
                             f"actor_rollout_ref.rollout.agent.agent_loop_config_path={AGENT_LOOP_CONFIG}")
     outputs, server = run_group(config, tokenizer, [FLAWED, CORRECT, FLAWED, CORRECT])
     infos = [o.extra_fields["ivr_r1"] for o in outputs]
@@ -240,7 +245,7 @@ def test_truncation_comes_from_the_stop_reason(judge_server, tokenizer, stop_rea
         return FLAWED if session_of(text) == 0 else CORRECT
 
     outputs = run_sessions(config, tokenizer, Server(tokenizer, reply), [row(i) for i in range(N)])
-    assert outputs[0].extra_fields["ivr_r1"]["status"] == status
+    assert record(outputs[0])["status"] == status
 
 
 def test_group_barrier_uses_the_rows_group_size(judge_server, tokenizer):
@@ -259,7 +264,7 @@ def test_group_barrier_uses_the_rows_group_size(judge_server, tokenizer):
     t0 = time.perf_counter()
     outputs = run_sessions(config, tokenizer, server, [{**row(i), "uid": "u2", GROUP_N_FIELD: 2} for i in range(2)])
     assert time.perf_counter() - t0 < 20
-    assert [o.extra_fields["ivr_r1"]["screen"] for o in outputs] == ["selected", "correct"]
+    assert [record(o)["screen"] for o in outputs] == ["selected", "correct"]
     assert "u2" not in IVRR1AgentLoop._groups
 
 
@@ -332,7 +337,8 @@ def test_undecided_answers_are_judged_once_and_the_reward_is_handed_to_verl(judg
     judge_server.responder = _route(json.dumps({"step": 1, "reason": "x"}), verdicts={0: 0, 1: 1, 2: 1, 3: 1})
     try:
         config = loop_config(f"ivr_r1.attributor.judge.base_url={judge_server.url}",
-                             f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=0")
+                             f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=0",
+                             "ivr_r1.optimization.mode=replace")
         answers = [f"<think>The cup is dark.</think><answer>a crimson one (s{i})</answer>" for i in range(N)]
         server = Server(tokenizer, lambda text, p: "It is red.</think><answer>red</answer>" if text.endswith(CUE)
                         else answers[session_of(text)])
@@ -418,7 +424,7 @@ def test_self_attribution_retry_samples_with_a_new_seed(tokenizer):
     server = _policy_server(tokenizer, attribution)
     outputs = run_sessions(loop_config("ivr_r1.attributor.kind=policy", "ivr_r1.screening.cap_per_group=1"),
                            tokenizer, server, [{**row(i), "uid": "u6"} for i in range(N)])
-    assert outputs[0].extra_fields["ivr_r1"]["status"] == "rectified"
+    assert record(outputs[0])["status"] == "rectified"
     calls = [c["params"] for c in server.calls if _is_attribution(c["text"])]
     assert [c["temperature"] for c in calls] == [0.0, 0.7] and "seed" not in calls[0] and "seed" in calls[1]
     # retry_temperature 0 with a greedy first request: no identical retries
@@ -426,7 +432,7 @@ def test_self_attribution_retry_samples_with_a_new_seed(tokenizer):
     outputs = run_sessions(loop_config("ivr_r1.attributor.kind=policy", "ivr_r1.screening.cap_per_group=1",
                                        "ivr_r1.attributor.policy.retry_temperature=0"),
                            tokenizer, server, [{**row(i), "uid": "u7"} for i in range(N)])
-    info = outputs[0].extra_fields["ivr_r1"]
+    info = record(outputs[0])
     assert (info["status"], info["attribution"]) == ("unattributed", ["malformed"])
     assert sum(1 for c in server.calls if _is_attribution(c["text"])) == 1
 
@@ -445,7 +451,7 @@ def test_self_attribution_prompt_shortens_long_steps_to_fit(tokenizer):
     server = _policy_server(tokenizer, ok_reply, flawed)
     outputs = run_sessions(loop_config(*base, f"actor_rollout_ref.rollout.prompt_length={limit}"), tokenizer, server,
                            [{**row(i), "uid": "u9"} for i in range(N)])
-    info = outputs[0].extra_fields["ivr_r1"]
+    info = record(outputs[0])
     assert (info["status"], info["attribution"], info["steps"]) == ("rectified", ["ok"], [2])
     shortened = [c for c in server.calls if _is_attribution(c["text"])]
     assert len(shortened) == 1 and len(shortened[0]["prompt_ids"]) <= limit

@@ -43,7 +43,7 @@ def config(attributor_kind="policy", *overrides):
         return compose(config_name="ivr_r1_trainer", overrides=[
             "actor_rollout_ref.model.path=/nonexistent", "actor_rollout_ref.rollout.n=2",
             "actor_rollout_ref.rollout.response_length=200", f"ivr_r1.attributor.kind={attributor_kind}",
-            f"ivr_r1.rereason.cue='{CUE}'",
+            f"ivr_r1.rereason.cue='{CUE}'", "ivr_r1.optimization.mode=replace",  # the rectified output itself
             f"actor_rollout_ref.rollout.agent.agent_loop_config_path={AGENT_LOOP_CONFIG}",
             *(f"++data.mm_processor_kwargs.{k}={v}" for k, v in MM_KWARGS.items()), *overrides])
 

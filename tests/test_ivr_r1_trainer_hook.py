@@ -54,7 +54,7 @@ def test_step_metrics_and_dump_from_transfer_queue_rows(transfer_queue, tmp_path
                                              8, eos_token_id=0)  # 4 padding rows copying row 0's fields
 
     trainer = IVRR1Trainer.__new__(IVRR1Trainer)
-    trainer.config, trainer.global_steps = config, 5
+    trainer.config, trainer.global_steps, trainer._mode = config, 5, "replace"
     trainer._rounds, trainer._dump_every, trainer._step_started = 2, 5, None
     metrics = {}
     out = trainer.collect_ivr_metrics(batch, metrics)
@@ -157,7 +157,7 @@ def test_aux_nll_demonstration_reaches_the_actor_loss_as_nll(transfer_queue):
                             fields=TensorDict({"old_log_probs": old_lp}, batch_size=len(batch.keys)))
 
     trainer = IVRR1Trainer.__new__(IVRR1Trainer)
-    trainer.config, trainer._aux_nll_weight = config, lam
+    trainer.config, trainer._aux_nll_weight, trainer._mode = config, lam, "aux_nll"
     metrics = {}
     meta = trainer._compute_advantage(batch, metrics)  # verl's GRPO, then the recipe's marking
     assert metrics["ivr_r1/aux_nll/demonstrations"] == 1.0
@@ -204,6 +204,7 @@ def test_aux_nll_demonstrations_do_not_add_a_padding_mini_batch():
             "ivr_r1.optimization.mode=aux_nll", "actor_rollout_ref.actor.policy_loss.loss_mode=ivr_r1_aux_nll"])
     trainer = IVRR1Trainer.__new__(IVRR1Trainer)
     trainer.config, trainer._aux_nll_weight, trainer.use_critic, trainer.global_steps = config, 0.1, False, 1
+    trainer._mode = "aux_nll"
     dp, rows = 8, 256 * 8 + 100
 
     def padded(multiple):

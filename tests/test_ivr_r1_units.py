@@ -94,3 +94,11 @@ def test_classify_failure():
     assert classify_failure("nonsense", 3) == "malformed"
     assert classify_failure(None, 3) == "malformed"
     assert parse_attribution_json('{"step": 7, "reason": "x"}').step == 7
+
+
+def test_truncated_flawed_rollouts_are_skipped_before_the_cap():
+    verdicts = {0: False, 1: False, 2: True, 3: False}
+    s = screen_group(verdicts, ScreenSettings("all", cap_per_group=1), truncated={0, 2})
+    assert s.selected == (1,) and s.reason == {0: "truncated", 1: "selected", 2: "correct", 3: "over_cap"}
+    kept = screen_group(verdicts, ScreenSettings("all", cap_per_group=1, skip_truncated=False), truncated={0})
+    assert kept.selected == (0,) and kept.reason[1] == "over_cap"

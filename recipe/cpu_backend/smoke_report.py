@@ -37,8 +37,11 @@ SHOWN = ("ivgr/grounded/score", "ivgr/grounded/acc", "ivgr/grounded/iou", "ivgr/
          "ivgr/textual/consistency", "ivgr/archive/size", "ivgr/archive/hit_rate", "ivgr/judge/calls",
          "ivgr/acc_judge/calls", "ivgr/acc_undecided_rate", "actor/pg_loss", "actor/grad_norm",
          "critic/advantages/max", "critic/advantages/min", "timing_s/step")
-IVR_R1_SHOWN = ("ivr_r1/screened_share", "ivr_r1/rectify/success_rate", "ivr_r1/attribution/success_rate",
-                "ivr_r1/aux_nll/demonstrations", "ivr_r1/aux_nll_tokens", "ivr_r1/score/rectified_mean")
+IVR_R1_SHOWN = ("ivr_r1/screened_share", "ivr_r1/status/rectified", "ivr_r1/rectify/success_rate",
+                "ivr_r1/attribution/success_rate", "ivr_r1/teacher/ok", "ivr_r1/teacher/failed",
+                "ivr_r1/groups/demonstrations", "ivr_r1/groups/collapsed", "ivr_r1/join/demonstrations",
+                "ivr_r1/join/advantage_mean", "ivr_r1/join/loss_tokens", "ivr_r1/aux_nll/demonstrations",
+                "ivr_r1/aux_nll_tokens", "ivr_r1/score/rectified_mean")
 
 
 @dataclass
@@ -200,16 +203,27 @@ def _metric(metrics: dict[str, float], suffix: str) -> float | None:
     return next((v for k, v in metrics.items() if k.endswith(suffix)), None)
 
 
-def _check_ivr_r1(replace: RunLog, aux_nll: RunLog, expect) -> None:
-    for name, run in (("replace", replace), ("aux_nll", aux_nll)):
+def _total(run: RunLog, suffix: str) -> float:
+    return sum(_metric(m, suffix) or 0.0 for m in run.steps.values())
+
+
+def _check_ivr_r1(join: RunLog, aux_nll: RunLog, expect) -> None:
+    for name, run in (("join", join), ("aux_nll", aux_nll)):
         expect(sorted(run.steps) == [1, 2], f"{name}: steps 1-2 logged (got {sorted(run.steps)})")
         for step, m in sorted(run.steps.items()):
-            expect("critic/score/mean" in m and _metric(m, "ivr_r1/screened_share") is not None,
-                   f"{name} step {step}: rewards (critic/score/mean) and IVR-R1 screening metrics")
-    attempted = sum(sum(v for k, v in m.items() if k.startswith("ivr_r1/attribution/") and not
-                        k.endswith(("success_rate",)) and not k.startswith("ivr_r1/attribution/step_"))
-                    + (_metric(m, "ivr_r1/status/rectified") or 0) for m in replace.steps.values())
-    expect(attempted > 0, f"replace: the policy was asked to attribute screened rollouts ({attempted:g} outcomes)")
+            expect("critic/score/mean" in m and _metric(m, "ivr_r1/screened_share") is not None
+                   and _metric(m, "ivr_r1/groups/collapsed") is not None,
+                   f"{name} step {step}: rewards (critic/score/mean), IVR-R1 screening and group metrics")
+        calls, ok = _total(run, "ivr_r1/teacher/calls"), _total(run, "ivr_r1/teacher/ok")
+        rectified = _total(run, "ivr_r1/status/rectified")
+        expect(ok > 0 and rectified > 0,
+               f"{name}: the teacher wrote continuations and rectified rollouts ({ok:g} of {calls:g} calls usable, "
+               f"{rectified:g} rollouts rectified)")
+    demos, in_groups = _total(join, "ivr_r1/join/demonstrations"), _total(join, "ivr_r1/groups/demonstrations")
+    tokens = _total(join, "ivr_r1/join/loss_tokens")
+    expect(demos > 0 and demos == in_groups and tokens > 0,
+           f"join: demonstrations entered their GRPO groups as extra members with their own reward and a non-zero "
+           f"advantage ({demos:g} demonstrations, {tokens:g} response tokens with a non-zero advantage)")
     total_demos = total_tokens = 0.0
     for step, m in sorted(aux_nll.steps.items()):
         demos, tokens = _metric(m, "ivr_r1/aux_nll/demonstrations"), _metric(m, "ivr_r1/aux_nll_tokens")
@@ -225,7 +239,7 @@ def _check_ivr_r1(replace: RunLog, aux_nll: RunLog, expect) -> None:
 def report(smoke_dir: Path, recipe: str, seconds: float) -> str:
     runs = {"run 1": parse_log(smoke_dir / "run1.log"), "run 2": parse_log(smoke_dir / "run2.log")}
     if recipe == "ivr_r1":
-        runs = {"replace": runs["run 1"], "aux_nll": runs["run 2"]}
+        runs = {"join": runs["run 1"], "aux_nll": runs["run 2"]}
     keys = SHOWN + (IVR_R1_SHOWN if recipe == "ivr_r1" else ())
     lines = [f"CPU smoke run ({recipe}) in {seconds:.0f} s"]
     for name, run in runs.items():

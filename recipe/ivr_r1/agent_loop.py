@@ -25,11 +25,17 @@ Selected sessions then attribute and re-reason concurrently with every other ses
 the GPU server batches their requests. The regeneration and self-attribution requests carry the
 image(s) and ``mm_processor_kwargs`` exactly like verl's single-turn request.
 
-Output (``optimization.mode=replace``): a rectified trajectory replaces the session's output, so it
-enters its GRPO group with its own reward (scored by the session as above); ``response_mask`` is 0 on
-the cue (and on the kept prefix unless ``optimization.prefix_in_loss``). Every session writes
-``extra_fields["ivr_r1"]`` (status, rounds, steps, reasons, timings, original/rectified texts) for
-the trainer's metrics and dumps.
+Continuations (``rereason.continuation``): the policy's rollout server (``policy``), or a teacher
+model over HTTP (``teacher``, `recipe.ivr_r1.teacher`) whose text is tokenized back into the policy's
+tokens. The attributor and the teacher see the question with its options, as the policy did.
+
+Output: ``optimization.mode=join`` (default) and ``aux_nll``: the session returns
+``[demonstration, flawed rollout]`` (the trainer enters the demonstration into the GRPO group with its
+own reward, or trains it with the NLL term); ``replace``: the rectified trajectory replaces the
+session's output and enters the group with its own reward. ``response_mask`` is 0 on the cue unless
+``optimization.cue_in_loss`` and on the kept prefix unless ``optimization.prefix_in_loss``. Every
+session writes ``extra_fields["ivr_r1"]`` (status, rounds, steps, reasons, timings, original score,
+teacher calls, original/rectified texts) for the trainer's metrics and dumps.
 """
 
 from __future__ import annotations
@@ -45,11 +51,13 @@ from uuid import uuid4
 from verl.experimental.agent_loop.agent_loop import AgentLoopOutput
 from verl.experimental.agent_loop.single_turn_agent_loop import SingleTurnAgentLoop
 
+from data_prep.prompts import question_block
 from recipe.ivgr.reward_manager import reward_settings, score_response
 from recipe.ivr_r1.attribution import JudgeAttributor, PolicyAttributor, PromptTooLong
 from recipe.ivr_r1.rereason import Generation, Trajectory, continuation_truncated, rectify
 from recipe.ivr_r1.screening import screen_group
 from recipe.ivr_r1.settings import DEMO_FIELD, GROUP_N_FIELD, IVRR1Settings, owns_reward
+from recipe.ivr_r1.teacher import TeacherWriter, split_teacher_settings
 
 logger = logging.getLogger(__name__)
 
@@ -60,6 +68,7 @@ class _Group:
     def __init__(self, expected: int) -> None:
         self.expected = expected
         self.verdicts: dict[int, bool | None] = {}
+        self.truncated: set[int] = set()  # sessions whose rollout the length limit cut off
         self.full = asyncio.Event()
         self.screening = None
         self.timed_out = False
@@ -82,6 +91,10 @@ class _TextTokenizer:
 
 class GenerationAborted(RuntimeError):
     """The rollout server aborted the request (stop_reason "aborted"): no usable continuation."""
+
+
+class TeacherFailed(RuntimeError):
+    """The teacher gave no usable continuation (its outcome is the message; counted in the record)."""
 
 
 def verdict_of(reward: dict) -> bool | None:
@@ -139,11 +152,14 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
         group.full.set()
         self._leave(uid, group)
 
-    async def _screen(self, uid: str, session: int, verdict: bool | None, expected: int) -> str:
+    async def _screen(self, uid: str, session: int, verdict: bool | None, expected: int,
+                      truncated: bool = False) -> str:
         group = self._board(uid, expected)
         try:
             if group.screening is None and not group.failed:
                 group.verdicts[session] = verdict
+                if truncated:
+                    group.truncated.add(session)
                 if len(group.verdicts) >= group.expected:
                     group.full.set()
                 try:
@@ -155,7 +171,7 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
             if group.failed:
                 return "group_failed"
             if group.screening is None:
-                group.screening = screen_group(dict(group.verdicts), self.ivr.screen)
+                group.screening = screen_group(dict(group.verdicts), self.ivr.screen, set(group.truncated))
             return group.screening.reason.get(session, "late")
         finally:
             self._leave(uid, group)
@@ -201,6 +217,32 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
                                 self.ivr.send_reference_answer, retries_differ=retry_temperature > 0)
 
     # ------------------------------------------------------------------ the loop
+    def _teacher(self) -> TeacherWriter:
+        mapping, policy = split_teacher_settings(self.ivr.teacher)
+        return TeacherWriter(self._client(mapping), policy)
+
+    def _teacher_generate(self, prompt_len: int, original_ids: list[int], question: str, images: list,
+                          reference_answer: str, log: list[dict]):
+        """A `rereason.Generate` that asks the teacher for the continuation of prompt + prefix + cue and
+        tokenizes its text with the policy's tokenizer. Each call's outcome and seconds go to `log`."""
+        teacher = self._teacher()
+        # the teacher's text ends where the policy's own rollout would end: with its stop token
+        last = int(original_ids[-1]) if original_ids else None
+        stop = last if last in self.stop_ids else self.tokenizer.eos_token_id
+
+        async def generate(ids: list[int], max_tokens: int) -> Generation:
+            partial = self.text_tokenizer.decode(ids[prompt_len:])
+            reply = await teacher.continuation(question, partial, images, reference_answer)
+            log.append({"outcome": reply.outcome, "seconds": reply.seconds, "attempts": reply.attempts})
+            if not reply.ok:
+                raise TeacherFailed(reply.outcome)
+            tokens = self.text_tokenizer.encode(reply.text) + ([int(stop)] if stop is not None else [])
+            log[-1]["tokens"] = len(tokens)
+            return Generation(tokens, None, truncated=len(tokens) > max_tokens)
+
+        return generate
+
+    # ------------------------------------------------------------------ the loop
     async def run(self, sampling_params: dict[str, Any], **kwargs) -> AgentLoopOutput | list[AgentLoopOutput]:
         if not self.ivr.enable:
             return await super().run(sampling_params, **kwargs)
@@ -215,8 +257,10 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
             raise
         self._attach_reward(output, reward)
         verdict = verdict_of(reward)
-        reason = await self._screen(uid, session, verdict, expected)
-        info: dict[str, Any] = {"screen": reason, "status": "not_screened", "correct": verdict}
+        truncated = continuation_truncated(output.response_ids, None, int(self.response_length), self.stop_ids)
+        reason = await self._screen(uid, session, verdict, expected, truncated)
+        info: dict[str, Any] = {"screen": reason, "status": "not_screened", "correct": verdict,
+                                "original_score": float(reward["reward_score"])}
         if reason != "selected":
             output.extra_fields["ivr_r1"] = info
             return output
@@ -225,9 +269,11 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
         mm_processor_kwargs = output.mm_processor_kwargs  # what verl's single-turn request carried
         extra = dict(kwargs.get("extra_info") or {})
         gt = str((kwargs.get("reward_model") or {}).get("ground_truth", ""))
+        # the question as the policy read it: with its options when the record stores them separately
+        question = question_block(str(extra.get("question") or ""), extra.get("choices") or None)
         scored: dict[str, dict] = {original_text: reward}
 
-        async def generate(prompt_ids: list[int], max_tokens: int) -> Generation:
+        async def generate_policy(prompt_ids: list[int], max_tokens: int) -> Generation:
             out = await self.server_manager.generate(
                 request_id=uuid4().hex, prompt_ids=prompt_ids,
                 sampling_params={**sampling_params, "max_tokens": int(max_tokens)}, image_data=images or None,
@@ -238,6 +284,12 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
             return Generation(ids, list(out.log_probs) if out.log_probs else None,
                               truncated=continuation_truncated(ids, out.stop_reason, int(max_tokens), self.stop_ids))
 
+        teacher_log: list[dict] = []
+        generate = generate_policy
+        if self.ivr.rereason.continuation == "teacher":
+            generate = self._teacher_generate(len(output.prompt_ids), list(output.response_ids), question, images,
+                                              gt, teacher_log)
+
         async def verify(text: str) -> bool | None:
             if text not in scored:
                 scored[text] = await self._score(text, kwargs)
@@ -247,10 +299,14 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
             prompt_ids=output.prompt_ids,
             original=Trajectory(list(output.response_ids), list(output.response_mask),
                                 list(output.response_logprobs) if output.response_logprobs else None),
-            question=str(extra.get("question") or ""), images=images, reference_answer=gt,
+            question=question, images=images, reference_answer=gt,
             tokenizer=self.text_tokenizer, attributor=self._attributor(sampling_params, mm_processor_kwargs),
             generate=generate, verify=verify, settings=self.ivr.rereason, response_length=int(self.response_length))
         info.update(result.summary())
+        info["continuation"] = self.ivr.rereason.continuation
+        info["continuation_tokens"] = [r.continuation_tokens for r in result.rounds]
+        if teacher_log:
+            info["teacher"] = teacher_log
         info["seconds"] = time.perf_counter() - t0
         final_text = result.rounds[-1].text if result.rounds else ""
         if self.ivr.keep_texts:
@@ -271,9 +327,10 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
         self._attach_reward(rectified, rectified_reward)
         if self.ivr.optimization_mode == "replace":
             return rectified
-        # aux_nll: the demonstration goes first, the flawed rollout last: verl's GRPO uses the last output
-        # of a session for the group statistics (and gives every output the last one's reward) and the
-        # trainer marks the demonstration for the NLL term
+        # join / aux_nll: the demonstration goes first, the flawed rollout last: verl's GRPO uses the last
+        # output of a session for the group statistics (and gives every output the last one's reward), so
+        # the flawed rollout keeps its place and reward; the trainer then enters the demonstration into its
+        # group with its own reward (join) or marks it for the NLL term (aux_nll)
         rectified.extra_fields[DEMO_FIELD] = True
         output.extra_fields["ivr_r1"] = info
         return [rectified, output]

@@ -17,7 +17,7 @@ from verl.trainer.ppo.utils import need_critic, need_reference_policy
 from verl.utils.config import validate_config
 from verl.utils.device import auto_set_device
 
-from recipe.ivr_r1.settings import IVRR1Settings
+from recipe.ivr_r1.settings import IVRR1Settings, owns_reward
 
 AGENT_LOOP_CONFIG = os.path.join(os.path.dirname(os.path.abspath(__file__)), "config", "agent_loop.yaml")
 
@@ -57,6 +57,19 @@ def check_config(config: DictConfig) -> IVRR1Settings:
                              "algorithm.rollout_correction.rollout_is")
         if settings.aux_nll_weight <= 0:
             raise ValueError("ivr_r1.optimization.aux_nll_weight must be > 0")
+    if settings.optimization_mode == "join" and not owns_reward(config):
+        raise ValueError("ivr_r1.optimization.mode=join enters a demonstration into its GRPO group with the reward the "
+                         "agent loop computed (the recipe's IVGRRewardManager, no reward model); with another reward "
+                         "it would be scored unlike its siblings: use mode=replace or aux_nll")
+    if settings.rereason.continuation == "teacher":
+        from reward_score.judge import JudgeConfig
+
+        from recipe.ivr_r1.teacher import split_teacher_settings
+
+        client, _policy = split_teacher_settings(settings.teacher)  # raises on a bad deadline
+        if not JudgeConfig.from_mapping(client).enabled and settings.enable:
+            raise ValueError("ivr_r1.rereason.continuation=teacher needs ivr_r1.rereason.teacher.base_url (or "
+                             "TEACHER_BASE_URL): an OpenAI-compatible vision model; or continuation=policy")
     if settings.enable and settings.attributor_kind == "judge" and not settings.attributor_judge.get("base_url"):
         raise ValueError("ivr_r1.attributor.kind=judge needs ivr_r1.attributor.judge.base_url (or "
                          "ATTRIBUTOR_BASE_URL); or set ivr_r1.attributor.kind=policy")

@@ -9,11 +9,16 @@ decide; still undecided = not screened, counted). The group rule chooses which g
 
 At most ``cap_per_group`` flawed rollouts per group are selected (0 = no cap), lowest session id
 first: sessions are i.i.d. samples, so this is an unbiased and reproducible choice.
+
+With ``skip_truncated`` (default), a flawed rollout that the length limit cut off is not selected
+(reason ``truncated``) and does not take a place under the cap: its reasoning used the whole response
+budget, so a continuation from an early step has about as little room as the original had and almost
+always ends ``length_exceeded``, after an attribution call that was paid for nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 
 QUALIFY_MODES = ("all", "has_correct", "all_wrong")
@@ -23,6 +28,7 @@ QUALIFY_MODES = ("all", "has_correct", "all_wrong")
 class ScreenSettings:
     qualify: str = "all"
     cap_per_group: int = 2
+    skip_truncated: bool = True
 
     def __post_init__(self) -> None:
         if self.qualify not in QUALIFY_MODES:
@@ -34,14 +40,16 @@ class ScreenSettings:
 @dataclass(frozen=True)
 class Screening:
     """``selected``: session ids to rectify; ``reason[s]`` for every session: one of ``correct``,
-    ``undecided``, ``selected``, ``group_not_qualified``, ``over_cap``."""
+    ``undecided``, ``truncated``, ``selected``, ``group_not_qualified``, ``over_cap``."""
 
     selected: tuple[int, ...]
     reason: dict[int, str]
 
 
-def screen_group(correct: dict[int, bool | None], settings: ScreenSettings) -> Screening:
-    """``correct[session] `` = True / False / None (undecided) for every session of one group."""
+def screen_group(correct: dict[int, bool | None], settings: ScreenSettings,
+                 truncated: Collection[int] = ()) -> Screening:
+    """``correct[session]`` = True / False / None (undecided) for every session of one group;
+    ``truncated``: sessions whose rollout the length limit cut off."""
     reason: dict[int, str] = {}
     flawed = []
     for session in sorted(correct):
@@ -50,6 +58,8 @@ def screen_group(correct: dict[int, bool | None], settings: ScreenSettings) -> S
             reason[session] = "correct"
         elif verdict is None:
             reason[session] = "undecided"
+        elif settings.skip_truncated and session in truncated:
+            reason[session] = "truncated"
         else:
             flawed.append(session)
     any_correct = any(v is True for v in correct.values())
