@@ -1,12 +1,16 @@
-"""Added wall time of IVR-R1 rectification per rollout phase vs the screened share.
+"""Added wall time of IVR-R1 rectification per rollout phase vs the screened share, for policy and
+teacher continuations.
 
 Runs the real `ivr_r1_agent` loop (built through verl's agent-loop registry) for G groups x n sessions
 concurrently against a scripted policy server (sleeps stand in for vLLM generation: originals
-uniform in [gen_lo, gen_hi] s, continuations uniform in [cont_lo, cont_hi] s) and a real loopback HTTP
-attributor (tests/judge_server.py) answering after 200 ms. The screened share is set by the fraction
-of rollouts scripted wrong (qualify=all, no cap). Baseline: the same run with ivr_r1.enable=false.
+uniform in [gen_lo, gen_hi] s, policy continuations uniform in [cont_lo, cont_hi] s) and a real
+loopback HTTP server (tests/judge_server.py) that attributes after 200 ms and, for
+`continuation=teacher`, writes the teacher's continuation after uniform [teacher_lo, teacher_hi] s
+(default: the policy continuation's latency, so the difference is the teacher path's own overhead:
+HTTP, data-URL images, tokenizing the reply). The screened share is set by the fraction of rollouts
+scripted wrong (qualify=all, no cap). Baseline: the same run with ivr_r1.enable=false.
 
-    .venv-test/bin/python scripts/bench_ivr_r1.py [--groups 16] [--n 8]
+    .venv-test/bin/python scripts/bench_ivr_r1.py [--groups 16] [--n 8] [--continuations policy,teacher]
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from verl.utils.dataset.rl_dataset import RLHFDataset  # noqa: E402
 from verl.workers.rollout.replica import TokenOutput  # noqa: E402
 
 from data_prep.offline_processor import build_tokenizer  # noqa: E402
+from recipe.ivr_r1.attribution import ATTRIBUTOR_SYSTEM  # noqa: E402
 from recipe.ivr_r1.main import AGENT_LOOP_CONFIG  # noqa: E402
 
 CONFIG_DIR = os.path.join(HERE, "..", "recipe", "ivr_r1", "config")
@@ -58,13 +63,15 @@ class Server:
         return TokenOutput(token_ids=self.tok.encode(reply + "<|im_end|>", add_special_tokens=False))
 
 
-def one_run(args, tok, url, share, enable, seed):
+def one_run(args, tok, url, share, enable, seed, continuation="policy"):
     with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base=None):
         config = compose(config_name="ivr_r1_trainer", overrides=[
             "actor_rollout_ref.model.path=/nonexistent", f"actor_rollout_ref.rollout.n={args.n}",
             "actor_rollout_ref.rollout.response_length=400", f"ivr_r1.enable={str(enable).lower()}",
             f"ivr_r1.attributor.judge.base_url={url}", "+ivr_r1.attributor.judge.cache_size=0",
             "ivr_r1.screening.cap_per_group=0", f"ivr_r1.rereason.cue='{CUE}'",
+            f"ivr_r1.rereason.continuation={continuation}", f"ivr_r1.rereason.teacher.base_url={url}",
+            "+ivr_r1.rereason.teacher.cache_size=0",
             f"actor_rollout_ref.rollout.agent.agent_loop_config_path={AGENT_LOOP_CONFIG}"])
     for entry in OmegaConf.load(AGENT_LOOP_CONFIG):
         _agent_loop_registry[entry.name] = entry
@@ -101,7 +108,8 @@ def one_run(args, tok, url, share, enable, seed):
             IVRR1AgentLoop._clients.clear()
 
     seconds, outs = asyncio.run(go_and_close())
-    infos = [o.extra_fields.get("ivr_r1", {}) for o in outs]
+    # join mode (the default): a rectified session returns [demonstration, flawed rollout]
+    infos = [(o[-1] if isinstance(o, list) else o).extra_fields.get("ivr_r1", {}) for o in outs]
     rectified = sum(1 for i in infos if i.get("status") == "rectified")
     return seconds, rectified
 
@@ -119,22 +127,42 @@ def main():
     p.add_argument("--gen-hi", type=float, default=3.0)
     p.add_argument("--cont-lo", type=float, default=0.5)
     p.add_argument("--cont-hi", type=float, default=1.5)
+    p.add_argument("--teacher-lo", type=float, default=None, help="default: --cont-lo")
+    p.add_argument("--teacher-hi", type=float, default=None, help="default: --cont-hi")
     p.add_argument("--attributor-ms", type=float, default=200)
     p.add_argument("--shares", default="0,0.125,0.25,0.5,0.75,1.0")
+    p.add_argument("--continuations", default="policy,teacher")
     args = p.parse_args()
+    teacher_lo = args.cont_lo if args.teacher_lo is None else args.teacher_lo
+    teacher_hi = args.cont_hi if args.teacher_hi is None else args.teacher_hi
     tok = build_tokenizer()
     server = FakeJudgeServer().start()
-    server.script(default=ok(json.dumps({"step": 2, "reason": "count again"}), delay_s=args.attributor_ms / 1000))
+    latency = random.Random(7)
+    attribution = ok(json.dumps({"step": 2, "reason": "count again"}), delay_s=args.attributor_ms / 1000)
+    counts = {"attribution": 0, "teacher": 0}
+
+    def respond(body):  # runs in the server's thread
+        if body["messages"][0]["content"] == ATTRIBUTOR_SYSTEM:
+            counts["attribution"] += 1
+            return attribution
+        counts["teacher"] += 1
+        return ok(CONT, delay_s=latency.uniform(teacher_lo, teacher_hi))
+
+    server.responder = respond
     print(f"groups={args.groups} n={args.n} rollouts={args.groups * args.n} original gen U[{args.gen_lo},{args.gen_hi}]s "
-          f"continuation U[{args.cont_lo},{args.cont_hi}]s attributor {args.attributor_ms:.0f} ms (loopback HTTP)")
-    print(f"{'share':>6} {'baseline_s':>10} {'ivr_r1_s':>9} {'added_s':>8} {'ratio':>6} {'rectified':>9} {'attr_calls':>10}")
+          f"policy continuation U[{args.cont_lo},{args.cont_hi}]s teacher continuation U[{teacher_lo},{teacher_hi}]s "
+          f"(loopback HTTP) attributor {args.attributor_ms:.0f} ms (loopback HTTP)")
+    print(f"{'continuation':>12} {'share':>6} {'baseline_s':>10} {'ivr_r1_s':>9} {'added_s':>8} {'ratio':>6} "
+          f"{'rectified':>9} {'attr_calls':>10} {'teacher_calls':>13}")
     try:
         for i, share in enumerate(float(x) for x in args.shares.split(",")):
             base, _ = one_run(args, tok, server.url, share, False, seed=100 + i)
-            before = server.count
-            ivr, rect = one_run(args, tok, server.url, share, True, seed=100 + i)
-            print(f"{share:6.3f} {base:10.2f} {ivr:9.2f} {ivr - base:8.2f} {ivr / base:6.2f} {rect:9d} "
-                  f"{server.count - before:10d}")
+            for continuation in args.continuations.split(","):
+                before = dict(counts)
+                ivr, rect = one_run(args, tok, server.url, share, True, seed=100 + i, continuation=continuation)
+                print(f"{continuation:>12} {share:6.3f} {base:10.2f} {ivr:9.2f} {ivr - base:8.2f} {ivr / base:6.2f} "
+                      f"{rect:9d} {counts['attribution'] - before['attribution']:10d} "
+                      f"{counts['teacher'] - before['teacher']:13d}")
     finally:
         server.stop()
 

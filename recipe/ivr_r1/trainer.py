@@ -108,7 +108,8 @@ def grpo_advantages(uids: Sequence[str], scores: Sequence[float], norm_adv_by_st
     """One advantage per outcome score, from verl's own GRPO estimator
     (`verl.trainer.ppo.core_algos.compute_grpo_outcome_advantage`, groups by uid)."""
     rewards = torch.tensor([float(x) for x in scores], dtype=torch.float32).unsqueeze(-1)
-    advantages, _ = compute_grpo_outcome_advantage(rewards, torch.ones_like(rewards), np.array(list(uids), dtype=object),
+    index = np.array(list(uids), dtype=object)
+    advantages, _ = compute_grpo_outcome_advantage(rewards, torch.ones_like(rewards), index,
                                                    norm_adv_by_std_in_grpo=norm_adv_by_std_in_grpo)
     return advantages[:, 0]
 
@@ -217,10 +218,12 @@ class IVRR1Trainer(PPOTrainerSync):
         return super()._balance_batch(batch, metrics, logging_prefix=logging_prefix, keep_minibatch=keep_minibatch)
 
     # ---------------------------------------------------------------- mini-batches with demonstration rows
-    def _aux_nll_updates(self) -> int | None:
+    def _kept_updates(self) -> int | None:
         """join / aux_nll mode: the optimizer steps per training step verl plans for the batch without
         demonstrations (train_batch_size / ppo_mini_batch_size); None when verl's own sizing applies."""
-        if self._mode not in EXTRA_ROW_MODES or self.use_critic or self.config.trainer.critic_warmup > self.global_steps:
+        if self._mode not in EXTRA_ROW_MODES or self.use_critic:
+            return None
+        if self.config.trainer.critic_warmup > self.global_steps:
             return None
         mini = int(self.config.actor_rollout_ref.actor.ppo_mini_batch_size)
         return max(1, int(self.config.data.train_batch_size) // mini)
@@ -230,13 +233,13 @@ class IVRR1Trainer(PPOTrainerSync):
         demonstration rows of join / aux_nll mode would cost a whole extra, mostly-padding mini-batch (one more
         optimizer step per training step). Instead keep verl's number of updates k and pad only to a
         multiple of k x lcm(dp, n): each of the k mini-batches grows by about D/k rows."""
-        updates = self._aux_nll_updates()
+        updates = self._kept_updates()
         if updates is None:
             return super()._get_required_batch_multiple(dp_size)
         return updates * math.lcm(dp_size, int(self.config.actor_rollout_ref.rollout.n))
 
     def _update_actor(self, batch, metrics: dict):
-        updates = self._aux_nll_updates()
+        updates = self._kept_updates()
         n = int(self.config.actor_rollout_ref.rollout.n)
         if updates is None or len(batch) % (updates * n):  # not padded by our _balance_batch sizing
             return super()._update_actor(batch, metrics)
@@ -286,9 +289,9 @@ class IVRR1Trainer(PPOTrainerSync):
             demo_keys.append(key)
             rewards.append(row)
         if demo_keys:
+            nested = torch.nested.as_nested_tensor(rewards, layout=torch.jagged)
             tq.kv_batch_put(keys=demo_keys, partition_id=batch.partition_id,
-                            fields=TensorDict({"rm_scores": torch.nested.as_nested_tensor(rewards, layout=torch.jagged)},
-                                              batch_size=len(demo_keys)))
+                            fields=TensorDict({"rm_scores": nested}, batch_size=len(demo_keys)))
         return set(demo_keys)
 
     def demo_advantage_metrics(self, batch: KVBatchMeta, demo_keys: set[str]) -> dict[str, float]:
@@ -299,7 +302,8 @@ class IVRR1Trainer(PPOTrainerSync):
         if not demo_keys:
             return m
         keys = [k for k in batch.keys if k in demo_keys]
-        data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id, select_fields=["advantages", "response_mask"])
+        data = tq.kv_batch_get(keys=keys, partition_id=batch.partition_id,
+                               select_fields=["advantages", "response_mask"])
         advantages, tokens = [], 0
         for adv, mask in zip(data["advantages"].unbind(), data["response_mask"].unbind()):
             on = mask.bool()
