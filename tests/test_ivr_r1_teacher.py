@@ -138,7 +138,8 @@ def test_teacher_continuation_becomes_a_demonstration_in_policy_tokens(judge_ser
     assert options in judge_server.requests[0]["body"]["messages"][1]["content"][-1]["text"]
     assert options in teacher_server.requests[0]["body"]["messages"][1]["content"][-1]["text"]
     m = step_metrics([record(o) for o in outputs], [2.0] * N, max_rounds=2)
-    assert (m["ivr_r1/teacher/calls"], m["ivr_r1/teacher/ok"], m["ivr_r1/teacher/failed"]) == (1.0, 1.0, 0.0)
+    assert (m["ivr_r1/teacher/calls"], m["ivr_r1/teacher/usable"], m["ivr_r1/teacher/failed"]) == (1.0, 1.0, 0.0)
+    assert m["ivr_r1/teacher/ok"] == 1.0
 
 
 def test_cue_in_loss_trains_the_cue_tokens(judge_server, teacher_server, tokenizer):

@@ -38,7 +38,7 @@ SHOWN = ("ivgr/grounded/score", "ivgr/grounded/acc", "ivgr/grounded/iou", "ivgr/
          "ivgr/acc_judge/calls", "ivgr/acc_undecided_rate", "actor/pg_loss", "actor/grad_norm",
          "critic/advantages/max", "critic/advantages/min", "timing_s/step")
 IVR_R1_SHOWN = ("ivr_r1/screened_share", "ivr_r1/status/rectified", "ivr_r1/rectify/success_rate",
-                "ivr_r1/attribution/success_rate", "ivr_r1/teacher/ok", "ivr_r1/teacher/failed",
+                "ivr_r1/attribution/success_rate", "ivr_r1/teacher/usable", "ivr_r1/teacher/failed",
                 "ivr_r1/groups/demonstrations", "ivr_r1/groups/collapsed", "ivr_r1/join/demonstrations",
                 "ivr_r1/join/advantage_mean", "ivr_r1/join/loss_tokens", "ivr_r1/aux_nll/demonstrations",
                 "ivr_r1/aux_nll_tokens", "ivr_r1/score/rectified_mean")
@@ -214,7 +214,7 @@ def _check_ivr_r1(join: RunLog, aux_nll: RunLog, expect) -> None:
             expect("critic/score/mean" in m and _metric(m, "ivr_r1/screened_share") is not None
                    and _metric(m, "ivr_r1/groups/collapsed") is not None,
                    f"{name} step {step}: rewards (critic/score/mean), IVR-R1 screening and group metrics")
-        calls, ok = _total(run, "ivr_r1/teacher/calls"), _total(run, "ivr_r1/teacher/ok")
+        calls, ok = _total(run, "ivr_r1/teacher/calls"), _total(run, "ivr_r1/teacher/usable")
         rectified = _total(run, "ivr_r1/status/rectified")
         expect(ok > 0 and rectified > 0,
                f"{name}: the teacher wrote continuations and rectified rollouts ({ok:g} of {calls:g} calls usable, "

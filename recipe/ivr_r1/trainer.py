@@ -81,14 +81,14 @@ def step_metrics(infos: list[dict], scores: list[float], max_rounds: int) -> dic
 
 def teacher_metrics(infos: Sequence[dict]) -> dict[str, float]:
     """`ivr_r1/teacher/`: continuation calls to the teacher (`continuation=teacher`) of the step's
-    screened rollouts: ``calls``, ``ok`` (fresh or cached), ``failed`` and one count per outcome
-    (the judge client's failures, ``deadline``), ``seconds_mean``/``seconds_max`` per call, and
-    ``tokens_mean`` (policy tokens of the usable continuations)."""
+    screened rollouts: ``calls``, ``usable`` (a reply, fresh or cached), ``failed`` and one count per
+    outcome (``ok``, ``cached``, the judge client's failures, ``deadline``), ``seconds_mean``/
+    ``seconds_max`` per call, and ``tokens_mean`` (policy tokens of the usable continuations)."""
     calls = [call for info in infos for call in info.get("teacher") or []]
     if not calls:
         return {}
     ok = [c for c in calls if c.get("outcome") in ("ok", "cached")]
-    m = {"ivr_r1/teacher/calls": float(len(calls)), "ivr_r1/teacher/ok": float(len(ok)),
+    m = {"ivr_r1/teacher/calls": float(len(calls)), "ivr_r1/teacher/usable": float(len(ok)),
          "ivr_r1/teacher/failed": float(len(calls) - len(ok))}
     for outcome, count in Counter(c.get("outcome", "unknown") for c in calls).items():
         m[f"ivr_r1/teacher/{outcome}"] = float(count)
