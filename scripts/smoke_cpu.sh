@@ -15,7 +15,9 @@
 #
 # Variables: PYTHON (default python3), SMOKE_DIR (default outputs/smoke_cpu/<recipe>; wiped first),
 # SMOKE_SAMPLES (synthetic samples, default 8), SMOKE_WARM_STEPS (tiny-model warm start, default 600),
-# SMOKE_MODEL (reuse a tiny model folder made by an earlier smoke run instead of building one).
+# SMOKE_MODEL (reuse a tiny model folder made by an earlier smoke run instead of building one),
+# SMOKE_TRAIN_FILE (your own record Parquet instead of the synthetic set: its first SMOKE_SAMPLES samples;
+# SMOKE_IMAGE_ROOT if its path-mode images are not where the file says).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RECIPE=ivgr
@@ -30,6 +32,8 @@ SMOKE_WARM_STEPS=${SMOKE_WARM_STEPS:-600}
 log() { printf '[smoke_cpu] %s\n' "$*" >&2; }
 
 [[ "$SMOKE_DIR" == /* ]] || SMOKE_DIR=$PWD/$SMOKE_DIR
+[[ -z "${SMOKE_TRAIN_FILE:-}" || "$SMOKE_TRAIN_FILE" == /* ]] || SMOKE_TRAIN_FILE=$PWD/$SMOKE_TRAIN_FILE
+[[ -z "${SMOKE_IMAGE_ROOT:-}" || "$SMOKE_IMAGE_ROOT" == /* ]] || SMOKE_IMAGE_ROOT=$PWD/$SMOKE_IMAGE_ROOT
 if [[ -d "$SMOKE_DIR" && -n "$(ls -A "$SMOKE_DIR")" && ! -f "$SMOKE_DIR/.smoke_cpu" ]]; then
     log "ERROR: $SMOKE_DIR is not empty and was not made by this script; it is wiped first: choose another SMOKE_DIR"
     exit 1
@@ -40,8 +44,16 @@ touch "$SMOKE_DIR/.smoke_cpu"
 cd "$ROOT"
 start=$(date +%s)
 
-log "data: $SMOKE_SAMPLES synthetic samples in $SMOKE_DIR/data"
-"$PYTHON" -m data_prep.synthetic --out "$SMOKE_DIR/data" --num "$SMOKE_SAMPLES" --seed 0 --quiet
+if [[ -n "${SMOKE_TRAIN_FILE:-}" ]]; then
+    # your own record Parquet: its first SMOKE_SAMPLES samples, with the image root stored for the copy
+    log "data: the first $SMOKE_SAMPLES samples of $SMOKE_TRAIN_FILE (SMOKE_TRAIN_FILE) in $SMOKE_DIR/data"
+    "$PYTHON" -m data_prep.subset --input "$SMOKE_TRAIN_FILE" --num "$SMOKE_SAMPLES" \
+        --out "$SMOKE_DIR/data/train.parquet" ${SMOKE_IMAGE_ROOT:+--image-root "$SMOKE_IMAGE_ROOT"} || exit 2
+    export TRAIN_FILES=$SMOKE_DIR/data/train.parquet
+else
+    log "data: $SMOKE_SAMPLES synthetic samples in $SMOKE_DIR/data"
+    "$PYTHON" -m data_prep.synthetic --out "$SMOKE_DIR/data" --num "$SMOKE_SAMPLES" --seed 0 --quiet
+fi
 if [[ -n "${SMOKE_MODEL:-}" ]]; then
     log "model: $SMOKE_MODEL (SMOKE_MODEL, not rebuilt)"
     cp -r "$SMOKE_MODEL" "$SMOKE_DIR/model"
