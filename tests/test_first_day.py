@@ -290,3 +290,49 @@ def test_a_small_dataset_gets_one_problem_naming_the_variables_and_passes_at_the
     again = _launch("--dry-run", **env, **suggested)
     assert again.returncode == 0, again.stdout + again.stderr
     assert "PREFLIGHT OK" in again.stdout + again.stderr
+
+
+def test_a_held_out_split_converts_and_evaluates_with_the_tiny_checkpoint(tmp_path):
+    """Your own held-out split, both as data_prep lines and as the record Parquet data_prep made of them, into
+    the eval schema (stored image root found, options lettered, GT boxes kept), then `python -m recipe.ivgr.eval`
+    on it with the tiny checkpoint (transformers backend, CPU)."""
+    from recipe.ivgr.eval import benchmarks, tiny_checkpoint
+    from recipe.ivgr.eval.main import main as eval_main
+
+    _images(tmp_path / "images")
+    lines = [{**_record(0), "choices": ["left", "right"], "answer": "A"},
+             {**_record(1), "choices": ["up", "down", "left"], "answer": "left"},
+             {**_record(2), "answer": ["3", "three"], "answer_type": "number"}]
+    heldout = tmp_path / "heldout.jsonl"
+    heldout.write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    record = tmp_path / "data" / "heldout.parquet"
+    assert _convert("--input", str(heldout), "--image-root", str(tmp_path / "images"), "--out", str(record)) == 0
+
+    eval_from_record = tmp_path / "eval" / "mine.parquet"
+    assert benchmarks.main(["generic", "--input", str(record), "--out", str(eval_from_record), "--no-shuffle",
+                            "--quiet"]) == 0  # no --image-root: the record's stored root is used
+    rows = {r["item_id"]: r for r in pq.read_table(eval_from_record).to_pylist()}
+    assert set(rows) == {"generic:generic:0", "generic:generic:1", "generic:generic:2"}
+    assert rows["generic:generic:0"]["answer"] == "A" and rows["generic:generic:0"]["answer_text"] == "left"
+    assert rows["generic:generic:1"]["answer"] == "C" and rows["generic:generic:1"]["choices"] == ["up", "down", "left"]
+    assert rows["generic:generic:2"]["answers"] == ["3", "three"]
+    assert all(r["image_size"] == [320, 240] for r in rows.values())  # every image found
+    assert rows["generic:generic:2"]["gt_boxes"] == [[10.0, 20.0, 110.0, 140.0]]
+
+    eval_from_lines = tmp_path / "eval" / "lines.parquet"
+    assert benchmarks.main(["generic", "--input", str(heldout), "--image-root", str(tmp_path / "images"),
+                            "--out", str(eval_from_lines), "--no-shuffle", "--quiet"]) == 0
+    from_lines = {r["item_id"].split(":")[-1]: r for r in pq.read_table(eval_from_lines).to_pylist()}
+    for key, row in rows.items():
+        other = from_lines[key.split(":")[-1]]
+        assert (other["answer"], other["choices"], other["gt_boxes"]) == (row["answer"], row["choices"], row["gt_boxes"])
+
+    ckpt = tmp_path / "tiny-ckpt"
+    assert tiny_checkpoint.main([str(ckpt)]) == 0
+    out = tmp_path / "results"
+    assert eval_main(["--model", str(ckpt), "--backend", "transformers", "--offline-processor", "--bench",
+                      str(eval_from_record), "--mode", "textual", "--max-new-tokens", "3", "--min-pixels", "3136",
+                      "--max-pixels", "12544", "--out", str(out), "--no-progress"]) == 0
+    assert (out / "summary.md").exists()
+    records = [json.loads(line) for line in (out / "mine" / "textual.jsonl").read_text().splitlines()]
+    assert len(records) == 3 and all("generation_error" not in r["failures"] for r in records)

@@ -144,6 +144,8 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     "mmstar": BenchmarkSpec("mmstar", "MMStar", reader="mmstar"),
     "mmmu": BenchmarkSpec("mmmu", "MMMU", reader="mmmu"),
     "mmk12": BenchmarkSpec("mmk12", "MMK12", answer_type="math", reader="mmk12"),
+    # your own held-out split (data_prep.generic lines or a record Parquet); boxes when the data has them
+    "generic": BenchmarkSpec("generic", "Own", answer_type="text", has_boxes=True, reader="generic"),
 }
 # Column order of the paper's main table (method.md §2.6) and of its tool-assisted table (§2.7).
 PAPER_MAIN = ("vstar", "hrbench4k", "hrbench8k", "mme_realworld_lite", "pope", "realworldqa", "cvbench2d", "cvbench3d")
@@ -728,9 +730,49 @@ def _treebench_item(number: int, row: dict, path: Path) -> RawItem:
     )
 
 
+# --- your own held-out split ----------------------------------------------------------------------
+def read_generic(inputs: Sequence[Path], root: Path) -> Iterator[RawItem | RowError]:
+    """Your own data: the JSONL / JSON-array lines of `data_prep.generic` (`id`, `image`|`images`, `question`,
+    `answer` (a list = acceptable answers), `choices`, `answer_type`, `boxes`, `box_format`), or a record
+    Parquet written by a data_prep converter (`sample_id`, `images`, `gt_boxes` in ORIGINAL xyxy pixels, ...).
+    With `choices`, `answer` is the correct option's letter (A = the first) or its text."""
+    for path in _files(inputs, ("*.jsonl", "*.json", "*.parquet")):
+        yield from _each(enumerate(_read_rows(path)), lambda pair, path=path: _generic_item(*pair, path))
+
+
+def _generic_item(number: int, row: dict, path: Path) -> RawItem:
+    if "__error__" in row:
+        raise RowError("bad_json", row["__error__"])
+    source_id = _text(row.get("sample_id") or row.get("id")) or f"{path.name}:{number}"
+    images = row.get("images") if row.get("images") is not None else row.get("image")
+    images = list(images) if isinstance(images, list | tuple) else ([images] if images is not None else [])
+    answers = row.get("answers") or row.get("answer")
+    answers = [_text(a) for a in (answers if isinstance(answers, list | tuple) else [answers]) if _text(a)]
+    if not answers:
+        raise RowError("empty_answer", source_id)
+    boxes = row.get("gt_boxes") if row.get("gt_boxes") is not None else row.get("boxes")
+    box_format = "xyxy" if row.get("gt_boxes") is not None else (row.get("box_format") or "xyxy")
+    common = {"source_id": source_id, "question": _text(row.get("question")), "images": images,
+              "boxes": list(boxes or []), "box_format": box_format, "subset": _text(row.get("data_source")) or None,
+              "meta": {"source_file": path.name, "row": number}}
+    options = row.get("choices")
+    if options:
+        options = [_text(o) for o in options]
+        letter = letter_of(answers[0], upper_only=True)
+        if letter is not None and LETTERS.index(letter) < len(options):
+            correct = LETTERS.index(letter)
+        elif answers[0] in options:
+            correct = options.index(answers[0])
+        else:
+            raise RowError("answer_not_in_options", f"{source_id}: {answers[0]!r} is neither a letter nor an option")
+        return RawItem(options=options, correct=correct, **common)
+    return RawItem(answer=answers[0], answers=answers if len(answers) > 1 else None,
+                   answer_type=_text(row.get("answer_type")) or None, **common)
+
+
 READERS: dict[str, Callable[[Sequence[Path], Path], Iterator[RawItem]]] = {
     "vstar": read_vstar, "hrbench": read_hrbench, "pope": read_pope, "mme_realworld": read_mme_realworld,
-    "realworldqa": read_realworldqa, "treebench": read_treebench,
+    "realworldqa": read_realworldqa, "treebench": read_treebench, "generic": read_generic,
 }
 
 
@@ -859,13 +901,16 @@ def convert(benchmark: str, inputs: Sequence[str | os.PathLike], out: str | os.P
     from tqdm import tqdm
 
     from data_prep.common import ImageLoader
-    from data_prep.schema import image_root_metadata
+    from data_prep.schema import image_root_metadata, resolve_image_root
 
     paths = [Path(p) for p in inputs]
     missing = [str(p) for p in paths if not p.exists()]
     if missing:
         raise FileNotFoundError(f"input not found: {missing}")
-    root = Path(image_root) if image_root is not None else (paths[0] if paths[0].is_dir() else paths[0].parent)
+    # the one image-root rule of every reader: --image-root, else the root stored in the file (a data_prep
+    # record in path mode), else the input's folder
+    root = (Path(image_root) if image_root is not None else paths[0] if paths[0].is_dir()
+            else resolve_image_root(paths[0]) or paths[0].parent)
     loader = ImageLoader(root, embed=embed)
     options = ConvertOptions(image_root=root, seed=seed, embed=embed, box_format=box_format)
     reader = reader_for(benchmark)
