@@ -38,6 +38,65 @@ def iou_matrix(a: Sequence[Box], b: Sequence[Box]) -> np.ndarray:
         return np.divide(inter, union, out=np.zeros_like(inter), where=union > 0)
 
 
+def _pair_iou(a: Box, b: Box) -> float:
+    """IoU of two boxes with the float64 operations of `iou_matrix`, in the same order (same bits)."""
+    iw = min(a[2], b[2]) - max(a[0], b[0])
+    ih = min(a[3], b[3]) - max(a[1], b[1])
+    if iw <= 0.0 or ih <= 0.0:
+        return 0.0
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0
+
+
+def _pairwise_sum(values: Sequence[float], lo: int, n: int) -> float:
+    """numpy's pairwise summation of `values[lo:lo + n]` (numpy/_core/src/umath/loops_utils.h.src,
+    `pairwise_sum`), so that a mean here has the same bits as `ndarray.mean()`."""
+    if n < 8:
+        total = 0.0
+        for i in range(lo, lo + n):
+            total += values[i]
+        return total
+    if n <= 128:
+        r = [float(v) for v in values[lo:lo + 8]]
+        i = 8
+        while i < n - (n % 8):
+            for j in range(8):
+                r[j] += values[lo + i + j]
+            i += 8
+        total = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]))
+        for k in range(i, n):
+            total += values[lo + k]
+        return total
+    half = n // 2
+    half -= half % 8
+    return _pairwise_sum(values, lo, half) + _pairwise_sum(values, lo + half, n - half)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return _pairwise_sum(values, 0, len(values)) / len(values)
+
+
+def _paper_scores_py(valid: Sequence[Box], num_invalid: int, gt: Sequence[Box]) -> tuple[float, float, int]:
+    """`box_scores` for the default variant and penalty (`paper` IoU, `precision` duplicates) in plain
+    Python: a rollout has a handful of boxes, where numpy's per-call overhead is most of the cost
+    (4-5x slower). Same operations in the same order as the numpy path, so the same floats."""
+    pred = [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in valid]
+    truth = [(float(b[0]), float(b[1]), float(b[2]), float(b[3])) for b in gt]
+    rows, kept = [], []
+    for box in pred:
+        # a duplicate overlaps an earlier box by IoU > DUPLICATE_IOU: it scores 0 on the precision side
+        if any(_pair_iou(earlier, box) > DUPLICATE_IOU for earlier in pred[: len(rows)]):
+            rows.append([0.0] * len(truth))
+        else:
+            rows.append([_pair_iou(box, g) for g in truth])
+            kept.append(box)
+    num_dup = len(pred) - len(kept)
+    recall = _mean([max(column) for column in zip(*rows)])
+    precision = _mean([max(row) for row in rows])
+    return len(kept) / (len(pred) + num_invalid), float(0.5 * (recall + precision)), num_dup
+
+
 def duplicate_mask(pred: Sequence[Box], threshold: float = DUPLICATE_IOU) -> np.ndarray:
     """True for each box whose IoU with an EARLIER box exceeds `threshold` (first copy kept)."""
     if len(pred) < 2:
@@ -117,6 +176,8 @@ def box_scores(
     if duplicate_penalty == "precision":
         if not valid:
             return 0.0, 0.0, 0
+        if variant == "paper":
+            return _paper_scores_py(valid, num_invalid, gt)
         # one IoU matrix for both questions (hot path: ~5,000 rollouts a step)
         both = iou_matrix(valid, [*valid, *gt])
         n = len(valid)

@@ -139,6 +139,17 @@ class MathPool:
                 self._spawn()
         return grace
 
+    def cached(self, gold: str, pred: str) -> tuple[bool, bool | None | str]:
+        """(True, verdict) when the pair's verdict is cached (counted as a cache hit), else (False, None):
+        an event loop can then skip the hop to a worker thread that `check` would cost it."""
+        key = (gold, pred)
+        with self._cond:
+            if key in self._cache:
+                self._stats["cache_hits"] += 1
+                self._cache.move_to_end(key)
+                return True, self._cache[key]
+        return False, None
+
     def check(self, gold: str, pred: str) -> bool | None | str:
         """math-verify's verdict on `pred` against `gold` (LaTeX or plain expressions), or MATH_TIMEOUT."""
         key = (gold, pred)

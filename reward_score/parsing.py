@@ -24,6 +24,11 @@ _BOX = re.compile(r"<\s{0,8}box\s{0,8}>(.{0,512}?)<\s{0,8}/\s{0,8}box\s{0,8}>", 
 _BOX_OPEN = re.compile(r"<\s{0,8}box\s{0,8}>", re.IGNORECASE)
 # First bracketed list in a payload: "[1, 2, 3, 4]" or the value of {"bbox_2d": [...]}.
 _BRACKET = re.compile(r"\[([^\[\]]{0,256})\]")
+# The common payload, `[x1, y1, x2, y2]` with plain decimal numbers and ASCII spaces only: read in one
+# match (payloads up to 256 characters, so `_BRACKET`'s bound holds). Anything else goes through
+# `_parse_payload`; both give the same floats for what both accept.
+_NUMBER = r"[-+]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][-+]?[0-9]+)?"
+_PLAIN_PAYLOAD = re.compile(rf"[ ]*\[[ ]*({_NUMBER})[ ]*,[ ]*({_NUMBER})[ ]*,[ ]*({_NUMBER})[ ]*,[ ]*({_NUMBER})[ ]*\][ ]*")
 # The official code's box syntax: integers, no spaces (kept for the paper-fidelity switch).
 _STRICT_BOX = re.compile(r"\[(\d+),(\d+),(\d+),(\d+)\]")
 
@@ -75,15 +80,19 @@ class ParsedResponse:
     paper_structure_ok: bool = False
 
 
-def _first_pair(tags: list[re.Match], name: str) -> tuple[int, int] | None:
-    """Inner span of the first `<name>` opener and the first closer after it."""
+_STRICT_ORDER = [("", "think"), ("/", "think"), ("", "answer"), ("/", "answer")]
+
+
+def _first_pair(tags: list[re.Match], kinds: list[tuple[str, str]], name: str) -> tuple[int, int] | None:
+    """Inner span of the first `<name>` opener and the first closer after it (`kinds[i]` is tag i's
+    (closing slash, lower-case name))."""
     opener = None
-    for tag in tags:
-        if tag.group(2).lower() != name:
+    for tag, (slash, tag_name) in zip(tags, kinds):
+        if tag_name != name:
             continue
-        if opener is None and not tag.group(1):
+        if opener is None and not slash:
             opener = tag
-        elif opener is not None and tag.group(1):
+        elif opener is not None and slash:
             return opener.end(), tag.start()
     return None
 
@@ -93,12 +102,12 @@ def parse_response(text: str) -> ParsedResponse:
     if not isinstance(text, str):
         text = "" if text is None else str(text)
     tags = list(_TAG.finditer(text))
-    think_span = _first_pair(tags, "think")
-    answer_span = _first_pair(tags, "answer")
+    kinds = [(slash, name.lower()) for slash, name in (tag.groups() for tag in tags)]
+    think_span = _first_pair(tags, kinds, "think")
+    answer_span = _first_pair(tags, kinds, "answer")
     structure_ok = (
         len(tags) == 4
-        and [(t.group(1), t.group(2).lower()) for t in tags]
-        == [("", "think"), ("/", "think"), ("", "answer"), ("/", "answer")]
+        and kinds == _STRICT_ORDER
         and not text[: tags[0].start()].strip()
         and not text[tags[1].end() : tags[2].start()].strip()
         and not text[tags[3].end() :].strip()
@@ -107,24 +116,21 @@ def parse_response(text: str) -> ParsedResponse:
         text[think_span[0] : think_span[1]] if think_span else None,
         text[answer_span[0] : answer_span[1]] if answer_span else None,
         structure_ok,
-        len(_BOX_OPEN.findall(text)),
+        len(_BOX_OPEN.findall(text)) if "<" in text else 0,
         think_span,
-        _paper_structure(text, tags),
+        _paper_structure(text, tags, kinds),
     )
 
 
-def _paper_structure(text: str, tags: list[re.Match]) -> bool:
+def _paper_structure(text: str, tags: list[re.Match], kinds: list[tuple[str, str]]) -> bool:
     """The official regex rule, decided from the tag positions (linear time): the text starts with
     `<think>` and ends with `</answer>` (whitespace aside) and has a `</think>` before an `<answer>`."""
-    if len(tags) < 4 or (tags[0].group(1), tags[0].group(2).lower()) != ("", "think"):
-        return False
-    if (tags[-1].group(1), tags[-1].group(2).lower()) != ("/", "answer"):
+    if len(tags) < 4 or kinds[0] != ("", "think") or kinds[-1] != ("/", "answer"):
         return False
     if text[: tags[0].start()].strip() or text[tags[-1].end() :].strip():
         return False
     seen_think_close = False
-    for tag in tags[1:-1]:
-        kind = (tag.group(1), tag.group(2).lower())
+    for kind in kinds[1:-1]:
         if kind == ("/", "think"):
             seen_think_close = True
         elif kind == ("", "answer") and seen_think_close:
@@ -186,7 +192,16 @@ def parse_boxes(text: str | None, *, max_boxes: int = 64, strict: bool = False) 
                 continue
             result: Box | str = _check([float(v) for v in strict_match.groups()])
         else:
-            result = _parse_payload(payload)
+            plain = _PLAIN_PAYLOAD.fullmatch(payload) if len(payload) <= 256 else None  # _BRACKET's bound
+            if plain is not None:
+                x1, y1, x2, y2 = (float(v) for v in plain.groups())
+                # finite, within range and well ordered: the usual case, decided without _check
+                if (-MAX_COORD <= x1 < x2 <= MAX_COORD) and (-MAX_COORD <= y1 < y2 <= MAX_COORD):
+                    result = (x1, y1, x2, y2)
+                else:
+                    result = _check([x1, y1, x2, y2])
+            else:
+                result = _parse_payload(payload)
         if isinstance(result, str):
             invalid[result] += 1
         else:

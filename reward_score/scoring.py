@@ -17,15 +17,12 @@ turns the codes into per-step counts.
 from __future__ import annotations
 
 import asyncio
-import functools
-import inspect
 import logging
 import math
 import threading
 import time
-from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, NamedTuple
 
 from reward_score.answers import Verdict, acceptable_answers, contains_answer, resolve_math, rule_verdict
 from reward_score.background import BackgroundLoop
@@ -50,11 +47,14 @@ def _clean_gt_boxes(raw: Any) -> list[Box]:
     boxes = []
     for box in raw if raw is not None else ():
         values = [float(v) for v in box]
+        if len(values) == 4:
+            x1, y1, x2, y2 = values
+            if -math.inf < x1 < x2 < math.inf and -math.inf < y1 < y2 < math.inf:  # finite, ordered
+                boxes.append((x1, y1, x2, y2))
+                continue
         if len(values) != 4 or not all(math.isfinite(v) for v in values):
             raise ValueError(f"malformed ground-truth box {values!r}")
-        if not (values[0] < values[2] and values[1] < values[3]):
-            raise ValueError(f"degenerate ground-truth box {values!r}")
-        boxes.append(tuple(values))
+        raise ValueError(f"degenerate ground-truth box {values!r}")
     return boxes
 
 
@@ -70,21 +70,23 @@ def gt_boxes_in_model_frame(extra_info: Mapping[str, Any], default_frame: str = 
                           extra_info.get("min_pixels"), extra_info.get("max_pixels"))
 
 
-def _rule_part(solution_str: str, ground_truth: Any, extra_info: Mapping[str, Any] | None,
-               cfg: RewardConfig) -> tuple[dict[str, float], str, ParsedResponse, Verdict]:
-    """Everything but accuracy: format and box terms, plus the rule verdict on the answer."""
-    extra_info = extra_info or {}
+def _stream_of(extra_info: Mapping[str, Any]) -> str:
     stream = extra_info.get("stream") or "single"
     if stream not in STREAMS:
         raise ValueError(f"extra_info.stream must be one of {STREAMS}, got {stream!r}")
-    parsed = parse_response(solution_str)
+    return stream
+
+
+def _answer_free_terms(solution_str: str, parsed: ParsedResponse, stream: str, extra_info: Mapping[str, Any],
+                       cfg: RewardConfig) -> dict[str, float]:
+    """Every term that does not depend on the reference answer, computed once per rollout: format and
+    box terms (IoU in the model's frame). The accuracy keys stay 0 (`_finish` sets them)."""
     result = dict.fromkeys(RESULT_KEYS, 0.0)
-    strict = cfg.box_syntax == "strict"
     if stream == "grounded":
-        all_boxes = parse_boxes(solution_str, max_boxes=cfg.max_boxes, strict=strict)
+        all_boxes = parse_boxes(solution_str, max_boxes=cfg.max_boxes, strict=cfg.box_syntax == "strict")
         result["format"] = format_reward(parsed, stream, all_boxes, cfg.format_rule)
         try:
-            gt = gt_boxes_in_model_frame(extra_info, cfg.default_box_frame)
+            gt = _model_frame_gt(extra_info, cfg.default_box_frame)
         except (ValueError, TypeError) as err:
             _log_gt_error(err, extra_info)
             gt, result["gt_error"] = [], 1.0
@@ -95,30 +97,44 @@ def _rule_part(solution_str: str, ground_truth: Any, extra_info: Mapping[str, An
                       invalid_boxes=float(num_invalid), duplicate_boxes=float(duplicates))
     else:
         result["format"] = format_reward(parsed, stream, rule=cfg.format_rule)
-    reference = "" if ground_truth is None else str(ground_truth)
+    return result
+
+
+def _model_frame_gt(extra_info: Mapping[str, Any], default_frame: str) -> list[Box]:
+    """GT boxes in the model's frame: `extra_info["gt_boxes_model"]` when the dataset already mapped
+    them (`gt_boxes_for_reward`, where it resized the image), else mapped here from original pixels."""
+    ready = extra_info.get("gt_boxes_model")
+    if ready is not None:
+        return _clean_gt_boxes(ready)
+    return gt_boxes_in_model_frame(extra_info, default_frame)
+
+
+def gt_boxes_for_reward(extra_info: Mapping[str, Any], default_frame: str = "qwen2_5_vl") -> list[list[float]] | None:
+    """What the dataset stores as `extra_info["gt_boxes_model"]` so that the reward does not map the
+    ground truth again per rollout: `gt_boxes_in_model_frame` as plain lists, or None when the row's
+    ground truth is unusable (the reward then maps it itself and flags `gt_error`, as before)."""
+    try:
+        return [list(box) for box in gt_boxes_in_model_frame(extra_info, default_frame)]
+    except (ValueError, TypeError):
+        return None
+
+
+def _rule_verdict(parsed: ParsedResponse, answer: Any, extra_info: Mapping[str, Any], cfg: RewardConfig) -> Verdict:
+    """The rules' verdict on the rollout's answer against ONE acceptable answer."""
+    reference = "" if answer is None else str(answer)
     if not reference.strip():  # a row without a reference answer: counted, never sent to the judge
         _log_gt_error(ValueError("empty reference answer"), extra_info)
-        result["gt_error"] = 1.0
-        return result, stream, parsed, Verdict(False, EMPTY_REFERENCE)
+        return Verdict(False, EMPTY_REFERENCE)
     question = extra_info.get("question")
-    verdict = rule_verdict(parsed.answer, reference,
-                           extra_info.get("answer_type"), extra_info.get("choices"),
-                           question=str(question) if question is not None else None,
-                           number_rel_tol=cfg.number_rel_tol, max_answer_chars=cfg.max_answer_chars)
-    return result, stream, parsed, verdict
+    return rule_verdict(parsed.answer, reference, extra_info.get("answer_type"), extra_info.get("choices"),
+                        question=str(question) if question is not None else None,
+                        number_rel_tol=cfg.number_rel_tol, max_answer_chars=cfg.max_answer_chars)
 
 
 def _math_check(verdict: Verdict, cfg: RewardConfig) -> bool | None | str:
     from reward_score.mathcheck import math_pool
 
     return math_pool(cfg.math_workers, cfg.math_timeout_s).check(*verdict.pending)
-
-
-def _with_math(result: dict[str, float], verdict: Verdict, outcome: bool | None | str) -> Verdict:
-    verdict = resolve_math(verdict, outcome)
-    if verdict.rule == "math_timeout":
-        result["math_timeout"] = 1.0
-    return verdict
 
 
 def _log_gt_error(err: Exception, extra_info: Mapping[str, Any]) -> None:
@@ -129,11 +145,51 @@ def _log_gt_error(err: Exception, extra_info: Mapping[str, Any]) -> None:
                        extra_info.get("sample_id"), _gt_errors, err)
 
 
-def _finish(result: dict[str, float], stream: str, acc: float, undecided: bool,
-            cfg: RewardConfig) -> dict[str, float]:
+class _Accuracy(NamedTuple):
+    """Accuracy against one acceptable answer: value, undecided flag, math timeout, judge outcome code,
+    and whether that reference answer was empty (a ground-truth error)."""
+
+    acc: float
+    undecided: bool
+    math_timeout: bool = False
+    judge_code: float = 0.0
+    empty_reference: bool = False
+
+    @property
+    def decisive_match(self) -> bool:
+        return self.acc == 1.0 and not self.undecided
+
+
+def _better(best: _Accuracy | None, new: _Accuracy) -> _Accuracy:
+    """The better of two answers' accuracies: higher acc, then decided over undecided; the earlier
+    answer on a tie (the format and box terms do not depend on the answer)."""
+    if best is None or (new.acc, not new.undecided) > (best.acc, not best.undecided):
+        return new
+    return best
+
+
+def _fallback_acc(parsed: ParsedResponse, ground_truth: Any, cfg: RewardConfig) -> float:
+    if cfg.undecided_fallback == "contains" and contains_answer(parsed.answer, str(ground_truth)):
+        return 1.0
+    return 0.0
+
+
+def _rule_accuracy(parsed: ParsedResponse, verdict: Verdict, answer: Any, cfg: RewardConfig,
+                   timed_out: bool = False) -> _Accuracy:
+    if verdict.decisive:
+        return _Accuracy(float(verdict.correct), False, timed_out, empty_reference=verdict.rule == EMPTY_REFERENCE)
+    return _Accuracy(_fallback_acc(parsed, answer, cfg), True, timed_out)
+
+
+def _finish(result: dict[str, float], stream: str, accuracy: _Accuracy, cfg: RewardConfig) -> dict[str, float]:
     w = cfg.weights
+    acc = accuracy.acc
     result["acc"] = acc
-    result["acc_undecided"] = 1.0 if undecided else 0.0
+    result["acc_undecided"] = 1.0 if accuracy.undecided else 0.0
+    result["math_timeout"] = 1.0 if accuracy.math_timeout else 0.0
+    result["acc_judge"] = accuracy.judge_code
+    if accuracy.empty_reference:
+        result["gt_error"] = 1.0
     if stream == "grounded":
         result["score"] = (w.format * result["format"] + w.box_valid * result["box_valid"]
                            + w.iou * result["iou"] + w.accuracy * acc)
@@ -144,79 +200,52 @@ def _finish(result: dict[str, float], stream: str, acc: float, undecided: bool,
     return result
 
 
-def _fallback_acc(parsed: ParsedResponse, ground_truth: Any, cfg: RewardConfig) -> float:
-    if cfg.undecided_fallback == "contains" and contains_answer(parsed.answer, str(ground_truth)):
-        return 1.0
-    return 0.0
-
-
 def _answers_of(ground_truth: Any, extra_info: Mapping[str, Any] | None) -> list[str]:
     """The sample's acceptable answers (`reward_score.answers.acceptable_answers`): the ground truth
     first, then `extra_info["answers"]` (data_prep's list)."""
     return acceptable_answers(ground_truth, (extra_info or {}).get("answers"))
 
 
-def _best(results: list[dict[str, float]]) -> dict[str, float]:
-    return max(results, key=lambda r: (r["acc"], -r["acc_undecided"], r["score"]))
-
-
-def any_acceptable_answer(score_fn: Callable) -> Callable:
-    """Wrap a per-rollout scorer so that a rollout matching ANY acceptable answer is correct: the
-    scorer runs once per answer of `reward_score.answers.acceptable_answers` (stopping at the first
-    decisive match) and the best result is kept. A sample with one answer is scored exactly as before."""
-    if inspect.iscoroutinefunction(score_fn):
-        @functools.wraps(score_fn)
-        async def wrapped_async(data_source, solution_str, ground_truth, extra_info=None, **settings):
-            results = []
-            for answer in _answers_of(ground_truth, extra_info):
-                results.append(await score_fn(data_source, solution_str, answer, extra_info, **settings))
-                if results[-1]["acc"] == 1.0 and not results[-1]["acc_undecided"]:
-                    break
-            return _best(results)
-        return wrapped_async
-
-    @functools.wraps(score_fn)
-    def wrapped(data_source, solution_str, ground_truth, extra_info=None, **settings):
-        results = []
-        for answer in _answers_of(ground_truth, extra_info):
-            results.append(score_fn(data_source, solution_str, answer, extra_info, **settings))
-            if results[-1]["acc"] == 1.0 and not results[-1]["acc_undecided"]:
-                break
-        return _best(results)
-    return wrapped
-
-
-@any_acceptable_answer
 def compute_score(data_source: str, solution_str: str, ground_truth: Any,
                   extra_info: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, float]:
     """verl custom reward function: rule-only score of one rollout (no network).
 
     `extra_info` keys: `stream` ("grounded" | "textual" | "single", default single), `gt_boxes`
     (ORIGINAL pixels), `image_size` ([width, height], original), `box_frame` ("qwen2_5_vl" |
-    "qwen3_vl"), `min_pixels`/`max_pixels` (the processor's bounds), `answer_type`, `choices`,
-    `answers` (every acceptable answer; any match is correct, see `any_acceptable_answer`).
-    `settings` are RewardConfig fields (verl's reward_kwargs). Undecided answers score acc 0
-    (or the `undecided_fallback`) and are flagged `acc_undecided = 1`. With `settings["judge"]`
-    (a `base_url`) it applies `compute_score_async`'s judge policy, `judge_all` included.
+    "qwen3_vl"), `min_pixels`/`max_pixels` (the processor's bounds), `gt_boxes_model` (optional: the
+    same boxes already in the model's frame, see `gt_boxes_for_reward`), `answer_type`, `choices`,
+    `answers` (every acceptable answer, `reward_score.answers.acceptable_answers`; a rollout matching
+    ANY of them is correct: accuracy is
+    decided per answer, stopping at the first decisive match, and the best kept; the format and box
+    terms are computed once). `settings` are RewardConfig fields (verl's reward_kwargs). Undecided
+    answers score acc 0 (or the `undecided_fallback`) and are flagged `acc_undecided = 1`. With
+    `settings["judge"]` (a `base_url`) it applies `compute_score_async`'s judge policy, `judge_all`
+    included.
     """
     judge_settings = settings.get("judge")
     if judge_settings and judge_settings.get("base_url"):
         # the same judge policy as compute_score_async (undecided answers, `judge_all`), on one
         # background event loop per process so the connection pool and cache are shared
-        # (the unwrapped coroutine: this call already runs once per acceptable answer)
-        return _sync_loop().run(compute_score_async.__wrapped__(data_source, solution_str, ground_truth, extra_info,
-                                                                **settings))
+        return _sync_loop().run(compute_score_async(data_source, solution_str, ground_truth, extra_info, **settings))
     settings.pop(JUDGE_DEADLINE, None)
     cfg = reward_config(settings)
-    result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
-    if verdict.pending is not None:
-        verdict = _with_math(result, verdict, _math_check(verdict, cfg))
-    if verdict.decisive:
-        return _finish(result, stream, float(verdict.correct), False, cfg)
-    return _finish(result, stream, _fallback_acc(parsed, ground_truth, cfg), True, cfg)
+    extra_info = extra_info if extra_info is not None else {}
+    stream = _stream_of(extra_info)
+    parsed = parse_response(solution_str)
+    result = _answer_free_terms(solution_str, parsed, stream, extra_info, cfg)
+    best = None
+    for answer in _answers_of(ground_truth, extra_info):
+        verdict = _rule_verdict(parsed, answer, extra_info, cfg)
+        timed_out = False
+        if verdict.pending is not None:
+            verdict = resolve_math(verdict, _math_check(verdict, cfg))
+            timed_out = verdict.rule == "math_timeout"
+        best = _better(best, _rule_accuracy(parsed, verdict, answer, cfg, timed_out))
+        if best.decisive_match:
+            break
+    return _finish(result, stream, best, cfg)
 
 
-@any_acceptable_answer
 async def compute_score_async(data_source: str, solution_str: str, ground_truth: Any,
                               extra_info: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, float]:
     """Like `compute_score`, but an undecided answer goes to the judge configured under
@@ -225,38 +254,68 @@ async def compute_score_async(data_source: str, solution_str: str, ground_truth:
     `judge_all` a failed judge call keeps the rule's decisive verdict. `acc_judge` records the
     call's outcome. `settings["judge_deadline"]` (`time.monotonic()` seconds) cancels a judge call still
     open then (outcome `cancelled`): the per-step judge budget of the trainer. math-verify runs in a
-    worker thread (waiting on the math process pool), so the event loop keeps serving in-flight judge
-    requests."""
+    worker thread (waiting on the math process pool; cached verdicts without one), so the event loop
+    keeps serving in-flight judge requests."""
+    result, _parsed = await score_rollout_async(solution_str, ground_truth, extra_info, **settings)
+    return result
+
+
+async def score_rollout_async(solution_str: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None,
+                              **settings: Any) -> tuple[dict[str, float], ParsedResponse]:
+    """`compute_score_async`'s result plus the parsed response, so a caller that needs the `<think>`
+    text does not parse the rollout a second time.
+
+    Order, for a step's rollouts scored at once on one event loop: parse and decide accuracy first
+    (a judge request goes out right away), then, one loop iteration later, the format and box terms,
+    so that they are computed while the judge requests of the step are in flight instead of before
+    the first one leaves (the loop runs every ready rollout's step before it polls the sockets)."""
     settings = dict(settings)
     judge_settings = settings.pop("judge", None)
     deadline = settings.pop(JUDGE_DEADLINE, None)
     cfg = reward_config(settings)
-    loop = asyncio.get_running_loop()
-    if RULES_IN_THREAD and judge_settings and judge_settings.get("base_url"):
-        # the CPU part runs in one side thread, so that judge requests already due go out while the
-        # rest of the batch is scored (inline, 5,000 rollouts submitted at once would delay the
-        # first request by their whole scoring time)
-        result, stream, parsed, verdict = await loop.run_in_executor(
-            _rule_executor(), _rule_part, solution_str, ground_truth, extra_info, cfg)
-    else:
-        result, stream, parsed, verdict = _rule_part(solution_str, ground_truth, extra_info, cfg)
-    if verdict.pending is not None:
-        outcome = await loop.run_in_executor(None, _math_check, verdict, cfg)
-        verdict = _with_math(result, verdict, outcome)
-    if verdict.decisive and not (cfg.judge_all and verdict.rule not in ("empty", "too_long", EMPTY_REFERENCE)):
-        return _finish(result, stream, float(verdict.correct), False, cfg)
+    extra_info = extra_info if extra_info is not None else {}
     client = shared_judge_client(judge_settings)
+    stream = _stream_of(extra_info)
+    parsed = parse_response(solution_str)
+    loop = asyncio.get_running_loop()
+    best = None
+    for answer in _answers_of(ground_truth, extra_info):
+        best = _better(best, await _answer_accuracy(parsed, answer, extra_info, cfg, client, loop, deadline))
+        if best.decisive_match:
+            break
+    if client is not None:
+        await asyncio.sleep(0)  # let the requests just started go out before this CPU work
+    result = _answer_free_terms(solution_str, parsed, stream, extra_info, cfg)
+    return _finish(result, stream, best, cfg), parsed
+
+
+async def _answer_accuracy(parsed: ParsedResponse, answer: Any, extra_info: Mapping[str, Any], cfg: RewardConfig,
+                           client, loop: asyncio.AbstractEventLoop, deadline: float | None = None) -> _Accuracy:
+    """Accuracy against one acceptable answer: the rules (math-verify in a worker thread), then the
+    judge for an undecided verdict (or for every non-empty answer with `judge_all`)."""
+    verdict = _rule_verdict(parsed, answer, extra_info, cfg)
+    timed_out = False
+    if verdict.pending is not None:
+        from reward_score.mathcheck import math_pool
+
+        hit, outcome = math_pool(cfg.math_workers, cfg.math_timeout_s).cached(*verdict.pending)
+        if not hit:  # a worker thread waits on the math process (GIL released); the loop goes on
+            outcome = await loop.run_in_executor(None, _math_check, verdict, cfg)
+        verdict = resolve_math(verdict, outcome)
+        timed_out = verdict.rule == "math_timeout"
+    if verdict.decisive and not (cfg.judge_all and verdict.rule not in ("empty", "too_long", EMPTY_REFERENCE)):
+        return _rule_accuracy(parsed, verdict, answer, cfg, timed_out)
     if client is not None:
         from reward_score.judge import OUTCOME_CODES, judge_answer
 
-        question = str((extra_info or {}).get("question") or "")
-        judged = await _before(deadline, judge_answer(client, question, str(ground_truth), parsed.answer or ""))
-        result["acc_judge"] = float(OUTCOME_CODES[judged.outcome])
+        question = str(extra_info.get("question") or "")
+        judged = await _before(deadline, judge_answer(client, question, str(answer), parsed.answer or ""))
+        code = float(OUTCOME_CODES[judged.outcome])
         if judged.value is not None:
-            return _finish(result, stream, float(bool(judged.value)), False, cfg)
-    if verdict.decisive:  # judge_all and the judge did not answer: the rule's verdict stands
-        return _finish(result, stream, float(verdict.correct), False, cfg)
-    return _finish(result, stream, _fallback_acc(parsed, ground_truth, cfg), True, cfg)
+            return _Accuracy(float(bool(judged.value)), False, timed_out, code)
+        # judge_all and the judge did not answer: the rule's verdict stands
+        return _rule_accuracy(parsed, verdict, answer, cfg, timed_out)._replace(judge_code=code)
+    return _rule_accuracy(parsed, verdict, answer, cfg, timed_out)
 
 
 async def _before(deadline: float | None, call):
@@ -276,20 +335,6 @@ async def _before(deadline: float | None, call):
         return JudgeResult(None, OUTCOME_CANCELLED, 0, left, None)
 
 
-_executor: ThreadPoolExecutor | None = None
-RULES_IN_THREAD = True  # benchmarks compare with the rule part inline on the event loop
-
-
-def _rule_executor() -> ThreadPoolExecutor:
-    """One thread per process for the rule part of `compute_score_async` (pure Python: more threads
-    would only contend for the GIL)."""
-    global _executor
-    with _loop_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="reward-rules")
-        return _executor
-
-
 _loop_thread: BackgroundLoop | None = None
 _loop_lock = threading.Lock()
 
@@ -303,15 +348,21 @@ def _sync_loop() -> BackgroundLoop:
 
 
 _clients: dict[tuple, Any] = {}
+_last_client: tuple[Any, dict, Any] | None = None  # (settings mapping, its contents then, client)
 
 
 def shared_judge_client(judge_settings: Mapping[str, Any] | None):
     """One JudgeClient per distinct judge configuration in this process (None when disabled)."""
+    global _last_client
     if not judge_settings or not judge_settings.get("base_url"):
         return None
+    last = _last_client
+    if last is not None and last[0] is judge_settings and last[1] == judge_settings:
+        return last[2]  # the same settings object as the last call, unchanged: every rollout of a run
     from reward_score.judge import JudgeClient, JudgeConfig
 
     key = tuple(sorted((str(k), str(v)) for k, v in judge_settings.items()))
     if key not in _clients:
         _clients[key] = JudgeClient(JudgeConfig.from_mapping(judge_settings))
+    _last_client = (judge_settings, dict(judge_settings), _clients[key])
     return _clients[key]

@@ -67,7 +67,16 @@ def fake_judge(latency_s: float, reply: Replies) -> Iterator[str]:
     server = mp.Process(target=_serve, args=(port, latency_s, reply, ready), daemon=True)
     server.start()
     ready.wait(30)
-    time.sleep(0.5)  # run_app binds after `ready`
+    deadline = time.monotonic() + 30
+    while True:  # run_app binds after `ready`: wait until the port accepts connections
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if time.monotonic() > deadline or not server.is_alive():
+                server.terminate()
+                raise RuntimeError("fake judge did not start") from None
+            time.sleep(0.05)
     try:
         yield f"http://127.0.0.1:{port}/v1"
     finally:

@@ -235,8 +235,13 @@ def test_perfect_grounded_response_scores_iou_1(ds):
             result = compute_score(item["data_source"], response, answer, extra)
             assert result["iou"] == pytest.approx(1.0, abs=1e-9), (index, result)
             assert (result["format"], result["acc"], result["box_valid"], result["gt_error"]) == (1, 1, 1, 0)
+            # the row carries the boxes already mapped where the image was resized; a row without
+            # them (written before) scores the same
+            assert extra["gt_boxes_model"] == [list(b) for b in boxes]
+            old_row = {k: v for k, v in extra.items() if k != "gt_boxes_model"}
+            assert compute_score(item["data_source"], response, answer, old_row) == result
             # without the bounds in extra_info the reward would map GT with other bounds
-            unbounded = {k: v for k, v in extra.items() if k not in ("min_pixels", "max_pixels")}
+            unbounded = {k: v for k, v in old_row.items() if k not in ("min_pixels", "max_pixels")}
             worse += compute_score(item["data_source"], response, answer, unbounded)["iou"] < 0.99
         else:
             result = compute_score(item["data_source"], f"<think>Plain words.</think><answer>{answer}</answer>",

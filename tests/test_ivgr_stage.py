@@ -235,3 +235,37 @@ def test_judge_settings_split_into_client_and_step_policy():
     JudgeConfig.from_mapping(client)  # the client accepts what is left
     with pytest.raises(ValueError):
         split_judge_settings({"step_deadline_s": 0})
+
+
+def test_identical_reasoning_is_judged_once_and_the_window_counts_requests(judge_server):
+    """Rollouts of a group that repeat the same reasoning share one judge request, every one of them
+    gets its value, and the concurrency window is filled with distinct requests (a window of logical
+    calls would let duplicates waiting on an in-flight request hold half the slots)."""
+    judge_server.reset()
+    judge_server.script(default=Reply(texts=("Score: 0.7",), delay_s=0.2))
+    client = fast_judge(judge_server, max_concurrency=4)
+    stage = ConsistencyStage(ConsistencySettings(), RolloutArchive(), client)
+    records = [grounded("s1", 1.0, 0.9)]
+    for i in range(8):  # 8 distinct reasonings, each written by 3 rollouts of the group
+        records += [textual("s1", f"the cup is red, take {i}")] * 3
+    out = run(stage, records)
+    assert out.bonus[1:] == [pytest.approx(0.7)] * 24
+    assert judge_server.count == 8 and judge_server.max_inflight == 4
+    m = out.metrics
+    assert (m["ivgr/judge/calls"], m["ivgr/textual/judge_shared"]) == (8.0, 16.0)
+    judge_server.reset()
+
+
+def test_deadline_and_failures_count_every_rollout_of_a_shared_request(judge_server):
+    from recipe.ivgr.stage import JudgePolicy
+
+    judge_server.reset()
+    judge_server.responder = lambda body: (status(500) if "fails" in body["messages"][-1]["content"]
+                                           else Reply(delay_s=30.0))
+    settings = ConsistencySettings(judge=JudgePolicy(step_deadline_s=1.0))
+    stage = ConsistencyStage(settings, RolloutArchive(), fast_judge(judge_server, max_retries=0))
+    records = [grounded("s1", 1.0, 0.9)] + [textual("s1", "fails")] * 2 + [textual("s1", "hangs")] * 3
+    out = run(stage, records)
+    assert out.bonus == [0.0] * 6
+    assert (out.metrics["ivgr/textual/judge_failed"], out.metrics["ivgr/textual/judge_deadline"]) == (2.0, 3.0)
+    judge_server.reset()

@@ -602,3 +602,35 @@ def test_cancelling_a_call_stops_its_request(srv):
     assert run(client, go) == {}
     assert time.perf_counter() - t0 < 2.0 and srv.count == 1
     assert client.stats()["failures/cancelled"] == 1
+
+
+_EXIT_PROBE = """
+import asyncio, sys, threading
+from reward_score import compute_score
+from reward_score.judge import JudgeClient, JudgeConfig, judge_answer
+
+url = sys.argv[1]
+client = JudgeClient(JudgeConfig(base_url=url))
+loop = asyncio.new_event_loop()  # a loop in a daemon thread for the whole run, as the trainer's stage has
+threading.Thread(target=loop.run_forever, daemon=True).start()
+print(asyncio.run_coroutine_threadsafe(judge_answer(client, "q", "red", "blue"), loop).result().outcome)
+stopped = asyncio.new_event_loop()  # a loop that stopped without closing its session
+print(stopped.run_until_complete(judge_answer(client, "q", "red", "green")).outcome)
+# the per-process client of the sync reward function, on its own background loop
+print(compute_score("s", "<think>x</think><answer>navy</answer>", "blue", {"stream": "single"},
+                    judge={"base_url": url})["acc_judge"])
+"""
+
+
+def test_sessions_are_closed_at_interpreter_exit(srv):
+    """aiohttp logs 'Unclosed client session' / 'Unclosed connector' when a session is collected
+    open; every client still open at exit is closed first (one process, three kinds of loops)."""
+    import subprocess
+
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ, PYTHONPATH=root)
+    proc = subprocess.run([sys.executable, "-c", _EXIT_PROBE, srv.url], capture_output=True, text=True,
+                          env=env, timeout=60)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.split() == ["ok", "ok", "1.0"]
+    assert "Unclosed" not in proc.stderr and "unclosed" not in proc.stderr, proc.stderr

@@ -32,8 +32,10 @@ Every item is what `RLHFDataset.__getitem__` returns for a verl row (its code fi
   ``choices``, ``gt_boxes`` (ORIGINAL pixels of the first image, plain lists; also on the textual
   row of a grounded sample, empty for single samples), ``image_size`` (original ``[width, height]``),
   ``box_frame``, ``min_pixels``/``max_pixels`` (the first image's effective bounds, below),
-  ``record_index`` (the record's own index) and ``index`` (the item's position in this dataset:
-  unique within it).
+  ``gt_boxes_model`` (grounded rows only: the GT boxes already in the model's frame, mapped once
+  here with those bounds, so the reward does not map them again per rollout; None when the GT is
+  unusable), ``record_index`` (the record's own index) and ``index`` (the item's position in this
+  dataset: unique within it).
 
 Images
 ------
@@ -335,6 +337,8 @@ class DualStreamDataset(RLHFDataset):
 
     def _stream_row(self, record: dict, stream: str, index: int) -> dict:
         """A verl row (prompt, images, data_source, extra_info, ...) for one stream of `record`."""
+        from reward_score.scoring import gt_boxes_for_reward
+
         frame = self._box_frame(record.get("box_frame"))
         row = {k: v for k, v in record.items() if k not in _DROPPED_ITEM_KEYS}
         row[self.prompt_key] = self._stream_prompt(record, stream, frame)
@@ -354,6 +358,10 @@ class DualStreamDataset(RLHFDataset):
             image_size=[int(v) for v in record["image_size"]] if record.get("image_size") is not None else None,
             box_frame=frame, min_pixels=int(bounds[0]), max_pixels=int(bounds[1]),
         )
+        if stream == "grounded":
+            # the GT boxes in the frame of the image just resized, once per row instead of once per
+            # rollout in the reward (None for unusable ground truth: the reward then flags gt_error)
+            extra["gt_boxes_model"] = gt_boxes_for_reward(extra)
         row["extra_info"] = extra
         return row
 

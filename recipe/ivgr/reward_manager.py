@@ -17,8 +17,7 @@ from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
 from recipe.ivgr.stage import split_judge_settings
-from reward_score.parsing import parse_response
-from reward_score.scoring import JUDGE_DEADLINE, compute_score_async
+from reward_score.scoring import JUDGE_DEADLINE, score_rollout_async
 
 REWARD_WAIT = "reward_wait_s"  # reward_extra_info: wall seconds of one rollout's scoring (judge calls included)
 
@@ -54,10 +53,9 @@ async def score_response(text: str, data_source: str, ground_truth: Any, extra_i
     budget = settings.pop(JUDGE_BUDGET, None)
     if budget is not None:
         settings[JUDGE_DEADLINE] = start + float(budget)
-    result = await compute_score_async(data_source=data_source, solution_str=text, ground_truth=ground_truth,
-                                       extra_info=dict(extra_info or {}), **settings)
+    result, parsed = await score_rollout_async(text, ground_truth, dict(extra_info or {}), **settings)
     info: dict[str, Any] = dict(result)
-    info["think"] = parse_response(text).think or ""
+    info["think"] = parsed.think or ""  # from the reward's own parse: the text is parsed once
     info[REWARD_WAIT] = time.monotonic() - start
     return {"reward_score": result["score"], "reward_extra_info": info}
 

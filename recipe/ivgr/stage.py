@@ -160,7 +160,9 @@ class ConsistencyStage(StepStage):
         bonus = [0.0] * len(records)
         consistency: dict[int, float] = {}
         counts = defaultdict(int)
-        calls: list[tuple[int, asyncio.Future]] = []
+        # identical requests (same question, reference and reasoning: short answers and repeated
+        # templates within a group) go to the judge once; every rollout of the group gets the value
+        groups: dict[tuple[str, str, str], list[int]] = {}
         for i, record in enumerate(records):
             if record.stream != "textual":
                 continue
@@ -176,20 +178,24 @@ class ConsistencyStage(StepStage):
                 counts["judge_disabled"] += 1
                 consistency[i] = 0.0
             else:
-                calls.append((i, judge_consistency(self.judge, record.question, reference.think, record.think)))
+                groups.setdefault((record.question, reference.think, record.think), []).append(i)
+        calls = [(rows, judge_consistency(self.judge, *key)) for key, rows in groups.items()]
+        asked = sum(len(rows) for rows, _ in calls)
+        counts["judge_shared"] = asked - len(calls)
         # the accuracy calls already spent part of the step's judge budget: at most the longest reward wait
         reward_wait = max((r.reward.get("reward_wait_s", 0.0) for r in records), default=0.0)
         budget = max(0.0, self.settings.judge.step_deadline_s - reward_wait)
         if calls:
             results = await self._bounded(calls, counts, step, budget)
-            for (i, _), result in zip(calls, results):
-                if result is None:
-                    consistency[i] = 0.0  # cancelled by the deadline or the breaker (counted there)
-                elif result.value is None:
-                    counts["judge_failed"] += 1
-                    consistency[i] = 0.0
-                else:
-                    consistency[i] = float(result.value)
+            for (rows, _), result in zip(calls, results):
+                for i in rows:
+                    if result is None:
+                        consistency[i] = 0.0  # cancelled by the deadline or the breaker (counted there)
+                    elif result.value is None:
+                        counts["judge_failed"] += 1
+                        consistency[i] = 0.0
+                    else:
+                        consistency[i] = float(result.value)
         for i, value in consistency.items():
             bonus[i] = self.settings.weight * value
 
@@ -206,13 +212,13 @@ class ConsistencyStage(StepStage):
             "ivgr/textual/judge_disabled": float(counts["judge_disabled"]),
             "ivgr/textual/judge_deadline": float(counts["judge_deadline"]),
             "ivgr/textual/judge_breaker": float(counts["judge_breaker"]),
+            "ivgr/textual/judge_shared": float(counts["judge_shared"]),
             "ivgr/judge/reward_wait_max_s": float(reward_wait),
             "ivgr/judge/consistency_budget_s": float(budget),
         })
         metrics.update(reward_metrics(records, step, self.settings.judge.warn_failure_rate))
         if self.judge is not None:
             metrics.update({f"ivgr/judge/{k}": float(v) for k, v in self.judge.stats(reset=True).items()})
-            asked = len(calls)
             lost = counts["judge_failed"] + counts["judge_deadline"] + counts["judge_breaker"]
             if asked and lost / asked > self.settings.judge.warn_failure_rate:
                 logger.warning("step %d: consistency judge failed on %d of %d calls (%d failed, %d past the "
@@ -222,11 +228,13 @@ class ConsistencyStage(StepStage):
         metrics["ivgr/stage/seconds"] = time.perf_counter() - start
         return StageOutput(bonus, metrics)
 
-    async def _bounded(self, calls: list[tuple[int, Any]], counts: dict[str, int], step: int,
+    async def _bounded(self, calls: list[tuple[list[int], Any]], counts: dict[str, int], step: int,
                        budget_s: float | None = None) -> list:
-        """Run the judge calls within `budget_s` seconds (default: the whole step deadline) and under the
-        circuit breaker; cancelled or skipped ones give None. At most the client's `max_concurrency` calls are open at a time (the client
-        sends no more anyway), so a tripped breaker leaves at most that many to cancel."""
+        """Run the judge calls (one per distinct request, each standing for the rollouts in its row
+        list) within `budget_s` seconds (default: the whole step deadline) and under the circuit
+        breaker; cancelled or skipped ones give None. At most the client's `max_concurrency` requests
+        are open at a time (the client sends no more anyway), so a tripped breaker leaves at most that
+        many to cancel; the breaker counts requests, the deadline and breaker metrics count rollouts."""
         policy = self.settings.judge
         window = max(1, int(getattr(getattr(self.judge, "config", None), "max_concurrency", len(calls))))
         loop = asyncio.get_running_loop()
@@ -237,15 +245,20 @@ class ConsistencyStage(StepStage):
         running: dict[asyncio.Future, int] = {}
         finished = failed = 0
         checked = False
+
+        def rollouts(indices) -> int:
+            return sum(len(calls[index][0]) for index in indices)
+
         while queue or running:
             while queue and len(running) < window:
                 index, call = queue.pop()
                 running[asyncio.ensure_future(call)] = index
             left = deadline - loop.time()
             if left <= 0:
-                counts["judge_deadline"] += len(running) + len(queue)
+                open_rollouts = rollouts(running.values()) + rollouts(index for index, _ in queue)
+                counts["judge_deadline"] += open_rollouts
                 logger.warning("step %d: %d consistency judge calls still open after %.0f s (the %.0f s step judge "
-                               "budget minus the longest reward wait): cancelled", step, len(running) + len(queue),
+                               "budget minus the longest reward wait): cancelled", step, open_rollouts,
                                budget_s, policy.step_deadline_s)
                 break
             done, _ = await asyncio.wait(running, timeout=left, return_when=asyncio.FIRST_COMPLETED)
@@ -256,10 +269,11 @@ class ConsistencyStage(StepStage):
             if not checked and finished >= policy.breaker_min_calls:
                 checked = True
                 if failed > policy.breaker_failure_rate * finished and (running or queue):
-                    counts["judge_breaker"] += len(running) + len(queue)
+                    open_rollouts = rollouts(running.values()) + rollouts(index for index, _ in queue)
+                    counts["judge_breaker"] += open_rollouts
                     logger.warning("step %d: consistency judge failed %d of its first %d calls: circuit breaker "
                                    "open, %d remaining calls of this step skipped", step, failed, finished,
-                                   len(running) + len(queue))
+                                   open_rollouts)
                     break
         for _, call in queue:
             call.close()  # never started

@@ -11,6 +11,7 @@ aiohttp is imported lazily, on the first network call, so importing this module 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import dataclasses
 import hashlib
 import json
@@ -20,6 +21,7 @@ import os
 import random
 import threading
 import time
+import weakref
 from email.utils import parsedate_to_datetime
 from collections import OrderedDict, deque
 from collections.abc import Callable, Mapping
@@ -170,8 +172,10 @@ class JudgeClient:
 
     One HTTP session (and concurrency bound) per event loop: threads that each run their own loop
     can share a client. Sessions of loops that are no longer running are closed when another loop
-    opens one; ``await client.aclose()`` before a loop ends is cleaner. The response cache and the
-    statistics are shared by all loops.
+    opens one; ``await client.aclose()`` before a loop ends is cleaner, ``close()`` does it from
+    synchronous code, and at interpreter exit every client still open is closed (so no aiohttp
+    "Unclosed client session / connector" warnings). The response cache and the statistics are
+    shared by all loops.
     """
 
     def __init__(self, config: JudgeConfig) -> None:
@@ -182,6 +186,7 @@ class JudgeClient:
         self._rng = random.Random()
         self._fail_seen: dict[str, int] = {}  # lifetime failure counts, for log rate-limiting
         self._reset_stats()
+        _LIVE_CLIENTS.add(self)
 
     def __repr__(self) -> str:
         c = self.config
@@ -242,14 +247,44 @@ class JudgeClient:
         return st
 
     @staticmethod
-    def _retire(st: _LoopState) -> None:
-        """Drop a session that belongs to another (usually finished) event loop without awaiting it."""
+    def _retire(st: _LoopState, wait_s: float = 0.0) -> None:
+        """Close a session that belongs to another event loop. A loop still running in another thread
+        closes it itself (waited for up to ``wait_s`` seconds); a loop that no longer runs cannot, so
+        the connector's synchronous part of aiohttp's close() drops its connections here."""
         if st.session.closed:
             return
-        if st.loop.is_running() and not st.loop.is_closed():
-            asyncio.run_coroutine_threadsafe(st.session.close(), st.loop)
-        elif st.session.connector is not None:
-            st.session.connector._close()  # synchronous part of aiohttp's close(); the old loop cannot run it
+        try:
+            current = asyncio.get_running_loop()
+        except RuntimeError:
+            current = None
+        if st.loop is not current and st.loop.is_running() and not st.loop.is_closed():
+            future = asyncio.run_coroutine_threadsafe(st.session.close(), st.loop)
+            if not wait_s:
+                return
+            try:
+                future.result(wait_s)
+                return
+            except Exception:  # noqa: BLE001 - a stuck loop: close its connections without it
+                logger.debug("judge session close on its own loop did not finish", exc_info=True)
+        if current is None and not st.loop.is_running() and not st.loop.is_closed():
+            try:  # a loop that stopped (not closed): let it close its session itself, now
+                st.loop.run_until_complete(st.session.close())
+                return
+            except Exception:  # noqa: BLE001
+                logger.debug("judge session close on its stopped loop failed", exc_info=True)
+        if st.session.connector is not None:
+            st.session.connector._close()
+
+    def close(self, wait_s: float = 5.0) -> None:
+        """Close every HTTP session of this client from synchronous code (not from inside a running
+        loop that owns one: use ``aclose`` there). Sessions of loops running in other threads are
+        closed on their loop (waiting up to ``wait_s`` seconds each); the cache is kept and a later
+        call opens a new session."""
+        with self._lock:
+            states = list(self._states.values())
+            self._states.clear()
+        for st in states:
+            self._retire(st, wait_s)
 
     async def aclose(self) -> None:
         """Close this event loop's HTTP session and drop sessions of loops that no longer run (a later
@@ -321,7 +356,7 @@ class JudgeClient:
         task = st.inflight.get(key)
         leader = task is None
         if leader:
-            task = st.loop.create_task(self._fetch(st, messages, parse, n, key))
+            task = st.loop.create_task(self._fetch(st, messages, parse, n, key, body))
             st.inflight[key] = task
             task.add_done_callback(lambda _t, d=st.inflight, k=key: d.pop(k, None))
         try:
@@ -344,7 +379,8 @@ class JudgeClient:
                 self._count_failure(result.outcome)
         return result
 
-    async def _fetch(self, st: _LoopState, messages: list[dict], parse: Callable, n: int, key: str) -> JudgeResult:
+    async def _fetch(self, st: _LoopState, messages: list[dict], parse: Callable, n: int, key: str,
+                     body: bytes) -> JudgeResult:
         """Send the request with retries; cache and count the result (run once per in-flight key).
 
         A retry after an unparsable reply asks with another seed (``seed + attempt``): a deterministic
@@ -354,7 +390,6 @@ class JudgeClient:
 
         c = self.config
         t0 = time.perf_counter()
-        body = self._body(messages, n)
         outcome, raw, detail, attempts, wait_hint = OUTCOME_BAD_REPLY, None, "", 0, 0.0
         for attempt in range(c.max_retries + 1):
             if attempt:
@@ -464,6 +499,20 @@ class JudgeClient:
             self._cache.move_to_end(key)
             while len(self._cache) > self.config.cache_size:
                 self._cache.popitem(last=False)
+
+
+_LIVE_CLIENTS: weakref.WeakSet[JudgeClient] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all_clients() -> None:
+    """At interpreter exit (before the garbage collector finalizes sessions and warns about them):
+    close every client's sessions, on their own loops when those still run (daemon threads do)."""
+    for client in list(_LIVE_CLIENTS):
+        try:
+            client.close(wait_s=2.0)
+        except Exception:  # noqa: BLE001 - exit must go on
+            logger.debug("closing a judge client at exit failed", exc_info=True)
 
 
 def _retry_after_s(value: str | None) -> float:
