@@ -257,9 +257,9 @@ class ConsistencyStage(StepStage):
             if left <= 0:
                 open_rollouts = rollouts(running.values()) + rollouts(index for index, _ in queue)
                 counts["judge_deadline"] += open_rollouts
-                logger.warning("step %d: %d consistency judge calls still open after %.0f s (the %.0f s step judge "
-                               "budget minus the longest reward wait): cancelled", step, open_rollouts,
-                               budget_s, policy.step_deadline_s)
+                logger.warning("step %d: %d consistency judge calls still open at the step deadline, %.0f s (the "
+                               "%.0f s step judge budget minus the longest reward wait): cancelled", step,
+                               open_rollouts, budget_s, policy.step_deadline_s)
                 break
             done, _ = await asyncio.wait(running, timeout=left, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
