@@ -4,7 +4,7 @@
         [--box-frame qwen2_5_vl|qwen3_vl] [--response-box-format xyxy] [--max-pixels N] [--limit N]
 
 Source format. The dataset card is empty ("No dataset card yet", 10.3 GB); the official repository's
-SFT tooling writes LLaMA-Factory "sharegpt" records (method.md §2.2: SFT ran in LLaMA-Factory), so this
+SFT tooling writes LLaMA-Factory "sharegpt" records (scripts/generate_sft_json_samples.py of Visual-AI/iVGR), so this
 reads that layout, from a JSON array, JSONL, or Parquet (not checked against the real file):
 
     {"images": ["images/xxx.jpg"],

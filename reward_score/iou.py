@@ -2,7 +2,8 @@
 
 Variants (`iou_variant`):
 - `paper`: ½·(recall + precision); recall = mean over GT of the best IoU with any prediction,
-  precision = mean over predictions of the best IoU with any GT (iVGR, method.md §2.4).
+  precision = mean over predictions of the best IoU with any GT (the official iVGR code,
+  examples/reward_function/adagrounding_dual_group_training.py).
 - `hungarian`: one-to-one matching maximising total IoU (scipy), sum of matched IoU divided by
   max(#pred, #gt), so extra or missing boxes cost.
 - `f1@0.5`: one-to-one matching, a match counts when IoU >= 0.5, F1 of matched counts.

@@ -14,11 +14,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import math
+import os
+import sys
 import time
 
-from fake_judge import fake_judge
 
 from reward_score.judge import JudgeClient, JudgeConfig, answer_equivalence_messages, parse_equivalence
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from judge_server import fake_judge  # noqa: E402  (the repository's one fake judge)
 
 
 async def ours(url: str, calls: int, concurrency: int) -> int:

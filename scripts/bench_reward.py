@@ -31,11 +31,10 @@ import math
 import os
 import random
 import statistics
+import sys
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-
-from fake_judge import fake_judge
 
 from reward_score import compute_score, compute_score_async, scoring
 from reward_score.scoring import gt_boxes_for_reward
@@ -45,6 +44,9 @@ TARGET_MATH = 2_000  # rollouts/s, math items
 TARGET_JUDGE = 1.25  # x ceil(requests / concurrency) x latency
 GROUP = 5  # rollouts per sample (GRPO group)
 SIZE, BOUNDS = [800, 1000], {"min_pixels": 3136, "max_pixels": 1280 * 28 * 28}  # seen as 812 x 1008
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from judge_server import fake_judge  # noqa: E402  (the repository's one fake judge)
 
 FILLER = (
     "I start from the whole image and scan the regions the question refers to. The objects on the "

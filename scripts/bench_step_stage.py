@@ -20,10 +20,10 @@ import argparse
 import math
 import os
 import random
+import sys
 import time
 
 import torch
-from fake_judge import fake_judge
 
 from recipe.ivgr.archive import RolloutArchive
 from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage
@@ -32,6 +32,10 @@ from reward_score.background import BackgroundLoop
 from reward_score.judge import JudgeClient, JudgeConfig
 
 TARGET = 1.25  # x ceil(requests / concurrency) x latency
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+from judge_server import fake_judge  # noqa: E402  (the repository's one fake judge)
+
 THINK = ("I look at the left part of the image, where a small object sits next to the window; its colour "
          "and outline match the description in the question. ") * 10
 

@@ -1,64 +1,83 @@
 # shellcheck shell=bash source-path=SCRIPTDIR
 # Shared body of scripts/sft_ivgr_*.sh (sourced, never run on its own): cold-start SFT on verl 0.9.1's
 # own SFT trainer (torchrun -m verl.trainer.sft_trainer, FSDP). The calling script sets its defaults
-# first (BASE_MODEL, sizes, BOX_FRAME, ...), then calls `sft_launch "$@"`.
+# first (the base model, the data's box frame, the experiment), then calls `sft_launch "$@"`; every
+# hyperparameter is in recipe/ivgr/config/ivgr_sft.yaml (verl's sft_trainer_engine.yaml plus ours).
 #
 #   bash scripts/sft_ivgr_7b.sh [key=value ...]               # preflight, SFT (resumes from CKPT_DIR), HF folder
 #   bash scripts/sft_ivgr_7b.sh --dry-run [key=value ...]     # preflight only: no GPU (python -m recipe.ivgr.sft_preflight)
 #   bash scripts/sft_ivgr_7b.sh --print-overrides [key=value ...]   # the Hydra overrides, one per line
 #
-# Every argument after the mode is a Hydra override of verl's trainer/config/sft_trainer_engine.yaml,
-# appended after the script's own, so it wins. The RL stage's MODEL_PATH is printed at the end:
+# Every argument after the mode is a Hydra override of recipe/ivgr/config/ivgr_sft.yaml, appended after
+# the script's own, so it wins. The RL stage's MODEL_PATH is printed at the end:
 # $CKPT_DIR/hf_final (a link to global_step_N/huggingface, a complete Hugging Face model folder).
 
 # shellcheck source=common.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"   # ivgr_log / ivgr_die / ivgr_quote / ivgr_abspath / lists
 
-# The Hydra overrides for verl.trainer.sft_trainer (array SFT_OVERRIDES), from the variables.
+# Environment variables users set -> Hydra keys of recipe/ivgr/config/ivgr_sft.yaml (set: `key=value`;
+# unset: the yaml decides); documented in scripts/README.md, "Pipeline".
+SFT_ENV_KEYS=(
+    "TRAIN_BATCH_SIZE data.train_batch_size"
+    "MICRO_BATCH_SIZE data.micro_batch_size_per_gpu"
+    "MAX_LENGTH data.max_length"
+    "TRUNCATION data.truncation"
+    "MAX_TOKENS_PER_GPU data.max_token_len_per_gpu"
+    "NUM_WORKERS data.num_workers"
+    "EPOCHS trainer.total_epochs"
+    "LR optim.lr"
+    "WARMUP_RATIO optim.lr_warmup_steps_ratio"
+    "WEIGHT_DECAY optim.weight_decay"
+    "OFFLOAD engine.param_offload,engine.optimizer_offload"
+    "SP engine.ulysses_sequence_parallel_size"
+    "GPUS_PER_NODE trainer.n_gpus_per_node"
+    "SAVE_FREQ trainer.save_freq"
+    "MAX_CKPT_TO_KEEP trainer.max_ckpt_to_keep"
+)
+SFT_CONFIG_DIR=$IVGR_ROOT/recipe/ivgr/config
+SFT_CONFIG_NAME=ivgr_sft
+
+# The Hydra overrides for verl.trainer.sft_trainer (array SFT_OVERRIDES) on top of ivgr_sft.yaml: the base
+# model, the data, the run's name, folder and logger, then the variables of SFT_ENV_KEYS that are set.
 sft_build_overrides() {
     local model=$BASE_MODEL
     [[ -e "$(ivgr_abspath "$model")" ]] && model=$(ivgr_abspath "$model")
-    local contents="[model,optimizer,extra]"
-    [[ "$SAVE_HF_MODEL" == 1 ]] && contents="[model,optimizer,extra,hf_model]"
-    local val=null val_freq=-1
-    if [[ -n "$VAL_FILES" ]]; then val=$(ivgr_file_list "$VAL_FILES"); val_freq=$TEST_FREQ; fi
     SFT_OVERRIDES=(
-        "data.train_files=$(ivgr_file_list "$TRAIN_FILES")"
-        "data.val_files=$val"
-        "data.messages_key=messages"
-        "data.pad_mode=no_padding"
-        "data.train_batch_size=$TRAIN_BATCH_SIZE"
-        "data.micro_batch_size_per_gpu=$MICRO_BATCH_SIZE"
-        "data.use_dynamic_bsz=true"
-        "data.max_token_len_per_gpu=$MAX_TOKENS_PER_GPU"
-        "data.max_length=$MAX_LENGTH"
-        "data.truncation=$TRUNCATION"
-        "data.num_workers=$NUM_WORKERS"
         "model.path=$(ivgr_quote "$model")"
-        "model.use_remove_padding=true"
-        "model.enable_gradient_checkpointing=true"
-        "engine.param_offload=$OFFLOAD"
-        "engine.optimizer_offload=$OFFLOAD"
-        "engine.ulysses_sequence_parallel_size=$SP"
-        "optim.lr=$LR"
-        "optim.lr_warmup_steps_ratio=$WARMUP_RATIO"
-        "optim.lr_scheduler_type=cosine"
-        "optim.weight_decay=$WEIGHT_DECAY"
-        "optim.clip_grad=1.0"
-        "checkpoint.save_contents=$contents"
-        "checkpoint.load_contents=[model,optimizer,extra]"
-        "trainer.nnodes=1"
-        "trainer.n_gpus_per_node=$GPUS_PER_NODE"
-        "trainer.total_epochs=$EPOCHS"
-        "trainer.save_freq=$SAVE_FREQ"
-        "trainer.test_freq=$val_freq"
-        "trainer.max_ckpt_to_keep=$MAX_CKPT_TO_KEEP"
-        "trainer.resume_mode=auto"
-        "trainer.default_local_dir=$(ivgr_quote "$CKPT_DIR")"
-        "trainer.project_name=$(ivgr_quote "$PROJECT")"
+        "data.train_files=$(ivgr_file_list "$TRAIN_FILES")"
         "trainer.experiment_name=$(ivgr_quote "$EXPERIMENT")"
         "trainer.logger=$(ivgr_logger_list "$LOGGER")"
     )
+    if [[ -n "$CKPT_DIR" ]]; then
+        SFT_OVERRIDES+=("trainer.default_local_dir=$(ivgr_quote "$CKPT_DIR")")
+    else
+        # absolute (torchrun ranks share it), in this repository, named after the run as verl's default
+        SFT_OVERRIDES+=("trainer.default_local_dir=$(ivgr_quote "$IVGR_ROOT/checkpoints/\${trainer.project_name}/\${trainer.experiment_name}")")
+    fi
+    if [[ -n "$VAL_FILES" ]]; then
+        SFT_OVERRIDES+=("data.val_files=$(ivgr_file_list "$VAL_FILES")")
+        [[ -n "${TEST_FREQ:-}" ]] && SFT_OVERRIDES+=("trainer.test_freq=$TEST_FREQ")
+    else
+        SFT_OVERRIDES+=("trainer.test_freq=-1")  # verl validates on the last step whenever test_freq > 0
+    fi
+    [[ -n "${PROJECT:-}" ]] && SFT_OVERRIDES+=("trainer.project_name=$(ivgr_quote "$PROJECT")")
+    [[ "${SAVE_HF_MODEL:-1}" == 0 ]] && SFT_OVERRIDES+=("checkpoint.save_contents=[model,optimizer,extra]")
+    local -a env_keys=("${IVGR_ENV_KEYS[@]}")
+    IVGR_ENV_KEYS=("${SFT_ENV_KEYS[@]}")
+    ivgr_env_overrides SFT_OVERRIDES
+    IVGR_ENV_KEYS=("${env_keys[@]}")
+}
+
+# The composed config's value of a key (training mode only: composing imports verl, a few seconds).
+sft_config_value() {  # sft_config_value KEY [overrides...]
+    "$PYTHON" - "$SFT_CONFIG_DIR" "$SFT_CONFIG_NAME" "$@" <<'PY'
+import sys
+from pathlib import Path
+from omegaconf import OmegaConf
+from recipe.ivgr.preflight import compose_config
+config = compose_config(sys.argv[4:], Path(sys.argv[1]), sys.argv[2])
+print(OmegaConf.select(config, sys.argv[3]))
+PY
 }
 
 # After training: the last global_step_N/huggingface folder (merged from the FSDP shards with verl's
@@ -80,13 +99,18 @@ sft_finish() {
 }
 
 sft_launch() {
-    local mode=train
+    local mode=train gpus
     case "${1:-}" in
         --dry-run) mode=dry-run; shift ;;
         --print-overrides) mode=print; shift ;;
         -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | grep -v '^# shellcheck' >&2; exit 0 ;;
     esac
-    [[ "$CKPT_DIR" == /* ]] || ivgr_die "CKPT_DIR must be an absolute path (got '$CKPT_DIR')"
+    TRAIN_FILES=${TRAIN_FILES:-}
+    VAL_FILES=${VAL_FILES:-}
+    if [[ -n "${WANDB_API_KEY:-}" ]]; then LOGGER=${LOGGER:-console,wandb}; else LOGGER=${LOGGER:-console}; fi
+    PREFLIGHT=${PREFLIGHT:-1}
+    CKPT_DIR=${CKPT_DIR:-}   # empty = <repository>/checkpoints/<project_name>/<experiment_name>
+    [[ -z "$CKPT_DIR" || "$CKPT_DIR" == /* ]] || ivgr_die "CKPT_DIR must be an absolute path (got '$CKPT_DIR')"
     [[ -n "$TRAIN_FILES" ]] || ivgr_die "TRAIN_FILES is empty: prepare SFT data first, e.g. python -m data_prep.ivgr_sft35k \
 --input ivgr_sft35k.json --image-root DIR --box-frame $BOX_FRAME --out data/sft/ivgr_sft35k.parquet (scripts/README.md)"
     cd "$IVGR_ROOT" || exit 1
@@ -104,11 +128,14 @@ sft_launch() {
         "$PYTHON" -m recipe.ivgr.sft_preflight "${SFT_OVERRIDES[@]}" "$@" \
             || ivgr_die "preflight found problems (PROBLEM lines above); fix them, or PREFLIGHT=0 to launch anyway"
     fi
+    gpus=$(sft_config_value trainer.n_gpus_per_node "${SFT_OVERRIDES[@]}" "$@") || ivgr_die "the config does not compose (run --dry-run)"
+    CKPT_DIR=$(sft_config_value trainer.default_local_dir "${SFT_OVERRIDES[@]}" "$@")
     mkdir -p "$CKPT_DIR"
     ivgr_log "checkpoints: $CKPT_DIR (re-running this command resumes from the latest one)"
-    ivgr_log "command: $PYTHON -m torch.distributed.run --standalone --nproc_per_node=$GPUS_PER_NODE -m verl.trainer.sft_trainer \\"
-    printf '    %s \\\n' "${SFT_OVERRIDES[@]}" "$@" >&2
-    "$PYTHON" -m torch.distributed.run --standalone --nnodes=1 --nproc_per_node="$GPUS_PER_NODE" \
-        -m verl.trainer.sft_trainer "${SFT_OVERRIDES[@]}" "$@" || ivgr_die "verl.trainer.sft_trainer failed"
+    ivgr_log "command: $PYTHON -m torch.distributed.run --standalone --nproc_per_node=$gpus -m verl.trainer.sft_trainer \\"
+    printf '    %s \\\n' "--config-path=$SFT_CONFIG_DIR" "--config-name=$SFT_CONFIG_NAME" "${SFT_OVERRIDES[@]}" "$@" >&2
+    "$PYTHON" -m torch.distributed.run --standalone --nnodes=1 --nproc_per_node="$gpus" \
+        -m verl.trainer.sft_trainer "--config-path=$SFT_CONFIG_DIR" "--config-name=$SFT_CONFIG_NAME" \
+        "${SFT_OVERRIDES[@]}" "$@" || ivgr_die "verl.trainer.sft_trainer failed"
     sft_finish
 }

@@ -63,7 +63,7 @@ else
         --steps "$SMOKE_WARM_STEPS" 2> "$SMOKE_DIR/tiny_model.log" || { cat "$SMOKE_DIR/tiny_model.log" >&2; exit 1; }
 fi
 
-"$PYTHON" scripts/fake_judge.py --port-file "$SMOKE_DIR/judge.url" &
+"$PYTHON" tests/judge_server.py loopback --port-file "$SMOKE_DIR/judge.url" &
 judge_pid=$!
 trap 'kill "$judge_pid" 2>/dev/null || true' EXIT
 for _ in $(seq 1 100); do [[ -s "$SMOKE_DIR/judge.url" ]] && break; sleep 0.2; done

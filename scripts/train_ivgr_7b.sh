@@ -1,69 +1,21 @@
 #!/usr/bin/env bash
 # shellcheck source-path=SCRIPTDIR
-# iVGR GRPO for Qwen2.5-VL-7B on one node of 8x A100/H100 80 GB (paper sizes, method.md §2.3).
+# iVGR GRPO for Qwen2.5-VL-7B on one node of 8x A100/H100 80 GB, the paper's RL setting.
 #
 #   bash scripts/train_ivgr_7b.sh [key=value ...]                 # preflight, then train; re-run to resume
 #   bash scripts/train_ivgr_7b.sh --dry-run [key=value ...]       # preflight on any machine (no GPU, no Ray)
 #   bash scripts/train_ivgr_7b.sh --print-overrides [key=value ...]
 #
-# Every variable below can be set in the environment (TRAIN_FILES=... bash scripts/train_ivgr_7b.sh);
-# every extra argument is a Hydra override of recipe/ivgr/config/ivgr_trainer.yaml and wins over the
-# script's own (e.g. trainer.total_training_steps=20). Memory levers and the reasoning behind these
-# defaults: scripts/README.md, "Launch".
+# This script names the model, the data and the experiment; every hyperparameter is in
+# recipe/ivgr/config/ivgr_trainer.yaml and model/qwen2_5_vl_7b.yaml. Variables (TRAIN_FILES, MODEL_PATH,
+# TRAIN_BATCH_SIZE, JUDGE_BASE_URL, ...) and extra key=value arguments override them: scripts/README.md, "Launch".
 set -euo pipefail
 IVGR_SCRIPT=train_ivgr_7b.sh
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
-# ---- model and data --------------------------------------------------------------------------
-MODEL_PATH=${MODEL_PATH:-allencbzhang/iVGR-Qwen2.5-VL-7B-SFT}  # public cold-start SFT checkpoint (HF id or folder)
-TRAIN_FILES=${TRAIN_FILES:-}          # comma-separated data_prep Parquet; empty = synthetic set in DATA_DIR
-VAL_FILES=${VAL_FILES:-}              # empty = DATA_DIR/val.parquet (synthetic) or the train files
-DATA_DIR=${DATA_DIR:-$ROOT/data/synthetic}   # synthetic grounded set, prepared once when TRAIN_FILES is empty
-SYNTHETIC_NUM=${SYNTHETIC_NUM:-2000}  # samples in the synthetic set (90% train)
-SYNTHETIC_SEED=${SYNTHETIC_SEED:-0}
-IMAGE_ROOT=${IMAGE_ROOT:-}            # root of images stored by path (default: the data files' folder)
-BOX_FRAME=${BOX_FRAME:-qwen2_5_vl}    # boxes in pixels of the resized image (Qwen2.5-VL)
-IMAGE_PATCH_SIZE=${IMAGE_PATCH_SIZE:-14}
-LIMIT_IMAGES=${LIMIT_IMAGES:-1}       # images per prompt vLLM reserves memory for (iVGR data: 1)
-VAL_MAX_SAMPLES=${VAL_MAX_SAMPLES:-512}
-
-# ---- cluster ---------------------------------------------------------------------------------
-NNODES=${NNODES:-1}
-GPUS_PER_NODE=${GPUS_PER_NODE:-8}
-
-# ---- sizes (rows = dataset rows: a grounded sample is 2 rows, a single sample 1) ----------------
-TRAIN_BATCH_SIZE=${TRAIN_BATCH_SIZE:-512}    # rows per step (paper: 512)
-PPO_MINI_BATCH_SIZE=${PPO_MINI_BATCH_SIZE:-128}  # rows per update: 4 updates of 128 x 5 = 640 sequences
-ROLLOUT_N=${ROLLOUT_N:-5}
-MAX_PROMPT_LENGTH=${MAX_PROMPT_LENGTH:-8192}   # includes image tokens (<= 4096 per image by default)
-MAX_RESPONSE_LENGTH=${MAX_RESPONSE_LENGTH:-4096}
-TOTAL_STEPS=${TOTAL_STEPS:-360}
-
-# ---- memory levers ---------------------------------------------------------------------------
-TP=${TP:-2}                           # vLLM tensor parallel size per rollout replica
-GPU_MEMORY_UTILIZATION=${GPU_MEMORY_UTILIZATION:-0.6}  # vLLM share of each GPU while rolling out
-MAX_TOKENS_PER_GPU=${MAX_TOKENS_PER_GPU:-24576}  # dynamic batch: tokens per micro-batch per GPU (>= prompt+response)
-ACTOR_OFFLOAD=${ACTOR_OFFLOAD:-false}  # FSDP param + optimizer offload of the actor to CPU
-REF_OFFLOAD=${REF_OFFLOAD:-true}       # reference model params on CPU between uses
-FUSED_KERNELS=${FUSED_KERNELS:-true}   # fused log-prob kernels: no full-vocab logits in memory
-
-# ---- judge (scripts/serve_judge.sh prints these two) ---------------------------------------------
-JUDGE_BASE_URL=${JUDGE_BASE_URL:-}     # e.g. http://10.0.0.5:8000/v1; empty = no judge (consistency 0)
-JUDGE_MODEL=${JUDGE_MODEL:-judge}      # the judge's served model name
-
-# ---- bookkeeping -----------------------------------------------------------------------------
-PROJECT=${PROJECT:-ivgr}
-EXPERIMENT=${EXPERIMENT:-ivgr_qwen2_5_vl_7b}
-CKPT_DIR=${CKPT_DIR:-$ROOT/checkpoints/$PROJECT/$EXPERIMENT}  # absolute; re-running resumes from here
-if [[ -n "${WANDB_API_KEY:-}" ]]; then LOGGER=${LOGGER:-console,wandb}; else LOGGER=${LOGGER:-console,tensorboard}; fi
-TENSORBOARD_DIR=${TENSORBOARD_DIR:-$CKPT_DIR/tensorboard}
-SAVE_FREQ=${SAVE_FREQ:-20}
-TEST_FREQ=${TEST_FREQ:-20}
-MAX_CKPT_TO_KEEP=${MAX_CKPT_TO_KEEP:-3}  # actor checkpoints kept (about 100 GB each with optimizer state)
-
-PREFLIGHT=${PREFLIGHT:-1}              # run the preflight (--dry-run) before training; 0 skips it
-
-EXTRA_OVERRIDES=()
+IVGR_MODEL=qwen2_5_vl_7b                      # model group: checkpoint, box frame, patch, TP, token budget
+DATA_DIR=${DATA_DIR:-$ROOT/data/synthetic}    # data: TRAIN_FILES, else the synthetic grounded set made here
+EXPERIMENT=${EXPERIMENT:-ivgr_qwen2_5_vl_7b}  # experiment: the run's name (logger, checkpoints/ivgr/<name>)
 
 # shellcheck source=common.sh
 source "$ROOT/scripts/common.sh"

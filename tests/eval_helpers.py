@@ -1,7 +1,7 @@
 """Helpers for the eval tests (imported via tests/conftest.py's sys.path entry; not a test module).
 
 - `tiny_qwen()`: a ~200K-parameter Qwen2.5-VL built offline (random weights) with the offline
-  tokenizer/processor of `data_prep.offline_processor` (docs/verl-0.9.1.md section f);
+  tokenizer/processor of `data_prep.offline_processor` (no hub access, no torchvision);
 - `ScriptedBackend`: a backend whose "model output" is given by the test (a function of the
   request), the legitimate test double for exact behaviour;
 - writers of synthetic benchmark files in each public format.

@@ -1,27 +1,39 @@
-"""A scriptable fake OpenAI-compatible judge: a real aiohttp server on 127.0.0.1 in a background thread.
+"""The repository's one fake OpenAI-compatible judge: a real aiohttp server on 127.0.0.1 in a background
+thread.
 
 Each request to ``/v1/chat/completions`` takes the next scripted :class:`Reply` (the default one when the
-script is empty). The server records request bodies and headers and the peak number of requests in
-flight. ``GET /v1/models`` lists ``models`` (OpenAI model list) and ``GET /health`` answers 200, as vLLM
-does; neither is recorded. Used by tests only.
+script is empty, or the ``responder``'s answer to the request body). The server records request bodies
+and headers and the peak number of requests in flight. ``GET /v1/models`` lists ``models`` (OpenAI model
+list, what the preflight probes) and ``GET /health`` answers 200, as vLLM does; neither is recorded.
 
-Also a stand-in for ``vllm serve`` (tests of scripts/serve_judge.sh)::
+Users: the tests (fixture ``judge_server`` in tests/conftest.py), the benchmarks (`fake_judge`: the server
+in its own process, so it shares no core with the code measured; scripts/bench_*.py put tests/ on their
+path) and the CPU smoke run (scripts/smoke_cpu.sh)::
 
+    python tests/judge_server.py loopback --port-file F [--latency S]   # serve SMOKE_REPLIES until killed
     python tests/judge_server.py serve MODEL [--host H] [--port P] [--served-model-name NAME]
                                  [--startup-delay S] [--exit-code N] [other vllm flags, ignored]
+
+``serve`` is a stand-in for ``vllm serve`` (tests of scripts/serve_judge.sh).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
+import re
+import signal
 import socket
+import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -66,6 +78,55 @@ def dead_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+Replies = str | Mapping[str, str | Callable[[str], str]]
+
+
+def prompt_text(body: dict[str, Any]) -> str:
+    """The text of a chat request's messages (text parts of multimodal content; images left out)."""
+    parts = []
+    for message in body.get("messages", []):
+        content = message.get("content", "")
+        if isinstance(content, list):
+            parts.extend(str(item.get("text", "")) for item in content if isinstance(item, dict))
+        else:
+            parts.append(str(content))
+    return " ".join(parts)
+
+
+def keyword_responder(reply: Replies, delay_s: float = 0.0) -> Callable[[dict[str, Any]], Reply]:
+    """A responder answering ``reply``, or with a {keyword: reply} mapping the reply of the first keyword
+    found in the request's text (the first reply when none is; a callable reply is called with the
+    prompt text); each answer after ``delay_s`` seconds."""
+    def respond(body: dict[str, Any]) -> Reply:
+        if isinstance(reply, str):
+            return ok(reply, delay_s=delay_s)
+        prompt = prompt_text(body)
+        chosen = next((text for key, text in reply.items() if key in prompt), next(iter(reply.values())))
+        return ok(chosen(prompt) if callable(chosen) else chosen, delay_s=delay_s)
+
+    return respond
+
+
+def teacher_continuation(prompt: str) -> str:
+    """An IVR-R1 teacher's continuation (recipe.ivr_r1.teacher): it closes the reasoning and answers with
+    the reference answer the request shows (ivr_r1.rereason.teacher.send_reference_answer=true); this
+    server cannot see the image, so without one it answers "unknown" (not verified)."""
+    match = re.search(r"<reference_answer>\s*(.*?)\s*</reference_answer>", prompt, re.DOTALL)
+    answer = match.group(1) if match else "unknown"
+    return f"Looking at the image again, the answer is {answer}.</think><answer>{answer}</answer>"
+
+
+# replies of the smoke run's judge: IVR-R1 teacher requests get a continuation, attribution requests
+# blame the first step, answers are judged different, textual reasoning mostly consistent (first
+# keyword found in the prompt wins)
+SMOKE_REPLIES: dict[str, str | Callable[[str], str]] = {
+    "<partial_response>": teacher_continuation,
+    "first wrong step": '{"step": 1, "reason": "The image shows something else there."}',
+    "Verdict": "The answers differ.\nVerdict: 0",
+    "Score": "Mostly consistent.\nScore: 0.7",
+}
 
 
 class FakeJudgeServer:
@@ -147,7 +208,7 @@ class FakeJudgeServer:
         app.router.add_get("/health", self._health)
         self._runner = web.AppRunner(app, handler_cancellation=True, shutdown_timeout=0.5, access_log=None)
         await self._runner.setup()
-        await web.TCPSite(self._runner, host, port).start()
+        await web.TCPSite(self._runner, host, port, backlog=1024).start()  # benchmarks open many connections
         self.port = self._runner.addresses[0][1]
 
     def start(self, host: str = "127.0.0.1", port: int = 0) -> FakeJudgeServer:
@@ -163,8 +224,56 @@ class FakeJudgeServer:
         self._loop.close()
 
 
+def _serve_in_process(port_file: str, latency_s: float, reply: Replies) -> None:
+    """Serve ``keyword_responder(reply, latency_s)`` in this process; write the base URL to ``port_file``
+    once serving; stop on SIGTERM/SIGINT."""
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM, signal.SIGINT})  # the server thread inherits it
+    server = FakeJudgeServer().start()
+    server.responder = keyword_responder(reply, latency_s)
+    with open(port_file, "w", encoding="utf-8") as f:
+        f.write(server.url)
+    signal.sigwait({signal.SIGTERM, signal.SIGINT})
+    server.stop()
+
+
+@contextlib.contextmanager
+def fake_judge(latency_s: float, reply: Replies) -> Iterator[str]:
+    """The judge in its own process for the duration of the block (benchmarks: no shared core with the
+    code measured); answers every completion with ``reply`` (text, or {keyword: text}: see
+    `keyword_responder`; it crosses the process boundary as JSON) after ``latency_s`` seconds. Yields its
+    base URL (``http://127.0.0.1:PORT/v1``)."""
+    with tempfile.TemporaryDirectory() as folder:
+        port_file = os.path.join(folder, "url")
+        replies = [] if reply is SMOKE_REPLIES else ["--replies", json.dumps(reply)]  # its default has callables
+        server = subprocess.Popen([sys.executable, os.path.abspath(__file__), "loopback", "--port-file", port_file,
+                                   "--latency", str(latency_s), *replies])
+        try:
+            deadline = time.monotonic() + 60
+            while not (os.path.exists(port_file) and os.path.getsize(port_file)):
+                if time.monotonic() > deadline or server.poll() is not None:
+                    raise RuntimeError(f"the fake judge process did not start (exit {server.poll()})")
+                time.sleep(0.05)
+            with open(port_file, encoding="utf-8") as f:
+                yield f.read()
+        finally:
+            server.terminate()
+            server.wait(10)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """`vllm serve` stand-in: serve until killed (or exit at once with --exit-code)."""
+    """`loopback`: the smoke run's judge until killed; `serve`: a `vllm serve` stand-in (serve until
+    killed, or exit at once with --exit-code)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["loopback"]:
+        loopback = argparse.ArgumentParser(prog="judge_server.py loopback")
+        loopback.add_argument("--port-file", required=True, help="file to write the base URL to once serving")
+        loopback.add_argument("--latency", type=float, default=0.0, help="seconds before each answer")
+        loopback.add_argument("--replies", type=json.loads, default=SMOKE_REPLIES,
+                              help="JSON: one reply text, or {keyword: reply} (default: the smoke run's replies, "
+                                   "teacher continuations included)")
+        args = loopback.parse_args(argv[1:])
+        _serve_in_process(args.port_file, args.latency, args.replies)
+        return 0
     parser = argparse.ArgumentParser(prog="judge_server.py")
     parser.add_argument("command", choices=["serve"])
     parser.add_argument("model")

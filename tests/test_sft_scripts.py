@@ -80,16 +80,17 @@ def test_dry_run_passes_on_cpu(script, sft_data, tmp_path):
 
 
 def test_script_defaults_compose_and_validate_as_verl_builds_them(sft_data, tmp_path):
-    """The paper-scale defaults compose into verl's sft_trainer_engine config and build verl's dataclasses."""
+    """The defaults compose into the SFT config the launch runs (recipe/ivgr/config/ivgr_sft.yaml on verl's
+    sft_trainer_engine.yaml) and build verl's dataclasses."""
     from verl.utils.config import omega_conf_to_dataclass
 
-    from recipe.ivgr.sft_preflight import compose_config, sft_config_dir
+    from recipe.ivgr.sft_preflight import SFT_CONFIG_NAME, compose_config, sft_config_dir
 
     for script in SFT_SCRIPTS:
         result = _bash(script, "--print-overrides", env=_env(TRAIN_FILES=str(sft_data[FRAME[script]]),
                                                              CKPT_DIR=str(tmp_path)))
         assert result.returncode == 0, result.stderr
-        config = compose_config(result.stdout.splitlines(), sft_config_dir(), "sft_trainer_engine")
+        config = compose_config(result.stdout.splitlines(), sft_config_dir(), SFT_CONFIG_NAME)
         optim = omega_conf_to_dataclass(config.optim)
         engine = omega_conf_to_dataclass(config.engine)
         checkpoint = omega_conf_to_dataclass(config.checkpoint)

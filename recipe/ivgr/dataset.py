@@ -1,7 +1,11 @@
 """`DualStreamDataset`: verl's `RLHFDataset` over the dual-prompt Parquet written by `data_prep`.
 
-Loaded by verl through the data plug-in keys (an installed package, never a file path; see
-docs/verl-0.9.1.md section a)::
+Loaded by verl through the data plug-in keys, from an installed package (``pkg://``), never a file
+path: verl loads the class with ``load_extern_object`` (verl/utils/dataset/rl_dataset.py:584, verl
+0.9.1), and a class loaded by file path fails in the length filter (``maybe_filter_out_long_prompts``,
+rl_dataset.py:197, with ``data.filter_overlong_prompts``) on every row with "object has no attribute
+'_build_messages'": every row is dropped, and the only sign is a printed "Error processing one of the
+samples" (checked on CPU with verl 0.9.1)::
 
     data.custom_cls.path=pkg://recipe.ivgr.dataset
     data.custom_cls.name=DualStreamDataset

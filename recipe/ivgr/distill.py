@@ -1,4 +1,5 @@
-"""SFT data from an RL run: the "GRPO -> SFT -> GRPO" variant of the official code (method.md §2.5).
+"""SFT data from an RL run: the "GRPO -> SFT -> GRPO" variant of the official code (Visual-AI/iVGR,
+scripts/generate_sft_samples.py; the paper does not describe it).
 
     python -m recipe.ivgr.distill --run CKPT_DIR --data train.parquet --out data/sft/distill.parquet \
         [--step N] [--dumps DIR] [--threshold 0.4] [--k 5] [--judge-base-url URL] [--judge-model NAME] \

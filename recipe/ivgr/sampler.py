@@ -1,7 +1,9 @@
 """Pair-preserving, seeded, resumable sampler for the training dataloader.
 
 verl 0.9.1 builds its train dataloader with a plain random/sequential row sampler and offers no
-sampler plug-in (docs/verl-0.9.1.md section a). The trainer subclass replaces the dataloader after
+sampler plug-in: ``_init_dataloader`` (verl/trainer/ppo/v1/trainer_base.py:708) always passes
+``create_rl_sampler(data, dataset)`` (verl/trainer/ppo/utils.py:140: a seeded ``RandomSampler`` with
+``data.shuffle``, else ``SequentialSampler``). The trainer subclass replaces the dataloader after
 ``super()._init_dataloader()``::
 
     self.train_dataloader = build_train_dataloader(self.train_dataset, self.config.data, collate_fn)

@@ -3,8 +3,9 @@
     python -m recipe.ivgr.sft_preflight [--decode sample|all|none] [--sample-rows N] [key=value ...]
     bash scripts/sft_ivgr_7b.sh --dry-run [key=value ...]      # same overrides as the real run
 
-Needs no GPU. Composes the exact config `torchrun -m verl.trainer.sft_trainer <overrides>` runs
-(verl 0.9.1's `trainer/config/sft_trainer_engine.yaml`), then checks, collecting every problem:
+Needs no GPU. Composes the exact config `torchrun -m verl.trainer.sft_trainer --config-path
+recipe/ivgr/config --config-name ivgr_sft <overrides>` runs (the recipe's `ivgr_sft.yaml` on verl 0.9.1's
+`trainer/config/sft_trainer_engine.yaml`), then checks, collecting every problem:
 
 - config: Hydra composition; `engine`, `optim`, `checkpoint`, `profiler` built into verl's config
   dataclasses (their `__post_init__` validation), and `model` too when `model.path` is a local folder
@@ -47,11 +48,15 @@ _CHARS_PER_TOKEN = 4  # text-token estimate (English prose), as in recipe.ivgr.p
 _TEMPLATE_TOKENS = 24  # chat-template tokens of three turns and the vision markers
 
 
-def sft_config_dir() -> Path:
-    """verl's own trainer config folder (the one `verl.trainer.sft_trainer` composes from)."""
-    import verl.trainer
+# The SFT launch runs `verl.trainer.sft_trainer --config-path <SFT_CONFIG_DIR> --config-name <SFT_CONFIG_NAME>`
+# (scripts/sft_common.sh): the recipe's ivgr_sft.yaml, which extends verl's sft_trainer_engine.yaml.
+SFT_CONFIG_DIR = Path(__file__).resolve().parent / "config"
+SFT_CONFIG_NAME = "ivgr_sft"
 
-    return Path(verl.trainer.__file__).resolve().parent / "config"
+
+def sft_config_dir() -> Path:
+    """The config folder the SFT launch composes from (the recipe's, searching verl's own after it)."""
+    return SFT_CONFIG_DIR
 
 
 def check_dataclasses(config, findings: Findings) -> None:
@@ -227,7 +232,7 @@ def check_hf_output(config, steps: int, findings: Findings) -> str:
 
 
 def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64, out=None) -> int:
-    """Every check with these overrides of verl's sft_trainer_engine config; report to `out`; 0 = sound."""
+    """Every check with these overrides of the SFT config (ivgr_sft.yaml); report to `out`; 0 = sound."""
     out = out or sys.stdout
     findings = Findings()
     usable = [o for o in overrides if not o.startswith(("hydra.", "+hydra"))]
@@ -236,10 +241,11 @@ def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64,
             findings.problem(f"unknown option {item!r}: pass Hydra overrides as key=value")
     usable = [o for o in usable if not o.startswith("--")]
     try:
-        config = compose_config(usable, sft_config_dir(), "sft_trainer_engine")
+        config = compose_config(usable, sft_config_dir(), SFT_CONFIG_NAME)
     except Exception as err:  # noqa: BLE001
         text = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        findings.problem(f"config: Hydra cannot compose verl's sft_trainer_engine with these overrides: {text}")
+        findings.problem(f"config: Hydra cannot compose {SFT_CONFIG_NAME} (verl's sft_trainer_engine + the recipe's) "
+                         f"with these overrides: {text}")
         return report(findings, [], out)
     check_dataclasses(config, findings)
     stats = check_data(config, findings, decode, sample_rows)

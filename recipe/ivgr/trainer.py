@@ -82,11 +82,20 @@ def add_bonus(rm_scores: torch.Tensor, bonus: list[float]) -> torch.Tensor:
     return torch.nested.as_nested_tensor(rows, layout=torch.jagged)
 
 
+def default_tensorboard_dir(config) -> str:
+    """TensorBoard logs next to the checkpoints: ``TENSORBOARD_DIR`` defaults to
+    ``<trainer.default_local_dir>/tensorboard`` in this process (verl's Tracking, created in ``fit`` here,
+    reads the variable; its own default is ``tensorboard_log/<project>/<experiment>`` under the Ray
+    worker's working directory, verl/utils/tracking.py:557). A value the user set wins. Returns it."""
+    return os.environ.setdefault("TENSORBOARD_DIR", os.path.join(str(config.trainer.default_local_dir), "tensorboard"))
+
+
 class IVGRTrainer(PPOTrainerSync):
     """Sync PPO/GRPO trainer with iVGR's step stage; everything else is verl's."""
 
     def __init__(self, config):
         super().__init__(config)
+        default_tensorboard_dir(config)
         self.stages: list[StepStage] = build_stages(config)
         self._stage_loop = BackgroundLoop("ivgr-stage-loop") if self.stages else None
         self._dump_every = int(config.ivgr.dump.every_k_steps or 0)

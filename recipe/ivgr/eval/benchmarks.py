@@ -119,7 +119,7 @@ class BenchmarkSpec:
     """
 
     name: str
-    title: str  # column name in the paper's tables (method.md §2.6)
+    title: str  # column name in the iVGR paper's result tables
     metric: str = "accuracy"
     answer_type: str = "choice"
     has_boxes: bool = False
@@ -137,7 +137,7 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     "cvbench2d": BenchmarkSpec("cvbench2d", "CV-2D", metric="subset_mean", reader="cvbench"),
     "cvbench3d": BenchmarkSpec("cvbench3d", "CV-3D", reader="cvbench"),
     "treebench": BenchmarkSpec("treebench", "TreeBench", has_boxes=True, reader="treebench"),
-    # the chart and multidisciplinary table (method.md §2.6); readers in reasoning_benchmarks.py
+    # the paper's chart and multidisciplinary table; readers in reasoning_benchmarks.py
     "chartqa": BenchmarkSpec("chartqa", "ChartQA", answer_type="text", reader="chartqa", rule="relaxed"),
     "ai2d": BenchmarkSpec("ai2d", "AI2D", reader="ai2d"),
     "wemath": BenchmarkSpec("wemath", "WeMath", metric="wemath", reader="wemath"),
@@ -147,7 +147,8 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     # your own held-out split (data_prep.generic lines or a record Parquet); boxes when the data has them
     "generic": BenchmarkSpec("generic", "Own", answer_type="text", has_boxes=True, reader="generic"),
 }
-# Column order of the paper's main table (method.md §2.6) and of its tool-assisted table (§2.7).
+# Column order of the iVGR paper's main results table (fine-grained and general VQA) and of its
+# tool-assisted inference table.
 PAPER_MAIN = ("vstar", "hrbench4k", "hrbench8k", "mme_realworld_lite", "pope", "realworldqa", "cvbench2d", "cvbench3d")
 PAPER_TOOL = ("vstar", "hrbench4k", "hrbench8k")
 PAPER_REASONING = ("chartqa", "ai2d", "wemath", "mmstar", "mmmu", "mmk12")  # the second table of §2.6

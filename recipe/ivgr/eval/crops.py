@@ -1,4 +1,5 @@
-"""Tool-assisted inference crops (method.md §2.7): the model's own boxes, cut out of the ORIGINAL image.
+"""Tool-assisted inference crops (the iVGR paper's tool-assisted table): the model's own boxes, cut out of
+the ORIGINAL image.
 
 Procedure for one item:
 1. the boxes the grounded pass wrote (model frame: resized pixels for Qwen2.5-VL, 0-1000 for

@@ -1,4 +1,4 @@
-"""Readers for the paper's chart and multidisciplinary table (method.md §2.6): ChartQA, AI2D, WeMath,
+"""Readers for the iVGR paper's chart and multidisciplinary results table: ChartQA, AI2D, WeMath,
 MMStar, MMMU, MMK12, from their public release formats into `benchmarks.RawItem`s.
 
 | name | public format read (`--input`: files or a folder) |

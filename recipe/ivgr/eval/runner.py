@@ -5,7 +5,7 @@ Modes (`MODES`):
   inference;
 - `grounded`: the grounded-stream prompt (`data_prep.prompts.grounded_messages`); boxes are parsed,
   mapped to original pixels and scored against GT boxes (IoU) where the benchmark has them;
-- `tool`, `tool-each`, `tool-union`: tool-assisted inference (method.md §2.7): the grounded pass,
+- `tool`, `tool-each`, `tool-union`: tool-assisted inference (the paper's tool-assisted table): the grounded pass,
   then crops of each predicted box and/or their union from the ORIGINAL image (`crops`), then a
   textual pass with the crops as extra images after the full image. `tool` = crops + union (the
   paper's best row), `tool-each` = "+ crops", `tool-union` = "+ union crop". An item without a
