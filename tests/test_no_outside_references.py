@@ -10,7 +10,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 # spelled in parts so that this file does not match itself
-OUTSIDE = [".".join(("method", "md")), "verl-0.9.1" + ".md", "docs/" + "verl-0.9.1",
+VERL_NOTES = "-".join(("verl", "0.9.1"))
+OUTSIDE = [".".join(("method", "md")), VERL_NOTES + ".md", "docs/" + VERL_NOTES,
            ".".join(("peers", "md")), ".".join(("design", "md")), "/work/" + "shared"]
 PATTERN = re.compile("|".join(re.escape(name) for name in OUTSIDE))
 
