@@ -5,4 +5,7 @@ config's OmegaConf resolvers (`recipe.ivgr.resolvers`: `${ivgr.sum:...}`), which
 resolves `config/ivgr_trainer.yaml` needs.
 """
 
-from recipe.ivgr import resolvers as _resolvers  # noqa: F401  (registers ${ivgr.sum:...})
+try:
+    from recipe.ivgr import resolvers as _resolvers  # noqa: F401  (registers ${ivgr.sum:...})
+except ImportError:  # no omegaconf: not the project's environment, which the entry points report themselves
+    _resolvers = None
