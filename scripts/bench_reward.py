@@ -154,19 +154,23 @@ async def _judge_passes(batches, judge: dict) -> list[tuple[float, dict]]:
     return out
 
 
-def _rule_pass(batch) -> tuple[float, list[dict]]:
-    start = time.perf_counter()
+def _rule_pass(batch) -> tuple[float, float, list[dict]]:
+    """(wall seconds, CPU seconds of this thread, results) of one rule-only pass over `batch`."""
+    start, cpu = time.perf_counter(), time.thread_time()
     results = [compute_score("bench", text, gt, extra) for text, gt, extra in batch]
-    return time.perf_counter() - start, results
+    return time.perf_counter() - start, time.thread_time() - cpu, results
 
 
-def _rates(batch, repeat: int) -> tuple[float, float, list[dict]]:
-    """(best, median) rollouts/s over `repeat` passes, and the last pass's results."""
-    rates, results = [], []
+def _rates(batch, repeat: int) -> tuple[float, float, float, list[dict]]:
+    """(best wall, median wall, best CPU) rollouts/s over `repeat` passes, and the last pass's results.
+    The CPU rate (rollouts per second of this thread's CPU time) is what one idle core gives; on a
+    shared machine the wall rate also counts the time other processes held the core."""
+    walls, cpus, results = [], [], []
     for _ in range(repeat):
-        seconds, results = _rule_pass(batch)
-        rates.append(len(batch) / seconds)
-    return max(rates), statistics.median(rates), results
+        wall, cpu, results = _rule_pass(batch)
+        walls.append(len(batch) / wall)
+        cpus.append(len(batch) / cpu)
+    return max(walls), statistics.median(walls), max(cpus), results
 
 
 def _pathological(timeout_s: float) -> list[tuple[str, float, float, str]]:
@@ -212,7 +216,7 @@ def main() -> None:
     pool = math_pool()
     pool.wait_idle()  # the pool's start-up (once per process) is not part of the steady state
     with ThreadPoolExecutor(pool.workers) as warm:  # nor each worker's first check (sympy's lazy set-up)
-        list(warm.map(lambda i: pool.check(f"{i}+x", f"x+{i}"), range(pool.workers)))
+        list(warm.map(lambda i: pool.check(f"\\frac{{{i}}}{{2}}", f"\\sqrt{{{i}}}"), range(pool.workers)))
     batch = make_batch(args.rollouts, seed=3, math_share=args.math_share, **kw)
     mean_len = sum(len(t) for t, _, _ in batch) / len(batch)
     print(f"batch: {len(batch)} rollouts in groups of {GROUP} (grounded 40%, textual 40%, single 20% of the "
@@ -221,21 +225,24 @@ def main() -> None:
     if not args.skip_rules:
         non_math = make_batch(args.rollouts, **kw)
         compute_score("warmup", *non_math[0])
-        best, median, _ = _rates(non_math, args.repeat)
-        print(f"rule-only, non-math mix: {best:,.0f} rollouts/s on one core (median {median:,.0f} of {args.repeat}) "
-              f"(target >= {TARGET_RULES:,}); {load()}")
+        best, median, cpu_rate, _ = _rates(non_math, args.repeat)
+        print(f"rule-only, non-math mix: {cpu_rate:,.0f} rollouts per CPU-second on one core (target >= "
+              f"{TARGET_RULES:,}: {'met' if cpu_rate >= TARGET_RULES else 'missed'}); wall {best:,.0f}/s (median "
+              f"{median:,.0f} of {args.repeat}); {load()}")
         math_batch = make_batch(max(args.rollouts // 5, 200), seed=7, only_math=True, **kw)
         before = pool.stats()
-        math_s, _ = _rule_pass(math_batch)  # the first pass: the cache holds only what repeats in it
+        math_s, _, _ = _rule_pass(math_batch)  # the first pass: the cache holds only what repeats in it
         after = pool.stats()
         checks, hits = after["checks"] - before["checks"], after["cache_hits"] - before["cache_hits"]
-        print(f"rule-only, math items: {len(math_batch) / math_s:,.0f} rollouts/s (target >= {TARGET_MATH:,}); "
-              f"{len(math_batch)} items, {checks} math-verify checks, {hits} of them cache hits; {load()}")
-        mix_best, mix_median, results = _rates(batch, args.repeat)
+        math_rate = len(math_batch) / math_s
+        print(f"rule-only, math items: {math_rate:,.0f} rollouts/s wall (target >= {TARGET_MATH:,}: "
+              f"{'met' if math_rate >= TARGET_MATH else 'missed'}); {len(math_batch)} items, {checks} math-verify "
+              f"checks, {hits} of them cache hits; {load()}")
+        mix_best, mix_median, _, results = _rates(batch, args.repeat)
         decided = sum(r["acc_undecided"] == 0 for r in results) / len(results)
         print(f"rule-only, full mix with {args.math_share:.0%} math: {mix_best:,.0f} rollouts/s "
               f"(median {mix_median:,.0f}); rules decide {decided:.1%} of answers without the judge")
-        figures.update(rule_rollouts_per_s=round(best), rule_median=round(median),
+        figures.update(rule_rollouts_per_cpu_s=round(cpu_rate), rule_rollouts_per_s=round(best), rule_median=round(median),
                        math_rollouts_per_s=round(len(math_batch) / math_s), mix_rollouts_per_s=round(mix_best),
                        rule_decided_share=round(decided, 4))
         timeout_s = pool.timeout_s
