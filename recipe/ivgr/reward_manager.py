@@ -73,8 +73,9 @@ class IVGRRewardManager(RewardManagerBase):
         item = data[-1]  # multi-output agent loops: score the last output
         response_ids = item.batch["responses"]
         valid = int(item.batch["attention_mask"][-response_ids.shape[-1]:].sum())
-        text = await self.loop.run_in_executor(
-            None, lambda: self.tokenizer.decode(response_ids[:valid], skip_special_tokens=True))
+        # decoded on the reward loop itself: one response takes a fraction of a millisecond, less than
+        # the hop to a worker thread and back that verl's naive manager pays for it
+        text = self.tokenizer.decode(response_ids[:valid], skip_special_tokens=True)
         return await score_response(text, item.non_tensor_batch["data_source"],
                                     item.non_tensor_batch["reward_model"]["ground_truth"],
                                     item.non_tensor_batch.get("extra_info"), self.settings)
