@@ -37,7 +37,7 @@ from data_prep.images import (
 from data_prep.schema import RecordError, Sample
 from data_prep.writer import RecordWriter, side_paths
 from reward_score.answers import ANSWER_TYPES
-from reward_score.families import FAMILY_NAMES
+from reward_score.families import DEFAULT_FAMILY, FAMILY_NAMES
 
 ROW_ERRORS = (BoxError, ImageError, RecordError)
 
@@ -65,15 +65,17 @@ def base_parser(prog: str, description: str, *, default_embed: bool = False,
     if embed_option:
         embed = parser.add_mutually_exclusive_group()
         embed.add_argument("--embed-images", dest="embed", action="store_true", default=default_embed,
-                           help="store image bytes in the Parquet (needed by a plain verl run)")
+                           help="store image bytes in the Parquet (a self-contained file)")
         embed.add_argument("--no-embed-images", dest="embed", action="store_false",
                            help="store paths relative to the image root (small file; needs the recipe dataset)")
     else:
         parser.set_defaults(embed=True)
     parser.add_argument("--decode-images", action="store_true",
                         help="fully decode every image (catches truncated files; much slower)")
-    parser.add_argument("--box-frame", choices=FAMILY_NAMES, default="qwen2_5_vl",
-                        help="model family whose box frame the grounded prompt describes")
+    parser.add_argument("--box-frame", choices=FAMILY_NAMES, default=None,
+                        help="SFT converters: the model family whose box frame the responses' boxes are written "
+                             f"in (default {DEFAULT_FAMILY}). RL records hold no frame (prompts are rendered for the "
+                             "run's model family when the data is read): ignored there, with a note")
     parser.add_argument("--row-group-rows", type=int, default=1000)
     parser.add_argument("--min-keep-ratio", type=float, default=0.5,
                         help="fail (exit 1, previous output kept) when fewer than this share of the rows read "
@@ -353,9 +355,11 @@ def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Samp
         rows = islice(rows, args.limit)
         total = min(total, args.limit) if total is not None else args.limit
     start = time.perf_counter()
-    writer = writer or RecordWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows,
-                          min_keep_ratio=getattr(args, "min_keep_ratio", 0.5),
-                          image_root=default_image_root(args), notes=notes)
+    if writer is None:
+        ignore_box_frame(args)
+    writer = writer or RecordWriter(args.out, row_group_rows=args.row_group_rows,
+                                    min_keep_ratio=getattr(args, "min_keep_ratio", 0.5),
+                                    image_root=default_image_root(args), notes=notes)
     try:
         with writer:
             for row_id, raw in tqdm(rows, total=total, unit="row", disable=args.quiet, mininterval=1.0):
@@ -397,6 +401,13 @@ def run(rows: Iterable[tuple[str, Any]], make_sample: Callable[[dict, str], Samp
 def previous_output_note(out: Path) -> str:
     """What a failed run left at `out`: the earlier output (untouched), or nothing."""
     return f" (the previous {out.name} is kept)" if out.exists() else " (there was no previous output)"
+
+
+def ignore_box_frame(args: argparse.Namespace) -> None:
+    """RL records (schema 3) store no box frame: a `--box-frame` given to an RL converter only gets a note."""
+    if getattr(args, "box_frame", None):
+        print(f"[data_prep] note: --box-frame {args.box_frame} ignored: records hold no frame; the training run "
+              "renders the prompts for its model family (ivgr.box_frame)", file=sys.stderr)
 
 
 def default_image_root(args: argparse.Namespace) -> Path:

@@ -1,21 +1,23 @@
 """Look at a record Parquet: counts, box and image statistics, shared-prefix ratio, rendered boxes.
 
     python -m data_prep.inspect FILE.parquet [--image-root DIR] [--render N DIR] [--json]
-                                [--max-pixels 1003520] [--prefix-samples 32]
+                                [--max-pixels 1003520] [--prefix-samples 32] [--box-frame qwen2_5_vl|qwen3_vl]
 
 Reports
 - rows per data source and kind, answer types;
 - boxes per grounded sample, box sides in ORIGINAL pixels, box area as a fraction of the image,
-  and box sides in the model's frame (Qwen2.5-VL resized pixels at `--max-pixels`, via
-  `reward_score.frames`): how small the targets are for the model;
+  and box sides in the model's frame (`--box-frame`, the model family: Qwen2.5-VL resized pixels at
+  `--max-pixels` by default, via `reward_score.frames`): how small the targets are for the model;
 - image size histogram (longest side) and image tokens per image at `--max-pixels`;
 - the shared-prefix ratio of the two streams: for up to `--prefix-samples` grounded rows, both
-  prompts are templated and tokenized by the offline Qwen2.5-VL-style processor
+  prompts (rendered for `--box-frame` exactly as training renders them, `data_prep.prompts`) are
+  templated and tokenized by the offline Qwen-VL-style processor
   (`data_prep.offline_processor`, image tokens expanded), and the length of the common token prefix
   is divided by the grounded prompt's length. It says how much of a grounded prompt vLLM's prefix
   cache can reuse for the textual one (target >= 0.9 at 1280*28*28 max pixels).
 `--render N DIR` writes a gallery of the first N rows: `DIR/index.html` with, per row, its first
-image with the GT boxes drawn (a PNG beside it), the question(s), the answer(s) and both prompts.
+image with the GT boxes drawn (a PNG beside it), the question(s), the answer(s) and the prompt of
+every stream exactly as the `--box-frame` model sees it.
 
 A row whose image cannot be opened (missing, corrupt, outside the root) does not stop the
 command: it is counted under `bad_rows` (reason and a few examples) and listed in the gallery.
@@ -40,9 +42,11 @@ from tqdm import tqdm
 
 from data_prep import streaming
 from data_prep.images import ImageError, open_image
-from data_prep.prompts import to_content_lists
-from data_prep.schema import resolve_image_root
+from data_prep.prompts import record_messages, to_content_lists
+from data_prep.schema import RECORD_COLUMNS, record_facts, resolve_image_root
+from reward_score.families import DEFAULT_FAMILY, FAMILY_NAMES, get_family
 from reward_score.frames import resized_size, to_model_frame
+from reward_score.streams import KIND_STREAMS
 
 DEFAULT_MAX_PIXELS = 1280 * 28 * 28
 _SIZE_BUCKETS = (512, 1024, 2048, 4096)
@@ -107,17 +111,18 @@ class BadRows:
 
 
 def shared_prefix(path: Path, root: Path, max_pixels: int, samples: int,
-                  bad: BadRows | None = None) -> dict[str, Any] | None:
-    """Shared-prefix statistics over the first `samples` grounded rows (None when there are none);
-    rows whose images fail to open are skipped and counted in `bad`."""
+                  bad: BadRows | None = None, family: str = DEFAULT_FAMILY) -> dict[str, Any] | None:
+    """Shared-prefix statistics over the first `samples` grounded rows (None when there are none),
+    both prompts rendered for `family` as training renders them; rows whose images fail to open are
+    skipped and counted in `bad`."""
     from data_prep.offline_processor import build_processor
 
-    processor = build_processor(max_pixels=max_pixels)
+    processor = build_processor(max_pixels=max_pixels, patch_size=get_family(family).patch_size)
     ratios, common_total, grounded_total, lengths = [], 0, 0, []
     bad = bad if bad is not None else BadRows()
-    columns = ["sample_id", "kind", "images", "prompt_grounded", "prompt_textual"]
-    for batch in streaming.iter_batches(path, columns):
-        for row in batch.to_pylist():
+    for batch in streaming.iter_batches(path, _present(path, ("sample_id", "kind", "images", "question",
+                                                              "question_textual", "choices"))):
+        for row in map(record_facts, batch.to_pylist()):
             if row["kind"] != "grounded" or len(ratios) >= samples:
                 continue
             try:
@@ -125,8 +130,8 @@ def shared_prefix(path: Path, root: Path, max_pixels: int, samples: int,
             except ImageError as err:
                 bad.add(row["sample_id"], err)
                 continue
-            grounded = prompt_token_ids(processor, row["prompt_grounded"], images)
-            textual = prompt_token_ids(processor, row["prompt_textual"], images)
+            grounded = prompt_token_ids(processor, record_messages(row, "grounded", family), images)
+            textual = prompt_token_ids(processor, record_messages(row, "textual", family), images)
             common = common_prefix(grounded, textual)
             ratios.append(common / len(grounded))
             common_total += common
@@ -141,8 +146,11 @@ def shared_prefix(path: Path, root: Path, max_pixels: int, samples: int,
             "grounded_prompt_tokens": _quantiles(lengths)}
 
 
-def statistics_of(path: Path, max_pixels: int, progress: bool = True) -> dict[str, Any]:
-    """Counts, box statistics and image-size histogram, streamed over the file (no image decoding)."""
+def statistics_of(path: Path, max_pixels: int, progress: bool = True,
+                  family: str = DEFAULT_FAMILY) -> dict[str, Any]:
+    """Counts, box statistics and image-size histogram, streamed over the file (no image decoding);
+    image tokens and box sides in the model frame are `family`'s."""
+    factor = get_family(family).resize_factor
     sources, kinds, answer_types, buckets = Counter(), Counter(), Counter(), Counter()
     per_sample, sides, areas, model_sides, tokens = [], [], [], [], []
     rows = 0
@@ -158,19 +166,20 @@ def statistics_of(path: Path, max_pixels: int, progress: bool = True) -> dict[st
             answer_types[row["answer_type"] or "unknown"] += 1
             width, height = row["image_size"]
             buckets[_bucket(max(width, height))] += 1
-            new_w, new_h = resized_size(width, height, "qwen2_5_vl", max_pixels=max_pixels)
-            tokens.append(new_w * new_h // (28 * 28))
+            new_w, new_h = resized_size(width, height, family, max_pixels=max_pixels)
+            tokens.append(new_w * new_h // (factor * factor))
             boxes = row["gt_boxes"] or []
             if row["kind"] == "grounded":
                 per_sample.append(len(boxes))
-            for box, model_box in zip(boxes, to_model_frame(boxes, (width, height), "qwen2_5_vl",
-                                                             max_pixels=max_pixels)):
+            model_boxes = to_model_frame(boxes, (width, height), family, max_pixels=max_pixels)
+            for box, model_box in zip(boxes, model_boxes):
                 sides.append(min(box[2] - box[0], box[3] - box[1]))
                 areas.append((box[2] - box[0]) * (box[3] - box[1]) / (width * height))
                 model_sides.append(min(model_box[2] - model_box[0], model_box[3] - model_box[1]))
     bar.close()
     return {
-        "file": str(path), "rows": rows, "kinds": dict(kinds), "data_sources": dict(sorted(sources.items())),
+        "file": str(path), "model_family": family, "rows": rows, "kinds": dict(kinds),
+        "data_sources": dict(sorted(sources.items())),
         "answer_types": dict(sorted(answer_types.items())),
         "boxes_per_grounded_sample": _quantiles(per_sample),
         "box_short_side_px": _quantiles(sides), "box_area_fraction": _quantiles(areas),
@@ -178,6 +187,12 @@ def statistics_of(path: Path, max_pixels: int, progress: bool = True) -> dict[st
         "image_longest_side": {k: buckets[k] for k in [f"<{e}" for e in _SIZE_BUCKETS] + [f">={_SIZE_BUCKETS[-1]}"]},
         "image_tokens": _quantiles(tokens),
     }
+
+
+def _present(path: Path, columns: Sequence[str]) -> list[str]:
+    """The `columns` the file has (files of older schema versions may lack some; read as null)."""
+    names = pq.read_schema(path).names
+    return [c for c in columns if c in names]
 
 
 def _draw(image, boxes) -> None:
@@ -218,21 +233,19 @@ def format_boxes(boxes: Sequence[Sequence[float]] | None) -> str:
     return ", ".join("[" + ", ".join(number(v) for v in box) + "]" for box in boxes)
 
 
-def render(path: Path, root: Path, count: int, out_dir: Path, bad: BadRows | None = None) -> list[Path]:
+def render(path: Path, root: Path, count: int, out_dir: Path, bad: BadRows | None = None,
+           family: str = DEFAULT_FAMILY) -> list[Path]:
     """Gallery of the first `count` rows: a PNG per row (first image, GT boxes in magenta) and
-    `out_dir/index.html` with question(s), answer(s) and both prompts. Returns the PNG paths; a
-    row whose image fails to open is shown in the page with its error and counted in `bad`."""
+    `out_dir/index.html` with question(s), answer(s) and the prompts of every stream exactly as
+    `family`'s model sees them. Returns the PNG paths; a row whose image fails to open is shown in
+    the page with its error and counted in `bad`."""
     out_dir.mkdir(parents=True, exist_ok=True)
     bad = bad if bad is not None else BadRows()
     written: list[Path] = []
     blocks: list[str] = []
-    columns = ["sample_id", "data_source", "kind", "images", "gt_boxes", "image_size", "question",
-               "question_textual", "answer", "answers", "answer_type", "choices", "prompt_grounded", "prompt_textual"]
-    parquet = pq.ParquetFile(path)
-    columns = [c for c in columns if c in parquet.schema_arrow.names]
     shown = 0
-    for batch in streaming.iter_batches(path, columns):
-        for row in batch.to_pylist():
+    for batch in streaming.iter_batches(path, _present(path, RECORD_COLUMNS)):
+        for row in map(record_facts, batch.to_pylist()):
             if shown >= count:
                 break
             shown += 1
@@ -258,9 +271,10 @@ def render(path: Path, root: Path, count: int, out_dir: Path, bad: BadRows | Non
                 + f"<p><b>answer</b>: {html.escape(' | '.join(answers))} "
                 f"<span class='meta'>({html.escape(row['answer_type'] or 'answer type not given')}"
                 f"{', choices ' + html.escape(str(row['choices'])) if row.get('choices') else ''})</span></p>"
-                f"<details open><summary>grounded prompt</summary>{_prompt_html(row['prompt_grounded'])}</details>"
-                f"<details><summary>textual / single prompt</summary>{_prompt_html(row['prompt_textual'])}</details>"
-                f"</div></div>")
+                + "".join(f"<details{' open' if i == 0 else ''}><summary>{stream} prompt ({family})</summary>"
+                          f"{_prompt_html(record_messages(row, stream, family))}</details>"
+                          for i, stream in enumerate(KIND_STREAMS.get(row["kind"], ())))
+                + "</div></div>")
         if shown >= count:
             break
     summary = (f"{shown} rows of {html.escape(str(path))}; {len(written)} images drawn, "
@@ -307,6 +321,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--render", nargs=2, metavar=("N", "DIR"), default=None,
                         help="gallery of the first N rows in DIR/index.html (images with GT boxes, prompts)")
     parser.add_argument("--max-pixels", type=int, default=DEFAULT_MAX_PIXELS)
+    parser.add_argument("--box-frame", choices=FAMILY_NAMES, default=DEFAULT_FAMILY,
+                        help="model family whose prompts, image tokens and box frame are shown (what that model sees)")
     parser.add_argument("--prefix-samples", type=int, default=32, help="grounded rows used for the shared-prefix ratio")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -316,13 +332,15 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return print_inspect_sft(args.file, args.json)
     root = resolve_image_root(args.file, args.image_root)
-    report = statistics_of(args.file, args.max_pixels, progress=not args.quiet)
+    report = statistics_of(args.file, args.max_pixels, progress=not args.quiet, family=args.box_frame)
     bad = BadRows()
     if args.prefix_samples > 0:
-        report["shared_prefix"] = shared_prefix(args.file, root, args.max_pixels, args.prefix_samples, bad)
+        report["shared_prefix"] = shared_prefix(args.file, root, args.max_pixels, args.prefix_samples, bad,
+                                                family=args.box_frame)
     if args.render:
         out_dir = Path(args.render[1])
-        report["rendered"] = [str(p) for p in render(args.file, root, int(args.render[0]), out_dir, bad)]
+        report["rendered"] = [str(p) for p in render(args.file, root, int(args.render[0]), out_dir, bad,
+                                                     family=args.box_frame)]
         report["gallery"] = str(out_dir / "index.html")
     report["bad_rows"] = bad.as_dict()
     if args.json:

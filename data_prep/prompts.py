@@ -10,15 +10,22 @@ textual prompt of one sample share one long token prefix (system turn, all image
 question, and the instructions' common opening sentence): vLLM's prefix cache then computes the
 image tokens once per sample, not once per stream. `data_prep.inspect` measures the ratio.
 
-Box wording depends on the model family's output frame (see `reward_score.frames`):
-`qwen2_5_vl` writes absolute pixels of the image as the model sees it (after resizing);
-`qwen3_vl` writes coordinates relative to the image on a 0-1000 grid.
+Box wording depends on the model family's output frame (`reward_score.families`, the frame maths
+in `reward_score.frames`): `qwen2_5_vl` writes absolute pixels of the image as the model sees it
+(after resizing); `qwen3_vl` writes coordinates relative to the image on a 0-1000 grid.
+
+Prompts are rendered when data is read, never stored with a record: `record_messages` turns a
+record's facts (`data_prep.schema`) and the model family into one stream's messages for the recipe
+dataset, `data_prep.inspect` and IVR-R1 (which trains through that dataset); the SFT converters,
+`recipe.ivgr.distill` and the eval call `stream_messages` with the same layout. A frame change is a
+different `family` argument, never an edit of stored text.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 from reward_score.choices import render_options
 from reward_score.families import FAMILIES, FAMILY_NAMES
@@ -83,6 +90,43 @@ def textual_messages(question: str, choices: Sequence[str] | None, num_images: i
 def single_messages(question: str, choices: Sequence[str] | None, num_images: int) -> list[Message]:
     """Prompt of a single-stream sample (general reasoning without boxes)."""
     return _messages(question, choices, num_images, SINGLE_INSTRUCTION)
+
+
+def stream_messages(stream: str, question: str, choices: Sequence[str] | None, num_images: int, family: str,
+                    num_crops: int = 0, crop_note: bool = True) -> list[Message]:
+    """The chat messages of `stream` (`reward_score.streams.STREAMS`) for model `family` (its box frame).
+
+    `num_crops` > 0 (tool-assisted inference, textual stream only): that many crop images follow the
+    `num_images` full images, and with `crop_note` one sentence after the images says what they are.
+    Raises ValueError for an unknown stream or family.
+    """
+    if stream == "grounded":
+        if num_crops:
+            raise ValueError("crops follow the textual stream only")
+        return grounded_messages(question, choices, num_images, family)
+    if stream == "single":
+        return single_messages(question, choices, num_images)
+    if stream != "textual":
+        raise ValueError(f"unknown stream {stream!r}")
+    messages = textual_messages(question, choices, num_images + num_crops)
+    if num_crops and crop_note:
+        placeholders = IMAGE_PLACEHOLDER * (num_images + num_crops)
+        user = messages[-1]["content"]
+        messages[-1] = {"role": "user", "content": placeholders + crop_note_text(num_crops) + "\n"
+                        + user[len(placeholders):]}
+    return messages
+
+
+def stream_question(record: Mapping[str, Any], stream: str) -> str:
+    """The question `stream` asks: the grounded stream's `question`, else `question_textual` when set."""
+    return str(record["question"] if stream == "grounded" else (record.get("question_textual") or record["question"]))
+
+
+def record_messages(record: Mapping[str, Any], stream: str, family: str) -> list[Message]:
+    """What the model sees for one stream of a record (`data_prep.schema` facts, any schema version):
+    the recipe dataset, `data_prep.inspect` and the SFT converters all render prompts here."""
+    choices = list(record["choices"]) if record.get("choices") is not None else None
+    return stream_messages(stream, stream_question(record, stream), choices, len(record.get("images") or []), family)
 
 
 def crop_note_text(num_crops: int) -> str:

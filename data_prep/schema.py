@@ -1,10 +1,11 @@
-"""The record schema: one Parquet row per source sample, readable by our recipe and by plain verl.
+"""The record schema: one Parquet row per source sample, each fact stored once.
 
-Columns (all written by `to_row`; `RECORD_SCHEMA` is the Arrow schema):
+Columns of schema version 3 (all written by `to_row`; `RECORD_SCHEMA` is the Arrow schema):
 
 - `sample_id` (string): stable id `<dataset>:<source id or content hash>`; unique per file.
 - `data_source` (string): `<dataset>/<sub-source>`, e.g. `ivgr_rl51k/treevgr`, `synthetic/shapes`.
-- `kind` (string): `grounded` (has GT boxes; two streams) or `single` (no boxes; one stream).
+- `kind` (string): one of `reward_score.streams.KINDS`: `grounded` (has GT boxes; two streams) or
+  `single` (no boxes; one stream).
 - `question` (string): question text without media placeholders or instructions; the grounded
   stream's question (and the only one of a `single` sample).
 - `question_textual` (string | null): the textual stream's question when the source gives a
@@ -20,30 +21,23 @@ Columns (all written by `to_row`; `RECORD_SCHEMA` is the Arrow schema):
   boxes refer to).
 - `gt_boxes` (list<list<float64>>): `[x1, y1, x2, y2]` in ORIGINAL pixels of the first image; empty
   for `single`.
-- `box_frame` (string): frame the grounded prompt asks for, `qwen2_5_vl` (resized pixels) or
-  `qwen3_vl` (0-1000).
-- `prompt_grounded` (list<struct<role, content>> | null): grounded-stream chat messages with `<image>`
-  placeholders; null for `single`.
-- `prompt_textual` (list<struct<role, content>>): textual-stream messages (the single instruction for
-  `single` samples), built from `question_textual` when set, else `question`.
-- `prompt` (list<struct<role, content>>): verl's prompt column, equal to `prompt_textual` (a plain
-  verl run trains one textual stream).
-- `ability` (string): `grounded_vqa` or `reasoning` (verl bookkeeping).
-- `reward_model` (struct<style, ground_truth>): `{"style": "rule", "ground_truth": answer}`.
-- `extra_info` (struct): stream-independent facts for the reward: `index`, `sample_id`, `kind`,
-  `question`, `question_textual`, `answer`, `answers`, `answer_type`, `choices`, `gt_boxes`,
-  `image_size`, `box_frame`.
+
+Prompts are not facts and are not stored: `data_prep.prompts.record_messages` renders a stream's
+chat messages from these columns and the model family when the data is read (the recipe dataset,
+`data_prep.inspect`), so one file serves every model family. Neither are verl's columns (`prompt`,
+`reward_model`, `extra_info`): the recipe dataset (`recipe.ivgr.dataset.DualStreamDataset`, loaded
+by any verl trainer through `data.custom_cls`) builds them per stream.
+
+Older files keep loading: `record_facts` reads a row of any version as these facts. Version 2
+(today's main before this schema; also version 1, without `question_textual` and `answers`) stored
+the same facts at the top level and copies of them in `extra_info`, plus the rendered prompts
+(`prompt_grounded`, `prompt_textual`, `prompt`), `box_frame`, `ability` and `reward_model`: readers
+ignore those copies and render the prompts again for the run's model family.
 
 Schema metadata: `ivgr.schema_version`, and for files written by a converter `ivgr.image_root`
 (the image root that path-mode `images` are relative to, written relative to the Parquet's folder)
 plus `ivgr.image_root_abs` (the same folder, absolute). `resolve_image_root()` is the one rule every
 reader applies: an explicit root, else the stored one (`image_root_of()`), else the file's folder.
-
-The recipe dataset (`recipe/ivgr`) reads `prompt_grounded` / `prompt_textual` as chat-message
-lists exactly like verl's `prompt`, swaps one of them into `prompt`, adds `stream` and the
-processor's pixel bounds to `extra_info`, and maps `gt_boxes` into the model frame with
-`reward_score.frames`. Images stored by path need that dataset (it joins `data.image_root`);
-a plain verl run needs embedded images (`--embed-images`).
 """
 
 from __future__ import annotations
@@ -58,23 +52,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_prep import prompts
+from reward_score.streams import KINDS
 from data_prep.images import ImageItem
 from reward_score.answers import ANSWER_TYPES
 from reward_score.parsing import Box
 
-SCHEMA_VERSION = "2"  # 2: question_textual, answers
-KINDS = ("grounded", "single")
+SCHEMA_VERSION = "3"  # 2: question_textual, answers; 3: each fact once, no prompts, no verl columns
 
 MESSAGE = pa.struct([("role", pa.string()), ("content", pa.string())])
 IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 BOXES = pa.list_(pa.list_(pa.float64()))
 SIZE = pa.list_(pa.int32())
-EXTRA_INFO = pa.struct([
-    ("index", pa.int64()), ("sample_id", pa.string()), ("kind", pa.string()), ("question", pa.string()),
-    ("question_textual", pa.string()), ("answer", pa.string()), ("answers", pa.list_(pa.string())),
-    ("answer_type", pa.string()), ("choices", pa.list_(pa.string())),
-    ("gt_boxes", BOXES), ("image_size", SIZE), ("box_frame", pa.string()),
-])
 RECORD_SCHEMA = pa.schema(
     [
         pa.field("sample_id", pa.string(), nullable=False),
@@ -89,16 +77,32 @@ RECORD_SCHEMA = pa.schema(
         ("images", pa.list_(IMAGE)),
         ("image_size", SIZE),
         ("gt_boxes", BOXES),
-        ("box_frame", pa.string()),
-        ("prompt_grounded", pa.list_(MESSAGE)),
-        ("prompt_textual", pa.list_(MESSAGE)),
-        ("prompt", pa.list_(MESSAGE)),
-        ("ability", pa.string()),
-        ("reward_model", pa.struct([("style", pa.string()), ("ground_truth", pa.string())])),
-        ("extra_info", EXTRA_INFO),
     ],
     metadata={"ivgr.schema_version": SCHEMA_VERSION},
 )
+RECORD_COLUMNS: tuple[str, ...] = tuple(RECORD_SCHEMA.names)
+# columns schema 1 files lack (added in version 2): read as null
+ADDED_IN_V2 = ("question_textual", "answers")
+SCHEMA_VERSION_KEY = b"ivgr.schema_version"
+
+
+def schema_version_of(path: str | os.PathLike) -> str:
+    """The record schema version a Parquet declares (`"1"` when it declares none)."""
+    metadata = pq.read_schema(path).metadata or {}
+    return metadata.get(SCHEMA_VERSION_KEY, b"1").decode()
+
+
+def missing_columns(names: Sequence[str]) -> list[str]:
+    """Fact columns a file with these column names lacks (columns added in version 2 may be missing)."""
+    present = set(names)
+    return [c for c in RECORD_COLUMNS if c not in present and c not in ADDED_IN_V2]
+
+
+def record_facts(row: Any) -> dict[str, Any]:
+    """The facts of one record row of any schema version (a mapping with at least the version-1
+    columns), as plain Python values: exactly `RECORD_COLUMNS`, missing ones None. Copies a
+    version-2 row keeps elsewhere (`extra_info`, the rendered prompts, `box_frame`) are not read."""
+    return {name: row.get(name) for name in RECORD_COLUMNS}
 
 
 IMAGE_ROOT_KEY, IMAGE_ROOT_ABS_KEY = b"ivgr.image_root", b"ivgr.image_root_abs"
@@ -203,8 +207,8 @@ def _check_text(name: str, value: str) -> None:
         raise RecordError("invalid_unicode", f"{name}: {what} at character {err.start}") from None
 
 
-def to_row(sample: Sample, index: int, box_frame: str = "qwen2_5_vl") -> dict[str, Any]:
-    """The full Parquet row (all columns of `RECORD_SCHEMA`) for one sample.
+def to_row(sample: Sample) -> dict[str, Any]:
+    """The Parquet row (all columns of `RECORD_SCHEMA`) for one sample.
 
     Raises RecordError for empty questions/answers, unknown answer types, un-encodable text,
     media placeholders the prompt cannot carry, or a sample without images.
@@ -238,18 +242,11 @@ def to_row(sample: Sample, index: int, box_frame: str = "qwen2_5_vl") -> dict[st
                         *(("image path", i.path) for i in sample.images if i.path)):
         _check_text(name, value)
 
-    n = len(sample.images)
-    grounded = bool(sample.gt_boxes)
-    prompt_grounded = prompts.grounded_messages(question, choices, n, box_frame) if grounded else None
-    prompt_textual = (prompts.textual_messages if grounded else prompts.single_messages)(
-        textual_question or question, choices, n)
     boxes = [[float(v) for v in box] for box in sample.gt_boxes]
-    size = [int(sample.image_size[0]), int(sample.image_size[1])]
-    kind = "grounded" if grounded else "single"
     return {
         "sample_id": sample.sample_id,
         "data_source": sample.data_source,
-        "kind": kind,
+        "kind": sample.kind,
         "question": question,
         "question_textual": textual_question,
         "answer": answer,
@@ -257,18 +254,6 @@ def to_row(sample: Sample, index: int, box_frame: str = "qwen2_5_vl") -> dict[st
         "answer_type": sample.answer_type,
         "choices": choices,
         "images": [item.to_struct() for item in sample.images],
-        "image_size": size,
+        "image_size": [int(sample.image_size[0]), int(sample.image_size[1])],
         "gt_boxes": boxes,
-        "box_frame": box_frame,
-        "prompt_grounded": prompt_grounded,
-        "prompt_textual": prompt_textual,
-        "prompt": prompt_textual,
-        "ability": "grounded_vqa" if grounded else "reasoning",
-        "reward_model": {"style": "rule", "ground_truth": answer},
-        "extra_info": {
-            "index": index, "sample_id": sample.sample_id, "kind": kind, "question": question,
-            "question_textual": textual_question, "answer": answer, "answers": answers,
-            "answer_type": sample.answer_type, "choices": choices,
-            "gt_boxes": boxes, "image_size": size, "box_frame": box_frame,
-        },
     }

@@ -44,12 +44,13 @@ from data_prep.boxes import BOX_FORMATS, BoxError, check_box, scale_boxes, to_pi
 from data_prep.images import MIN_SIDE, ImageItem, upscale_to_min_side
 from data_prep.schema import MESSAGE, SIZE, RecordError
 from data_prep.writer import RecordWriter
+from reward_score.families import DEFAULT_FAMILY
 from reward_score.format import format_reward
 from reward_score.frames import get_frame, resized_size, to_model_frame
 from reward_score.parsing import parse_boxes, parse_response
+from reward_score.streams import SFT_STREAMS
 
 SFT_SCHEMA_VERSION = "1"
-SFT_STREAMS = ("grounded", "textual")
 SOURCE_BOX_FORMATS = (*BOX_FORMATS, "model")
 SFT_IMAGE = pa.struct([("bytes", pa.binary()), ("min_pixels", pa.int64()), ("max_pixels", pa.int64())])
 SFT_SCHEMA = pa.schema(
@@ -204,8 +205,7 @@ def to_sft_row(sample: SftSample, box_frame: str, bounds: tuple[int, int]) -> di
             raise RecordError("answer_mismatch", f"response says {answer!r}, reference {sample.reference_answer!r}")
     choices = [str(c).strip() for c in sample.choices] if sample.choices else None
     n = len(items)
-    prompt = (prompts.grounded_messages(question, choices, n, box_frame) if stream == "grounded"
-              else prompts.textual_messages(question, choices, n))
+    prompt = prompts.stream_messages(stream, question, choices, n, box_frame)
     size = [int(round(first[0] * upscale[0])), int(round(first[1] * upscale[1]))]
     return {
         "sample_id": sample.sample_id, "data_source": sample.data_source, "stream": stream,
@@ -223,7 +223,8 @@ class SftWriter(RecordWriter):
 
     def __init__(self, out, *, box_frame: str = "qwen2_5_vl", bounds: tuple[int, int] | None = None,
                  row_group_rows: int = 256, **writer_options):
-        super().__init__(out, box_frame=box_frame, row_group_rows=row_group_rows, **writer_options)
+        super().__init__(out, row_group_rows=row_group_rows, **writer_options)
+        self.box_frame = box_frame
         self.bounds = bounds or pixel_bounds(box_frame)
         self.notes: Counter = Counter()
         self.boxes = 0
@@ -256,7 +257,7 @@ class SftWriter(RecordWriter):
     def summary(self) -> dict[str, Any]:
         out = super().summary()
         out["streams"] = out.pop("kinds")
-        out.update(notes=dict(sorted(self.notes.items())), boxes=self.boxes,
+        out.update(notes=dict(sorted(self.notes.items())), boxes=self.boxes, box_frame=self.box_frame,
                    min_pixels=self.bounds[0], max_pixels=self.bounds[1])
         return out
 
@@ -284,6 +285,7 @@ def load_images(loader, raw_images: Sequence[Any] | None) -> tuple[list[ImageIte
 
 def writer_for(args) -> SftWriter:
     """The SftWriter of a converter run (`common.run(..., writer=writer_for(args))`)."""
-    return SftWriter(args.out, box_frame=args.box_frame, row_group_rows=args.row_group_rows,
-                     bounds=pixel_bounds(args.box_frame, args.min_pixels, args.max_pixels),
+    frame = args.box_frame or DEFAULT_FAMILY
+    return SftWriter(args.out, box_frame=frame, row_group_rows=args.row_group_rows,
+                     bounds=pixel_bounds(frame, args.min_pixels, args.max_pixels),
                      min_keep_ratio=getattr(args, "min_keep_ratio", 0.5))

@@ -27,9 +27,10 @@ from PIL import Image
 
 from data_prep.prompts import count_placeholders
 from data_prep.schema import RecordError
-from data_prep.sft import SFT_SCHEMA, SFT_STREAMS, check_response
+from data_prep.sft import SFT_SCHEMA, check_response
 from reward_score.frames import get_frame, resized_size
 from reward_score.parsing import parse_boxes
+from reward_score.streams import SFT_STREAMS
 
 _ROLES = ["system", "user", "assistant"]
 

@@ -34,6 +34,7 @@ from PIL import Image, ImageDraw
 from tqdm import tqdm
 
 from data_prep.boxes import prepare_boxes
+from data_prep.common import ignore_box_frame
 from data_prep.images import ImageItem
 from data_prep.schema import Sample
 from data_prep.writer import RecordWriter
@@ -174,12 +175,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--high-res", action="store_true", help="2000-4000 px images with tiny targets")
     parser.add_argument("--val-every", type=int, default=10, help="every K-th sample goes to val.parquet")
-    parser.add_argument("--box-frame", choices=FAMILY_NAMES, default="qwen2_5_vl")
+    parser.add_argument("--box-frame", choices=FAMILY_NAMES, default=None,
+                        help="ignored (records hold no frame; kept so older commands still run)")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     rows = 64 if args.high_res else 1000
-    with RecordWriter(args.out / "train.parquet", box_frame=args.box_frame, row_group_rows=rows) as train, \
-            RecordWriter(args.out / "val.parquet", box_frame=args.box_frame, row_group_rows=rows) as val:
+    ignore_box_frame(args)
+    with RecordWriter(args.out / "train.parquet", row_group_rows=rows) as train, \
+            RecordWriter(args.out / "val.parquet", row_group_rows=rows) as val:
         for index in tqdm(range(args.num), unit="sample", disable=args.quiet):
             writer = val if args.val_every > 0 and index % args.val_every == args.val_every - 1 else train
             writer.add(make_sample(args.seed, index, args.high_res), f"synthetic:{index}")

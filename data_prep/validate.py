@@ -2,12 +2,12 @@
 
     python -m data_prep.validate FILE.parquet [--image-root DIR] [--decode all|sample|none]
 
-Checks the schema against `data_prep.schema.RECORD_SCHEMA`, then every row: unique non-empty
-`sample_id`, known `kind` and `answer_type`, non-empty question/answer, `answers` (when set)
-starting with `answer`, images present with bytes
-or a safe relative path, `image_size`, boxes (four finite numbers, inside the image, x1 < x2 and
-y1 < y2 with sides >= 1 px, ORIGINAL pixels), grounded <=> boxes, one `<image>` placeholder per
-image in every prompt, and the verl columns agreeing with the record columns. Every path-mode
+Checks the fact columns against `data_prep.schema.RECORD_SCHEMA` (files of an older schema version
+hold them too; their other columns are not read), then every row: unique non-empty `sample_id`,
+known `kind` and `answer_type`, non-empty question/answer free of media placeholders (the prompts
+place one `<image>` per image when they are rendered), `answers` (when set) starting with `answer`,
+images present with bytes or a safe relative path, `image_size`, boxes (four finite numbers, inside
+the image, x1 < x2 and y1 < y2 with sides >= 1 px, ORIGINAL pixels), grounded <=> boxes. Every path-mode
 image file must exist and be non-empty on every row (a `stat`, no decode). Images are decoded
 for a sample of rows (`--decode sample`, about 256 rows spread over the file, the default), every
 row (`all`) or none; a decoded first image must match `image_size`.
@@ -31,9 +31,10 @@ from tqdm import tqdm
 from data_prep import streaming
 from data_prep.boxes import MIN_SIDE_PX
 from data_prep.images import ImageError, check_geometry, open_image, safe_relative_path
-from data_prep.prompts import count_placeholders
-from data_prep.schema import KINDS, RECORD_SCHEMA, resolve_image_root
+from data_prep.prompts import MEDIA_PLACEHOLDERS
+from data_prep.schema import RECORD_COLUMNS, RECORD_SCHEMA, missing_columns, record_facts, resolve_image_root
 from reward_score.answers import ANSWER_TYPES
+from reward_score.streams import KINDS
 
 _EPS = 1e-6
 
@@ -72,13 +73,17 @@ class Report:
 
 
 def check_schema(path: Path, report: Report) -> bool:
-    """True when every column of RECORD_SCHEMA exists with the right type."""
+    """True when every fact column of RECORD_SCHEMA exists with the right type (columns added in
+    schema 2 may be missing from older files: read as null)."""
     schema = pq.read_schema(path)
     ok = True
+    missing = set(missing_columns(schema.names))
     for expected in RECORD_SCHEMA:
-        if expected.name not in schema.names:
+        if expected.name in missing:
             report.add("schema_missing_column", None, expected.name)
             ok = False
+        elif expected.name not in schema.names:
+            continue
         elif not schema.field(expected.name).type.equals(expected.type):
             report.add("schema_type_mismatch", None,
                        f"{expected.name}: {schema.field(expected.name).type} != {expected.type}")
@@ -110,19 +115,11 @@ def _check_boxes(row: dict, where: str, n: int, report: Report) -> None:
             report.add("box_outside", n, f"{where}: {values} outside {width}x{height}")
 
 
-def _check_prompts(row: dict, where: str, n: int, report: Report) -> None:
-    num_images = len(row["images"] or [])
-    for column in ("prompt", "prompt_textual", "prompt_grounded"):
-        messages = row[column]
-        if messages is None:
-            if column != "prompt_grounded" or row["kind"] == "grounded":
-                report.add("missing_prompt", n, f"{where}: {column} is null")
-            continue
-        found = count_placeholders(messages)
-        if found != num_images:
-            report.add("placeholder_mismatch", n, f"{where}: {column} has {found} <image> for {num_images} images")
-        if any("<video>" in (m["content"] or "") or "<audio>" in (m["content"] or "") for m in messages):
-            report.add("unsupported_placeholder", n, f"{where}: {column}")
+def _check_placeholders(row: dict, where: str, n: int, report: Report) -> None:
+    """Question texts must carry no media placeholder: the rendered prompt places one `<image>` per image."""
+    for column in ("question", "question_textual"):
+        if MEDIA_PLACEHOLDERS.search(row.get(column) or ""):
+            report.add("placeholder_in_question", n, f"{where}: {column}")
 
 
 def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | None, decode: bool) -> None:
@@ -146,18 +143,10 @@ def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | No
     if row["kind"] == "single" and boxes:
         report.add("single_with_boxes", n, where)
     _check_boxes(row, where, n, report)
-    _check_prompts(row, where, n, report)
-    extra, reward = row["extra_info"] or {}, row["reward_model"] or {}
-    if reward.get("ground_truth") != row["answer"]:
-        report.add("ground_truth_mismatch", n, where)
+    _check_placeholders(row, where, n, report)
     answers = row.get("answers")
     if answers is not None and (len(answers) < 2 or answers[0] != row["answer"]):
         report.add("answers_mismatch", n, f"{where}: answers {answers!r} must list answer {row['answer']!r} first")
-    if extra.get("answers") != answers or extra.get("question_textual") != row.get("question_textual"):
-        report.add("extra_info_mismatch", n, f"{where}: answers / question_textual")
-    stored = (extra.get("sample_id"), extra.get("gt_boxes"), extra.get("image_size"))
-    if stored != (sid, row["gt_boxes"], row["image_size"]):
-        report.add("extra_info_mismatch", n, where)
     images = row["images"] or []
     if not images:
         report.add("no_image", n, where)
@@ -209,10 +198,12 @@ def validate(path: str | Path, image_root: str | Path | None = None, decode: str
     seen: set[str] = set()
     n = 0
     bar = tqdm(total=total, unit="row", desc="validate", disable=not progress, mininterval=1.0)
-    for batch in streaming.iter_batches(path, RECORD_SCHEMA.names):
+    present = [c for c in RECORD_COLUMNS if c in parquet.schema_arrow.names]
+    for batch in streaming.iter_batches(path, present):
         bar.update(batch.num_rows)
         for row in batch.to_pylist():
-            check_row(row, n, seen, report, root, decode == "all" or (decode == "sample" and n % stride == 0))
+            decode_row = decode == "all" or (decode == "sample" and n % stride == 0)
+            check_row(record_facts(row), n, seen, report, root, decode_row)
             n += 1
     bar.close()
     report.rows = n

@@ -47,10 +47,9 @@ class RecordWriter:
 
     schema: pa.Schema = RECORD_SCHEMA  # subclasses writing another table (data_prep.sft) replace it
 
-    def __init__(self, out: str | os.PathLike, *, box_frame: str = "qwen2_5_vl",
-                 row_group_rows: int = 1000, row_group_bytes: int = streaming.ROW_GROUP_BYTES,
-                 min_keep_ratio: float | None = None, image_root: str | os.PathLike | None = None,
-                 notes: Counter | None = None):
+    def __init__(self, out: str | os.PathLike, *, row_group_rows: int = 1000,
+                 row_group_bytes: int = streaming.ROW_GROUP_BYTES, min_keep_ratio: float | None = None,
+                 image_root: str | os.PathLike | None = None, notes: Counter | None = None):
         self.out = Path(out)
         self.notes = notes  # converter-specific counts, reported in the summary under `notes`
         base = type(self).schema
@@ -62,7 +61,6 @@ class RecordWriter:
         self.committed = False
         self.last_reject = ""
         self.rejects_path, self.summary_path = side_paths(self.out)
-        self.box_frame = box_frame
         self.row_group_rows = row_group_rows
         self.row_group_bytes = row_group_bytes
         self._buffer: list[dict[str, Any]] = []
@@ -130,7 +128,7 @@ class RecordWriter:
             self.reject(row_id, "duplicate_id", sample.sample_id)
             return False
         try:
-            row = to_row(sample, self.written, self.box_frame)
+            row = to_row(sample)
         except RecordError as err:
             self.reject(row_id, err.reason, err.detail)
             return False
@@ -170,7 +168,6 @@ class RecordWriter:
             "reasons": dict(sorted(self.reasons.items())),
             "kinds": dict(sorted(self.kinds.items())),
             "data_sources": dict(sorted(self.sources.items())),
-            "box_frame": self.box_frame,
             "image_root": self.metadata[IMAGE_ROOT_KEY].decode() if IMAGE_ROOT_KEY in self.metadata else None,
             **({"notes": dict(sorted(self.notes.items()))} if self.notes is not None else {}),
         }

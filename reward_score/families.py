@@ -165,3 +165,9 @@ def patch_size_problem(frame: str, patch_size: int) -> str | None:
         return (f"box frame {frame!r} is in pixels after a resize by {spec.resize_factor}, but image_patch_size "
                 f"{patch_size} ({model.title}) resizes by {model.resize_factor}")
     return None
+
+
+def run_family(box_frame: str | None, image_patch_size: int) -> ModelFamily:
+    """The family a data reader renders prompts and maps boxes for: the configured `box_frame`
+    (`data.ivgr_box_frame`, set from `ivgr.box_frame`), else the family of `image_patch_size`."""
+    return get_family(box_frame) if box_frame else family_for_patch_size(image_patch_size)

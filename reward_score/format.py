@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 from reward_score.parsing import ParsedBoxes, ParsedResponse
-
-STREAMS = ("grounded", "textual", "single")
+from reward_score.streams import STREAMS
 
 
 def format_reward(parsed: ParsedResponse, stream: str, boxes: ParsedBoxes | None = None,

@@ -27,10 +27,11 @@ from typing import Any, NamedTuple
 from reward_score.answers import Verdict, acceptable_answers, contains_answer, resolve_math, rule_verdict
 from reward_score.background import BackgroundLoop
 from reward_score.config import RewardConfig, reward_config
-from reward_score.format import STREAMS, format_reward
+from reward_score.format import format_reward
 from reward_score.frames import to_model_frame
 from reward_score.iou import box_scores
 from reward_score.parsing import Box, ParsedResponse, parse_boxes, parse_response
+from reward_score.streams import STREAMS
 
 logger = logging.getLogger(__name__)
 _gt_errors = 0

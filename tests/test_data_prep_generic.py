@@ -16,6 +16,7 @@ from PIL import Image
 
 from data_prep import generic
 from data_prep.images import ImageItem
+from data_prep.prompts import record_messages
 from data_prep.schema import RECORD_SCHEMA, Sample
 from data_prep.writer import RecordWriter
 
@@ -62,6 +63,21 @@ def make_images(root: Path) -> None:
     Image.new("RGB", (10, 10)).save(root.parent / "outside.png")
 
 
+def _dataset_items(path: Path, tmp_path: Path) -> dict[str, dict]:
+    """Every row of the recipe dataset (`DualStreamDataset`, as verl builds it) over one converted file,
+    by sample id (the last stream of a sample wins)."""
+    from omegaconf import OmegaConf
+
+    from data_prep.offline_processor import build_processor
+    from recipe.ivgr.dataset import DualStreamDataset
+
+    processor = build_processor()
+    config = OmegaConf.create({"max_prompt_length": 4096, "filter_overlong_prompts": False,
+                               "cache_dir": str(tmp_path / "verl_cache"), "image_key": "images"})
+    dataset = DualStreamDataset([str(path)], processor.tokenizer, config, processor)
+    return {item["extra_info"]["sample_id"]: item for item in (dataset[i] for i in range(len(dataset)))}
+
+
 def write_jsonl(path: Path, lines: list, extra: str = "") -> Path:
     with open(path, "w", encoding="utf-8") as handle:
         for line in lines:
@@ -102,7 +118,7 @@ def test_every_bad_input_has_a_reason_and_a_count(source, tmp_path):
     assert ok["question"] == "Où est le chat? 猫 🐱" and ok["answer"] == "à gauche"
     assert ok["kind"] == "grounded" and ok["gt_boxes"] == [[10, 10, 100, 100]] and ok["image_size"] == [640, 480]
     assert ok["images"] == [{"bytes": None, "path": "a.png"}]
-    assert rows["generic:single"]["kind"] == "single" and rows["generic:single"]["prompt_grounded"] is None
+    assert rows["generic:single"]["kind"] == "single"
     assert rows["generic:xywh"]["gt_boxes"] == [[10, 10, 60, 60]]
     assert rows["generic:n1"]["gt_boxes"] == rows["generic:n1000"]["gt_boxes"] == [[64, 48, 320, 240]]
     tiny = rows["generic:tiny"]  # 20x10 upscaled to 56x28, boxes with it, bytes embedded
@@ -110,7 +126,7 @@ def test_every_bad_input_has_a_reason_and_a_count(source, tmp_path):
     assert tiny["images"][0]["bytes"] and tiny["images"][0]["path"] == "tiny.png"
     two = rows["generic:two"]
     assert [i["path"] for i in two["images"]] == ["a.png", "sub/b.jpg"]
-    assert two["prompt"][1]["content"].startswith("<image><image>Compare.")
+    assert record_messages(two, "grounded", "qwen2_5_vl")[1]["content"].startswith("<image><image>Compare.")
 
 
 def test_rerun_is_idempotent_byte_for_byte(source, tmp_path):
@@ -180,7 +196,8 @@ def test_coco_style_input(tmp_path):
     rows = pq.read_table(out).to_pylist()
     assert [r["sample_id"] for r in rows] == ["mycoco:q1"]
     assert rows[0]["gt_boxes"] == [[10, 20, 40, 60], [100, 100, 150, 150]]
-    assert rows[0]["choices"] == ["left", "right"] and "A. left\nB. right" in rows[0]["prompt"][1]["content"]
+    assert rows[0]["choices"] == ["left", "right"]
+    assert "A. left\nB. right" in record_messages(rows[0], "textual", "qwen2_5_vl")[1]["content"]
     reasons = [json.loads(line)["reason"] for line in (tmp_path / "coco.rejects.jsonl").read_text().splitlines()]
     assert reasons == ["image_size_mismatch", "dangling_reference", "dangling_reference"]
 
@@ -287,20 +304,22 @@ def test_generic_values_answers_list_booleans_and_string_choices(tmp_path):
     rows = {r["sample_id"]: r for r in pq.read_table(out).to_pylist()}
     listed = rows["generic:list"]
     assert listed["answer"] == "red" and listed["answers"] == ["red", "crimson"]
-    assert listed["extra_info"]["answers"] == ["red", "crimson"] and listed["reward_model"]["ground_truth"] == "red"
     assert rows["generic:bool"]["answer"] == "yes" and rows["generic:bool"]["answers"] is None
     assert rows["generic:num"]["answer"] == "3" and rows["generic:num"]["choices"] == ["1", "2", "3"]
     reasons = {json.loads(line)["row"]: json.loads(line)["reason"]
                for line in (tmp_path / "values.rejects.jsonl").read_text().splitlines()}
     assert reasons == {"values.jsonl:3": "bad_choices", "values.jsonl:4": "bad_answer"}
-    # the consumer: verl's reward sees ground_truth "red" plus extra_info; any listed answer is correct
-    extra = {**listed["extra_info"], "stream": "single"}
-    ground_truth = listed["reward_model"]["ground_truth"]
+    # the consumer: the recipe dataset's row gives verl's reward ground_truth "red" plus extra_info; any
+    # listed answer is correct
+    items = _dataset_items(out, tmp_path)
+    extra = items["generic:list"]["extra_info"]
+    ground_truth = items["generic:list"]["reward_model"]["ground_truth"]
+    assert ground_truth == "red" and extra["answers"] == ["red", "crimson"] and extra["stream"] == "single"
     for said, acc in (("crimson", 1.0), ("red", 1.0), ("blue", 0.0)):
         text = f"<think>I look at the mug.</think><answer>{said}</answer>"
         assert compute_score(listed["data_source"], text, ground_truth, extra)["acc"] == acc, said
         assert asyncio.run(compute_score_async(listed["data_source"], text, ground_truth, extra))["acc"] == acc
-    single = {**rows["generic:bool"]["extra_info"], "stream": "single"}
+    single = items["generic:bool"]["extra_info"]
     assert compute_score("s", "<think>t</think><answer>Yes</answer>", "yes", single)["acc"] == 1.0
 
 

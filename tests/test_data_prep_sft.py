@@ -21,6 +21,7 @@ from data_prep import generic_sft, ivgr_sft35k, validate
 from data_prep.inspect import main as inspect_main
 from data_prep.schema import Sample, to_row
 from data_prep.images import ImageItem
+from data_prep.prompts import record_messages
 from data_prep.sft import SFT_SCHEMA
 
 GROUNDED = "<think>The mug <box>[100,200,300,400]</box> is red.</think><answer>red</answer>"
@@ -132,16 +133,17 @@ def test_counts_and_reject_reasons(converted):
 
 
 def test_prompts_are_the_rl_stage_prompts(converted, source):
-    """The cold start sees exactly the RL record's prompt for the same question (data_prep.schema.to_row)."""
+    """The cold start sees exactly the prompt the RL dataset renders for the same question's record
+    (data_prep.schema.to_row, data_prep.prompts.record_messages)."""
     rows = {r["sample_id"]: r for r in pq.read_table(converted).to_pylist()}
     grounded, textual = rows["ivgr_sft35k:g1"], rows["ivgr_sft35k:t1"]
     rl_grounded = to_row(Sample("x", "x", "What colour is the mug?", "red", [ImageItem(b"", "a.jpg")], (1000, 800),
-                                [(100.0, 200.0, 300.0, 400.0)]), 0)
-    assert grounded["messages"][:2] == rl_grounded["prompt_grounded"]
+                                [(100.0, 200.0, 300.0, 400.0)]))
+    assert grounded["messages"][:2] == record_messages(rl_grounded, "grounded", "qwen2_5_vl")
     assert grounded["question"] == "What colour is the mug?" and grounded["answer"] == "red"
     rl_textual = to_row(Sample("y", "y", "How many cups are there?\nA. 2\nB. 3", "B", [ImageItem(b"", "b.png")],
-                               (640, 480), [(1.0, 1.0, 9.0, 9.0)]), 0)
-    assert textual["messages"][:2] == rl_textual["prompt_textual"]
+                               (640, 480), [(1.0, 1.0, 9.0, 9.0)]))
+    assert textual["messages"][:2] == record_messages(rl_textual, "textual", "qwen2_5_vl")
     assert "A conversation between" not in json.dumps(textual["messages"])  # official instruction removed
     assert rows["ivgr_sft35k:m1"]["question"] == "Is it red?"
 

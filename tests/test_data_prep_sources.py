@@ -13,6 +13,7 @@ import pytest
 from PIL import Image
 
 from data_prep import deepeyes_47k, ivgr_rl51k, treevgr_rl37k
+from data_prep.prompts import record_messages
 
 
 def _png(size, colour=(120, 60, 30)) -> bytes:
@@ -82,18 +83,18 @@ def test_ivgr_rl51k_follows_the_official_field_mapping(ivgr_dir, capsys):
     vstar = rows[0]
     assert vstar["question"] == "What is the colour of the bag?\n(A) red\n(B) blue"
     assert vstar["question_textual"] == "What is the colour of the bag? Options: (A) red (B) blue"
-    grounded_user, textual_user = vstar["prompt_grounded"][1]["content"], vstar["prompt_textual"][1]["content"]
+    grounded_user = record_messages(vstar, "grounded", "qwen2_5_vl")[1]["content"]
+    textual_user = record_messages(vstar, "textual", "qwen2_5_vl")[1]["content"]
     assert grounded_user.startswith("<image>What is the colour of the bag?\n(A) red\n(B) blue\n\n")
     assert textual_user.startswith("<image>What is the colour of the bag? Options: (A) red (B) blue\n\n")
-    assert vstar["extra_info"]["question_textual"] == vstar["question_textual"]
     assert vstar["gt_boxes"] == [[100, 200, 300, 400], [1500, 1100, 1600, 1200]]  # 1 px overshoot clipped
     assert vstar["image_size"] == [1600, 1200] and vstar["answer_type"] == "choice"
     assert vstar["images"] == [{"bytes": None, "path": "images/vstar_1.jpg"}]
     assert grounded_user.count("<image>") == 1
     mmk12 = rows[1]
-    assert mmk12["answer_type"] == "math" and mmk12["prompt_grounded"] is None
+    assert mmk12["answer_type"] == "math" and mmk12["kind"] == "single"
     assert mmk12["question"] == "Find x in centimetres." and mmk12["question_textual"] is None  # `query`
-    assert mmk12["prompt_textual"][1]["content"].startswith("<image>Find x in centimetres.\n\n")
+    assert record_messages(mmk12, "single", "qwen2_5_vl")[1]["content"].startswith("<image>Find x in centimetres.\n\n")
     assert rows[2]["question"] == "Which curve rises fastest?"  # `query`
     assert rows[3]["question"] == "Is the lamp on?" and rows[3]["question_textual"] is None
     assert _rejects(out) == {
@@ -188,8 +189,9 @@ def test_deepeyes_47k(tmp_path):
                                              "Which bar is tallest? Options: A. x B. y", "What does the chart show?",
                                              "Which chart has more bars?"]
     # multi-image rows: the images the prompt refers to (upstream keeps only the first one)
-    assert len(kept[3]["images"]) == 1 and kept[3]["prompt"][1]["content"].count("<image>") == 1
-    assert len(kept[4]["images"]) == 2 and kept[4]["prompt"][1]["content"].startswith("<image><image>Which chart")
+    prompts = [record_messages(row, "single", "qwen2_5_vl")[1]["content"] for row in kept]
+    assert len(kept[3]["images"]) == 1 and prompts[3].count("<image>") == 1
+    assert len(kept[4]["images"]) == 2 and prompts[4].startswith("<image><image>Which chart")
     summary = json.loads((tmp_path / "deepeyes.summary.json").read_text())
     assert summary["notes"] == {"extra_images_dropped": 1, "multi_image_kept_all": 1, "multi_image_rows": 2}
     assert all(r["kind"] == "single" and r["images"][0]["bytes"] for r in kept)

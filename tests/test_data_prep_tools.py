@@ -97,11 +97,9 @@ def test_validate_passes_good_files(small_set, high_res_set, capsys):
 def _broken_copy(src: Path, dst: Path) -> None:
     rows = pq.read_table(src).to_pylist()[:6]
     rows[0]["gt_boxes"] = [[10.0, 10.0, 9999.0, 20.0]]
-    rows[0]["extra_info"]["gt_boxes"] = rows[0]["gt_boxes"]
-    rows[1]["prompt"] = [{"role": "user", "content": "<image><image>two placeholders, one image"}]
+    rows[1]["question"] = "<image>a placeholder in the question: the rendered prompt would hold two"
     rows[2]["images"] = [{"bytes": b"\x89PNG broken", "path": None}]
     rows[3]["sample_id"] = rows[4]["sample_id"]
-    rows[3]["extra_info"]["sample_id"] = rows[4]["sample_id"]
     rows[5]["images"] = [{"bytes": None, "path": "../../secret.png"}]
     pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(src)), dst)
 
@@ -110,7 +108,7 @@ def test_validate_reports_problems_and_exits_1(small_set, tmp_path):
     broken = tmp_path / "broken.parquet"
     _broken_copy(small_set / "train.parquet", broken)
     report = validate.validate(broken, decode="all")
-    assert dict(report.counts) == {"box_outside": 1, "placeholder_mismatch": 1, "image_corrupt": 1,
+    assert dict(report.counts) == {"box_outside": 1, "placeholder_in_question": 1, "image_corrupt": 1,
                                    "duplicate_sample_id": 1, "image_path_escapes_root": 1}
     result = subprocess.run([sys.executable, "-m", "data_prep.validate", str(broken)], cwd=REPO,
                             capture_output=True, text=True)
@@ -205,7 +203,7 @@ def test_inspect_reports_missing_images_and_writes_a_gallery(tmp_path, capsys):
     assert page.count("class='row'") == 4 and page.count("<img ") == 3 and "image not shown: image_missing" in page
     for i in range(4):
         assert f"Where is thing {i}?" in page
-    assert "left | west" in page and "grounded prompt" in page and "textual / single prompt" in page
+    assert "left | west" in page and "grounded prompt" in page and "textual prompt" in page
     assert "Think step by step" in page and "localize every object" in page  # both prompts' text
     drawn = Image.open(gallery / "generic_0.png").convert("RGB")
     assert drawn.getpixel((20, 80)) == (255, 0, 255) and drawn.getpixel((70, 80)) == (250, 250, 250)

@@ -1,7 +1,10 @@
-"""The record Parquet read by the real verl `RLHFDataset` (offline processor, no filtering) and scored by
-`reward_score.compute_score` with the stored ground truth."""
+"""The record Parquet read by a plain verl trainer's dataset factory (`create_rl_dataset` with the recipe's
+`data.custom_cls`, an `RLHFDataset` subclass; offline processor, no filtering, the textual stream only, as
+a plain verl run trains) and scored by `reward_score.compute_score` with the record's ground truth."""
 
 from __future__ import annotations
+
+import os
 
 import pytest
 from PIL import Image
@@ -17,19 +20,22 @@ MAX_PIXELS = 1280 * 28 * 28
 @pytest.fixture(scope="module")
 def dataset(tmp_path_factory):
     import datasets
-    from omegaconf import OmegaConf
-    from verl.utils.dataset.rl_dataset import RLHFDataset
+    from hydra import compose, initialize_config_dir
+    from verl.trainer.config import __file__ as verl_config_init
+    from verl.trainer.ppo.utils import create_rl_dataset
 
     tmp = tmp_path_factory.mktemp("verl")
     assert synthetic.main(["--out", str(tmp), "--num", "8", "--seed", "11", "--val-every", "4", "--quiet"]) == 0
     cache = pytest.MonkeyPatch()
     cache.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp / "hf_cache"))
-    config = OmegaConf.create({"filter_overlong_prompts": False, "max_prompt_length": 4096, "return_raw_chat": True,
-                               "cache_dir": str(tmp / "verl_cache")})
+    overrides = ["data.custom_cls.path=pkg://recipe.ivgr.dataset", "data.custom_cls.name=DualStreamDataset",
+                 "data.filter_overlong_prompts=false", "data.max_prompt_length=4096", "+data.ivgr_streams=[textual]",
+                 f"+data.cache_dir={tmp / 'verl_cache'}", f"+data.ivgr_max_pixels={MAX_PIXELS}"]
+    with initialize_config_dir(config_dir=os.path.dirname(verl_config_init), version_base=None):
+        config = compose(config_name="ppo_trainer", overrides=overrides).data
     processor = build_processor(max_pixels=MAX_PIXELS)
     try:
-        yield RLHFDataset(data_files=[str(tmp / "train.parquet")], tokenizer=processor.tokenizer, config=config,
-                          processor=processor), processor
+        yield create_rl_dataset([str(tmp / "train.parquet")], config, processor.tokenizer, processor), processor
     finally:
         cache.undo()
 

@@ -275,8 +275,12 @@ def test_box_frame_override_and_patch_size_check(env):
     assert grounded["raw_prompt"][1]["content"][-1]["text"].endswith(GROUNDED_INSTRUCTIONS["qwen3_vl"])
     # the frame's own default minimum (4 tokens of 32 px) is above the processor's 56*56
     assert (grounded["extra_info"]["min_pixels"], grounded["extra_info"]["max_pixels"]) == (4 * 32 * 32, MAX_PIXELS)
-    with pytest.raises(ValueError, match="image_patch_size"):
-        make(env, image_patch_size=16)  # Qwen3-VL resize with records that ask for Qwen2.5-VL pixels
+    with pytest.raises(ValueError, match="image_patch_size"):  # Qwen3-VL resize, Qwen2.5-VL pixel boxes
+        make(env, image_patch_size=16, ivgr_box_frame="qwen2_5_vl")
+    # no frame configured: the family of the patch size (verl's own key) decides prompts and frame
+    patch16 = make(env, image_patch_size=16)[0]
+    assert patch16["extra_info"]["box_frame"] == "qwen3_vl"
+    assert patch16["raw_prompt"][1]["content"][-1]["text"].endswith(GROUNDED_INSTRUCTIONS["qwen3_vl"])
 
 
 def test_processor_bounds_narrow_the_requested_ones(env):

@@ -326,11 +326,8 @@ def _bad_rows_file(folder: Path) -> Path:
     Image.new("RGB", (20000, 20)).save(wide, format="PNG")
     box = [[1.0, 1.0, 10.0, 10.0]]
     rows[1].update(images=[{"bytes": wide.getvalue(), "path": None}], image_size=[20000, 20], gt_boxes=box)
-    rows[1]["extra_info"].update(image_size=[20000, 20], gt_boxes=box)
     rows[2]["answer"] = ""
-    rows[2]["reward_model"]["ground_truth"] = ""
     rows[3]["gt_boxes"] = [[float("nan"), 1.0, 10.0, 10.0]]
-    rows[3]["extra_info"]["gt_boxes"] = rows[3]["gt_boxes"]
     out = folder / "bad.parquet"
     pq.write_table(pa.Table.from_pylist(rows, schema=pq.read_schema(src)), out)
     return out

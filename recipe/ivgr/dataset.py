@@ -1,4 +1,4 @@
-"""`DualStreamDataset`: verl's `RLHFDataset` over the dual-prompt Parquet written by `data_prep`.
+"""`DualStreamDataset`: verl's `RLHFDataset` over the record Parquet written by `data_prep`.
 
 Loaded by verl through the data plug-in keys, from an installed package (``pkg://``), never a file
 path: verl loads the class with ``load_extern_object`` (verl/utils/dataset/rl_dataset.py:584, verl
@@ -14,9 +14,11 @@ and constructed as ``cls(data_files=..., tokenizer=..., processor=..., config=<d
 
 Rows
 ----
-One Parquet record per source sample (`data_prep.schema`). A ``grounded`` sample becomes TWO
-dataset items, its grounded stream (``prompt_grounded``) and its textual stream
-(``prompt_textual``); a ``single`` sample becomes ONE item (``prompt_textual``, stream ``single``).
+One Parquet record per source sample (`data_prep.schema`; files of every schema version load, read
+as facts by `data_prep.schema.record_facts`). A ``grounded`` sample becomes TWO dataset items, its
+grounded stream and its textual stream; a ``single`` sample becomes ONE item (stream ``single``)
+(`reward_score.streams`). Each item's prompt is rendered when the item is built, from the record's
+facts and the model family (`data_prep.prompts.record_messages`): nothing stored is patched.
 Samples that yield two items come first, grounded at index 2k and textual at 2k+1; one-item samples
 follow. `units` lists the items of each sample (the pair sampler in `recipe.ivgr.sampler` shuffles
 these units and never splits one across batches). `max_samples` / `train_max_samples` count samples.
@@ -28,18 +30,19 @@ Every item is what `RLHFDataset.__getitem__` returns for a verl row (its code fi
   ``stream``; default ``"{data_source}/{stream}"`` (e.g. ``synthetic/shapes/grounded``). verl groups
   validation metrics by ``data_source`` (``val-core/<data_source>/acc/mean@N``), so every stream of
   every source gets its own curves. The record's own value stays in ``extra_info["data_source"]``.
-- ``prompt``: the stream's chat messages (with ``<image>`` placeholders); the two stored prompt
-  columns are not passed on.
-- ``reward_model``: ``{"style": "rule", "ground_truth": answer}`` as stored.
-- ``extra_info``: the record's ``extra_info`` plus what `reward_score.compute_score` reads:
-  ``stream``, ``sample_id``, ``kind``, ``data_source``, ``question``, ``answer``, ``answer_type``,
-  ``choices``, ``gt_boxes`` (ORIGINAL pixels of the first image, plain lists; also on the textual
-  row of a grounded sample, empty for single samples), ``image_size`` (original ``[width, height]``),
-  ``box_frame``, ``min_pixels``/``max_pixels`` (the first image's effective bounds, below),
-  ``gt_boxes_model`` (grounded rows only: the GT boxes already in the model's frame, mapped once
-  here with those bounds, so the reward does not map them again per rollout; None when the GT is
-  unusable), ``record_index`` (the record's own index) and ``index`` (the item's position in this
-  dataset: unique within it).
+- ``prompt``: the stream's chat messages (with ``<image>`` placeholders) for the model family
+  ``box_frame`` (below).
+- the record's facts (``sample_id``, ``kind``, ``question``, ... as `data_prep.schema.RECORD_COLUMNS`).
+- ``reward_model``: ``{"style": "rule", "ground_truth": answer}``.
+- ``extra_info``: what `reward_score.compute_score` and the step stage read, built from the facts:
+  ``stream``, ``sample_id``, ``kind``, ``data_source``, ``question`` (the stream's), ``answer``,
+  ``answers``, ``answer_type``, ``choices``, ``gt_boxes`` (ORIGINAL pixels of the first image, plain
+  lists; also on the textual row of a grounded sample, empty for single samples), ``image_size``
+  (original ``[width, height]``), ``box_frame``, ``min_pixels``/``max_pixels`` (the first image's
+  effective bounds, below), ``gt_boxes_model`` (grounded rows only: the GT boxes already in the
+  model's frame, mapped once here with those bounds, so the reward does not map them again per
+  rollout; None when the GT is unusable) and ``index`` (the item's position in this dataset: unique
+  within it).
 
 Images
 ------
@@ -85,12 +88,13 @@ logged and kept in `filter_stats`. Uses ``data.filter_overlong_prompts_workers``
 Config keys added under ``data:`` (all optional; settable from a recipe yaml or as overrides)
 ------------------------------------------------------------------------------------------
 - ``image_root`` (null): folder that stored image paths are relative to (default: the root the
-  files' metadata names, ``ivgr.image_root``, else the files' folder).
+  files' metadata names, ``ivgr.image_root``, else the files' folder; `resolve_image_root`).
 - ``ivgr_streams`` ([grounded, textual, single]): streams to emit. Ablations: ``[grounded, textual]``
   drops single samples, ``[textual, single]`` trains without the grounded stream (the textual row of
   a grounded sample then stands alone), etc.
-- ``ivgr_box_frame`` (null): force a box frame (``qwen2_5_vl`` | ``qwen3_vl``) instead of the
-  record's; the grounded instruction is swapped for that frame's wording (`data_prep.prompts`).
+- ``ivgr_box_frame`` (null): the model family / box frame (``qwen2_5_vl`` | ``qwen3_vl``,
+  `reward_score.families`) the prompts ask for and the reward maps boxes into; the recipe yaml sets
+  it from ``ivgr.box_frame``. Null: the family of ``data.image_patch_size`` (14: Qwen2.5-VL).
 - ``ivgr_min_pixels`` / ``ivgr_max_pixels`` (null): requested image bounds (see above).
 - ``ivgr_data_source`` ("{data_source}/{stream}"): format of the item's ``data_source``.
 - ``ivgr_shuffle`` (true) and ``seed`` are read by `recipe.ivgr.sampler.build_train_dataloader`.
@@ -109,15 +113,13 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 from PIL import Image
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
-from data_prep.schema import resolve_image_root
+from data_prep.prompts import record_messages, stream_question
+from data_prep.schema import missing_columns, record_facts, resolve_image_root
+from reward_score.streams import STREAMS, parse_streams, streams_of
 
 logger = logging.getLogger(__name__)
 
-STREAMS = ("grounded", "textual", "single")
 DEFAULT_DATA_SOURCE_FORMAT = "{data_source}/{stream}"
-_KIND_STREAMS = {"grounded": ("grounded", "textual"), "single": ("single",)}
-_PROMPT_COLUMN = {"grounded": "prompt_grounded", "textual": "prompt_textual", "single": "prompt_textual"}
-_DROPPED_ITEM_KEYS = ("prompt_grounded", "prompt_textual")
 # qwen_vl_utils.fetch_image defaults (in image tokens) for items that carry no bounds
 _FETCH_MIN_TOKENS, _FETCH_MAX_TOKENS = 4, 16384
 MAX_SUBSTITUTE_SCAN = 64  # samples tried after one whose image fails at run time
@@ -128,16 +130,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     return value
-
-
-def _parse_streams(value: Any) -> tuple[str, ...]:
-    if value is None:
-        return STREAMS
-    streams = [value] if isinstance(value, str) else list(_plain(value))
-    unknown = [s for s in streams if s not in STREAMS]
-    if unknown or not streams:
-        raise ValueError(f"data.ivgr_streams must be a non-empty subset of {list(STREAMS)}, got {streams!r}")
-    return tuple(s for s in STREAMS if s in streams)
 
 
 def fetch_image(item: dict, image_patch_size: int) -> Image.Image:
@@ -187,10 +179,14 @@ class DualStreamDataset(RLHFDataset):
     def __init__(self, data_files, tokenizer, config: DictConfig, processor=None, max_samples: int = -1):
         from reward_score.frames import get_frame
 
-        self.streams = _parse_streams(config.get("ivgr_streams", None))
-        self.box_frame_override = config.get("ivgr_box_frame", None) or None
-        if self.box_frame_override is not None:
-            get_frame(self.box_frame_override)  # raises on an unknown name
+        streams = _plain(config.get("ivgr_streams", None))
+        try:
+            self.streams = parse_streams(streams)
+        except ValueError as err:
+            raise ValueError(f"data.ivgr_streams: {err}") from None
+        self.box_frame_setting = config.get("ivgr_box_frame", None) or None
+        if self.box_frame_setting is not None:
+            get_frame(self.box_frame_setting)  # raises on an unknown name
         self.data_source_format = str(config.get("ivgr_data_source", None) or DEFAULT_DATA_SOURCE_FORMAT)
         try:
             self.data_source_format.format(data_source="src", stream="grounded")
@@ -206,17 +202,23 @@ class DualStreamDataset(RLHFDataset):
                          max_samples=max_samples)
 
     # ------------------------------------------------------------------ loading and index
+    @property
+    def box_frame(self) -> str:
+        """The model family / box frame prompts and rewards use: ``data.ivgr_box_frame`` (the recipe yaml
+        sets it from ``ivgr.box_frame``), else the family of verl's ``data.image_patch_size``."""
+        from reward_score.families import run_family
+
+        return run_family(self.box_frame_setting, self.image_patch_size).name
+
     def _read_files_and_tokenize(self):
         self._bound_limits = self._processor_bound_limits()
+        self._check_frame(self.box_frame)
         super()._read_files_and_tokenize()  # load, max_samples, maybe_filter_out_long_prompts (ours)
         self._build_index()
 
     def _build_index(self) -> None:
         """Items in the expanded index space: two-row samples first (2k, 2k+1), then one-row samples."""
         kinds = list(self.dataframe["kind"]) if len(self.dataframe) else []
-        frames = {self._box_frame(f) for f in (self.dataframe["box_frame"] if len(self.dataframe) else [])}
-        for frame in frames:
-            self._check_frame(frame)
         pairs: list[tuple[int, str]] = []
         singles: list[tuple[int, str]] = []
         for row, kind in enumerate(kinds):
@@ -231,12 +233,7 @@ class DualStreamDataset(RLHFDataset):
               f"({', '.join(f'{s} {counts[s]}' for s in STREAMS if counts[s])}); streams {list(self.streams)}")
 
     def _streams_of(self, kind: str) -> tuple[str, ...]:
-        if kind not in _KIND_STREAMS:
-            raise ValueError(f"unknown record kind {kind!r} (expected grounded|single): is this a data_prep file?")
-        return tuple(s for s in _KIND_STREAMS[kind] if s in self.streams)
-
-    def _box_frame(self, record_frame: str | None) -> str:
-        return self.box_frame_override or record_frame or "qwen2_5_vl"
+        return streams_of(kind, self.streams)
 
     def _check_frame(self, frame: str) -> None:
         """The model's patch size must suit the frame (`reward_score.families.patch_size_problem`)."""
@@ -297,23 +294,6 @@ class DualStreamDataset(RLHFDataset):
         return lo, hi
 
     # ------------------------------------------------------------------ one stream of one record
-    def _stream_prompt(self, record: dict, stream: str, frame: str) -> list[dict]:
-        source = record.get(_PROMPT_COLUMN[stream])
-        if not source:
-            raise ValueError(f"sample {record.get('sample_id')!r}: no {_PROMPT_COLUMN[stream]} for stream {stream}")
-        messages = [{"role": m["role"], "content": m["content"]} for m in source]
-        record_frame = record.get("box_frame") or "qwen2_5_vl"
-        if stream == "grounded" and frame != record_frame:
-            from data_prep.prompts import GROUNDED_INSTRUCTIONS
-
-            old, new = GROUNDED_INSTRUCTIONS[record_frame], GROUNDED_INSTRUCTIONS[frame]
-            content = messages[-1]["content"]
-            if not content.endswith(old):
-                raise ValueError(f"sample {record.get('sample_id')!r}: cannot switch its grounded prompt from "
-                                 f"{record_frame} to {frame} (custom instruction); re-run data_prep with --box-frame")
-            messages[-1]["content"] = content[: -len(old)] + new
-        return messages
-
     def _images(self, record: dict, frame: str) -> list[dict]:
         """The record's images as verl image dicts: the PIL image ALREADY resized to what the model sees
         (smart-resize within the effective bounds) plus those bounds.
@@ -340,33 +320,36 @@ class DualStreamDataset(RLHFDataset):
         return out
 
     def _stream_row(self, record: dict, stream: str, index: int) -> dict:
-        """A verl row (prompt, images, data_source, extra_info, ...) for one stream of `record`."""
+        """A verl row (prompt, images, data_source, reward_model, extra_info) for one stream of `record`,
+        built from the record's facts only (`data_prep.schema.record_facts`: any schema version)."""
         from reward_score.scoring import gt_boxes_for_reward
 
-        frame = self._box_frame(record.get("box_frame"))
-        row = {k: v for k, v in record.items() if k not in _DROPPED_ITEM_KEYS}
-        row[self.prompt_key] = self._stream_prompt(record, stream, frame)
-        images = self._images(record, frame)
-        row[self.image_key] = images
-        source = record.get("data_source") or "unknown"
-        row["data_source"] = self.data_source_format.format(data_source=source, stream=stream)
-        extra = dict(record.get("extra_info") or {})
+        facts = record_facts(record)
+        frame = self.box_frame
+        images = self._images(facts, frame)
+        source = facts["data_source"] or "unknown"
         bounds = (images[0]["min_pixels"], images[0]["max_pixels"]) if images else self.pixel_bounds(frame)
-        extra.update(
-            index=int(index), record_index=extra.get("index"), stream=stream, sample_id=record["sample_id"],
-            kind=record.get("kind"), data_source=source,
-            question=(stream != "grounded" and record.get("question_textual")) or record.get("question"),
-            answer=record.get("answer"), answer_type=record.get("answer_type"),
-            choices=list(record["choices"]) if record.get("choices") is not None else None,
-            gt_boxes=[[float(v) for v in box] for box in record.get("gt_boxes") or []],
-            image_size=[int(v) for v in record["image_size"]] if record.get("image_size") is not None else None,
-            box_frame=frame, min_pixels=int(bounds[0]), max_pixels=int(bounds[1]),
-        )
+        row = dict(facts)
+        row.update({
+            self.prompt_key: record_messages(facts, stream, frame),
+            self.image_key: images,
+            "data_source": self.data_source_format.format(data_source=source, stream=stream),
+            "reward_model": {"style": "rule", "ground_truth": facts["answer"]},
+            "extra_info": {
+                "index": int(index), "stream": stream, "sample_id": facts["sample_id"], "kind": facts["kind"],
+                "data_source": source, "question": stream_question(facts, stream), "answer": facts["answer"],
+                "answers": list(facts["answers"]) if facts["answers"] is not None else None,
+                "answer_type": facts["answer_type"],
+                "choices": list(facts["choices"]) if facts["choices"] is not None else None,
+                "gt_boxes": [[float(v) for v in box] for box in facts["gt_boxes"] or []],
+                "image_size": [int(v) for v in facts["image_size"]] if facts["image_size"] is not None else None,
+                "box_frame": frame, "min_pixels": int(bounds[0]), "max_pixels": int(bounds[1]),
+            },
+        })
         if stream == "grounded":
             # the GT boxes in the frame of the image just resized, once per row instead of once per
             # rollout in the reward (None for unusable ground truth: the reward then flags gt_error)
-            extra["gt_boxes_model"] = gt_boxes_for_reward(extra)
-        row["extra_info"] = extra
+            row["extra_info"]["gt_boxes_model"] = gt_boxes_for_reward(row["extra_info"])
         return row
 
     def __getitem__(self, item):
@@ -478,8 +461,9 @@ class DualStreamDataset(RLHFDataset):
     def maybe_filter_out_long_prompts(self, dataframe=None):
         """Keep the samples of enabled kinds; with filter_overlong_prompts, drop whole samples whose
         prompt of ANY enabled stream exceeds max_prompt_length (or that cannot be read)."""
-        if "kind" not in dataframe.column_names:
-            raise ValueError("DualStreamDataset needs data_prep's record schema (no 'kind' column found)")
+        missing = missing_columns(dataframe.column_names)
+        if missing:
+            raise ValueError(f"DualStreamDataset needs data_prep's record schema: missing columns {missing}")
         kinds = list(dataframe["kind"])
         wanted = [i for i, kind in enumerate(kinds) if self._streams_of(kind)]
         if len(wanted) != len(kinds):

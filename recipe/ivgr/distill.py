@@ -50,9 +50,10 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
+
+from reward_score.families import DEFAULT_FAMILY, FAMILY_NAMES
 
 DEFAULT_THRESHOLD = 0.4
 DEFAULT_K = 5
@@ -136,6 +137,7 @@ class Candidate:
     textual_acc: float  # the highest per-step mean textual accuracy (<= threshold)
     source: str  # "archive" or "dump"
     bounds: tuple[int, int] | None = None  # (min_pixels, max_pixels) the RL run showed the image with
+    frame: str | None = None  # the RL run's box frame (its model family), from the dumps' extra_info
 
 
 def latest_step(run: Path) -> int:
@@ -200,11 +202,14 @@ def select_candidates(archive, rows: Iterable[dict], threshold: float, notes: Co
     textual: dict[str, dict[int, list[float]]] = defaultdict(lambda: defaultdict(list))
     grounded: dict[str, list[dict]] = defaultdict(list)
     bounds: dict[str, tuple[int, int]] = {}
+    frames: dict[str, str] = {}
     for row in rows:
         sid = str(row["sample_id"])
         info = row.get("extra_info") or {}
         if sid not in bounds and info.get("min_pixels") and info.get("max_pixels"):
             bounds[sid] = (int(info["min_pixels"]), int(info["max_pixels"]))
+        if sid not in frames and info.get("box_frame"):
+            frames[sid] = str(info["box_frame"])
         if row["stream"] == "textual":
             textual[sid][int(row.get("step", 0))].append(float((row.get("reward") or {}).get("acc", 0.0)))
         elif row["stream"] == "grounded" and _qualified_grounded(row):
@@ -220,13 +225,13 @@ def select_candidates(archive, rows: Iterable[dict], threshold: float, notes: Co
         if reference is not None:
             answer = next((p.answer.strip() for r, p in parsed_rows
                            if p.answer and (p.think or "").strip() == reference.think.strip()), None)
-            out.append(Candidate(sid, reference.think, answer, worst, "archive", bounds.get(sid)))
+            out.append(Candidate(sid, reference.think, answer, worst, "archive", bounds.get(sid), frames.get(sid)))
         elif parsed_rows:
             best, parsed = max(parsed_rows, key=lambda rp: (rp[0]["reward"].get("iou", 0), -int(rp[0].get("step", 0))))
             if not (parsed.think or "").strip():
                 continue
             out.append(Candidate(sid, parsed.think, (parsed.answer or "").strip() or None, worst, "dump",
-                                 bounds.get(sid)))
+                                 bounds.get(sid), frames.get(sid)))
         else:
             notes["no_reference"] += 1
             out.append(Candidate(sid, "", None, worst, "none"))
@@ -239,7 +244,7 @@ def load_records(path: Path, wanted: set[str], image_root: Path) -> dict[str, di
 
     from data_prep.images import ImageError, safe_relative_path
 
-    columns = ["sample_id", "question", "answer", "choices", "images", "image_size", "box_frame"]
+    columns = ["sample_id", "question", "answer", "choices", "images", "image_size"]
     records = {}
     for batch in pq.ParquetFile(path).iter_batches(batch_size=64, columns=columns):
         for row in batch.to_pylist():
@@ -277,7 +282,7 @@ def read_journal(path: Path) -> dict[str, list[str]]:
 
 
 async def ask_judge(candidates: Sequence[Candidate], records: dict[str, dict], client, k: int, concurrency: int,
-                    journal: Path, quiet: bool) -> Counter:
+                    journal: Path, quiet: bool, frame: str = DEFAULT_FAMILY) -> Counter:
     """Ask for k rewrites of every candidate (at most `concurrency` in flight); append answers to `journal`."""
     from reward_score.frames import get_frame, resized_size
     from reward_score.judge.client import SUCCESS_OUTCOMES
@@ -289,7 +294,6 @@ async def ask_judge(candidates: Sequence[Candidate], records: dict[str, dict], c
 
         async def one(candidate: Candidate) -> None:
             record = records[candidate.sample_id]
-            frame = record.get("box_frame") or "qwen2_5_vl"
             size = resized_size(*record["image_size"], frame, *(candidate.bounds or (None, None))) \
                 if not get_frame(frame).relative else None
             answer = candidate.answer or record["answer"]
@@ -369,7 +373,6 @@ def build_rows(candidates: Sequence[Candidate], records: dict[str, dict], done: 
 def main(argv: Sequence[str] | None = None) -> int:
     from data_prep.schema import resolve_image_root
     from data_prep.sft import SftWriter, pixel_bounds
-    from reward_score.families import FAMILY_NAMES
     from reward_score.judge.client import JudgeClient, JudgeConfig
 
     parser = argparse.ArgumentParser(prog="python -m recipe.ivgr.distill", description=__doc__,
@@ -390,7 +393,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--max-tokens", type=int, default=2048)
     parser.add_argument("--timeout", type=float, default=180.0, help="seconds per judge request")
     parser.add_argument("--box-frame", choices=FAMILY_NAMES, default=None,
-                        help="frame of the SFT images' bounds (default: the data's)")
+                        help="frame of the SFT images' bounds (default: the RL run's, from its dumps)")
     parser.add_argument("--min-pixels", type=int, default=None, help="image bounds (default: the run's)")
     parser.add_argument("--max-pixels", type=int, default=None)
     parser.add_argument("--fresh", action="store_true", help="ignore the journal of a previous run")
@@ -407,7 +410,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows = iter_dumps(args.dumps or args.run / "rollout_dumps", step, notes)
     candidates = select_candidates(archive, rows, args.threshold, notes)
     records = load_records(args.data, {c.sample_id for c in candidates}, resolve_image_root(args.data, args.image_root))
-    frame = args.box_frame or next((r.get("box_frame") for r in records.values() if r.get("box_frame")), "qwen2_5_vl")
+    run_frames = Counter(c.frame for c in candidates if c.frame).most_common(1)
+    frame = args.box_frame or (run_frames[0][0] if run_frames else DEFAULT_FAMILY)  # default: the RL run's
 
     journal = args.out.with_name(args.out.name.removesuffix(".parquet") + ".journal.jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -420,7 +424,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     client = JudgeClient(JudgeConfig(base_url=args.judge_base_url, model=args.judge_model,
                                      max_concurrency=args.concurrency, timeout_s=args.timeout,
                                      temperature=args.temperature, top_p=0.95, max_tokens=args.max_tokens))
-    failures = asyncio.run(ask_judge(todo, records, client, args.k, args.concurrency, journal, args.quiet))
+    failures = asyncio.run(ask_judge(todo, records, client, args.k, args.concurrency, journal, args.quiet, frame))
     done = read_journal(journal)
 
     run_bounds = Counter(c.bounds for c in candidates if c.bounds).most_common(1)

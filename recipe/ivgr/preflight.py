@@ -45,11 +45,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reward_score.streams import KIND_STREAMS, STREAMS
+
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 CONFIG_NAME = "ivgr_trainer"
 REPO_ROOT = Path(__file__).resolve().parents[2]
-STREAMS = ("grounded", "textual", "single")
-_KIND_STREAMS = {"grounded": ("grounded", "textual"), "single": ("single",)}
 _CHARS_PER_TOKEN = 4  # text-token estimate (English prose; the image dominates grounded prompts anyway)
 _TEMPLATE_TOKENS_PER_MESSAGE = 8  # <|im_start|>role\n ... <|im_end|>\n, vision markers
 
@@ -77,13 +77,11 @@ class DataStats:
     files: list[str] = field(default_factory=list)
     samples: int = 0
     kinds: Counter = field(default_factory=Counter)
-    frames: Counter = field(default_factory=Counter)
     max_images: int = 0
     rows: int = 0  # dataset rows after stream expansion
     prompt_tokens_sum: float = 0.0  # over rows
     prompt_tokens_max: int = 0
     over_prompt_limit: int = 0  # rows whose estimated prompt exceeds data.max_prompt_length
-    unswitchable: int = 0  # grounded prompts in another frame whose instruction the dataset cannot swap
     complete: bool = True  # every file could be read
 
     @property
@@ -203,67 +201,54 @@ def _text_tokens(messages) -> int:
 
 
 def read_stats(path: str, config, stats: DataStats, findings: Findings, role: str) -> None:
-    """Counts, frames, images per sample and prompt-length estimates of one record Parquet."""
+    """Counts, images per sample and prompt-length estimates of one record Parquet (any schema
+    version), the prompts rendered as the dataset renders them (`data_prep.prompts.record_messages`)."""
     import pyarrow.parquet as pq
 
+    from data_prep import streaming
+    from data_prep.prompts import record_messages
+    from data_prep.schema import RECORD_COLUMNS, record_facts
+    from reward_score.families import run_family
     from reward_score.frames import resized_size
 
-    from reward_score.families import family_for_patch_size
-
     try:
-        family = family_for_patch_size(int(select(config, "data.image_patch_size", 14)))
+        family = run_family(select(config, "data.ivgr_box_frame") or None,
+                            int(select(config, "data.image_patch_size", 14)))
     except ValueError:  # check_frames reports it
-        family = None
-    resize_frame = family.name if family else None
-    lo, hi = _pixel_bounds(config, resize_frame) if resize_frame else (None, None)
-    factor = family.resize_factor if family else 1
+        return
+    lo, hi = _pixel_bounds(config, family.name)
     max_prompt = int(select(config, "data.max_prompt_length", 0) or 0)
     streams = _streams(config)
-    rows_frame = select(config, "data.ivgr_box_frame") or None
-    columns = ["kind", "image_size", "box_frame", "prompt_grounded", "prompt_textual"]
+    over = 0
     try:
-        table = pq.read_table(path, columns=columns)
-    except Exception as err:  # noqa: BLE001  (validate() already reported why; here we only lose the stats)
+        names = pq.read_schema(path).names
+        columns = [c for c in RECORD_COLUMNS if c in names]
+        for batch in streaming.iter_batches(path, columns):
+            for record in map(record_facts, batch.to_pylist()):
+                kind = record["kind"]
+                stats.samples += 1
+                stats.kinds[kind] += 1
+                images = len(record["images"] or [])
+                stats.max_images = max(stats.max_images, images)
+                image_tokens = 0
+                size = record["image_size"] or []
+                if len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
+                    try:
+                        width, height = resized_size(size[0], size[1], family.name, lo, hi)
+                        image_tokens = images * (width * height) // family.resize_factor ** 2
+                    except ValueError:
+                        pass
+                for stream in (s for s in KIND_STREAMS.get(kind, ()) if s in streams):
+                    tokens = image_tokens + _text_tokens(record_messages(record, stream, family.name))
+                    stats.rows += 1
+                    stats.prompt_tokens_sum += tokens
+                    stats.prompt_tokens_max = max(stats.prompt_tokens_max, tokens)
+                    if max_prompt and tokens > max_prompt:
+                        over += 1
+    except Exception:  # noqa: BLE001  (validate() already reported why; here we only lose the stats)
         stats.complete = False
-        del err
         return
-    unswitchable = over = 0
-    for record in table.to_pylist():
-        kind = record["kind"]
-        stats.samples += 1
-        stats.kinds[kind] += 1
-        frame = record["box_frame"] or "qwen2_5_vl"
-        stats.frames[frame] += 1
-        if kind == "grounded" and rows_frame and rows_frame != frame and "grounded" in streams \
-                and not _switchable(record["prompt_grounded"], frame):
-            unswitchable += 1
-        textual = record["prompt_textual"] or []
-        images = sum(str(m.get("content") or "").count("<image>") for m in textual)
-        stats.max_images = max(stats.max_images, images)
-        image_tokens = 0
-        size = record["image_size"] or []
-        if resize_frame and len(size) == 2 and all(isinstance(v, int) and v > 0 for v in size):
-            try:
-                width, height = resized_size(size[0], size[1], resize_frame, lo, hi)
-                image_tokens = images * (width * height) // (factor * factor)
-            except ValueError:
-                pass
-        for stream in _KIND_STREAMS.get(kind, ()):
-            if stream not in streams:
-                continue
-            messages = record["prompt_grounded"] if stream == "grounded" else textual
-            tokens = image_tokens + _text_tokens(messages)
-            stats.rows += 1
-            stats.prompt_tokens_sum += tokens
-            stats.prompt_tokens_max = max(stats.prompt_tokens_max, tokens)
-            if max_prompt and tokens > max_prompt:
-                over += 1
-    stats.unswitchable += unswitchable
     stats.over_prompt_limit += over
-    if unswitchable:
-        findings.problem(f"data ({role}): {path}: {unswitchable} grounded prompts are in another box frame "
-                         f"than data.ivgr_box_frame={rows_frame} and do not end with data_prep's instruction, so the "
-                         f"dataset cannot switch them: re-run data_prep with --box-frame {rows_frame}")
     if over:
         findings.warn(f"data ({role}): {path}: about {over} rows have an estimated prompt (image tokens "
                       f"at the configured pixel bounds + text) over data.max_prompt_length={max_prompt}; "
@@ -273,19 +258,9 @@ def read_stats(path: str, config, stats: DataStats, findings: Findings, role: st
 def _missing_columns(path: Path) -> list[str]:
     import pyarrow.parquet as pq
 
-    from data_prep.schema import RECORD_SCHEMA
+    from data_prep.schema import missing_columns
 
-    names = set(pq.read_schema(path).names)
-    return [name for name in RECORD_SCHEMA.names if name not in names]
-
-
-def _switchable(messages, frame: str) -> bool:
-    """Can DualStreamDataset swap this grounded prompt's frame instruction (data_prep's own wording)?"""
-    from data_prep.prompts import GROUNDED_INSTRUCTIONS
-
-    instruction = GROUNDED_INSTRUCTIONS.get(frame)
-    content = str((list(messages or []) or [{}])[-1].get("content") or "")
-    return bool(instruction) and content.endswith(instruction)
+    return missing_columns(pq.read_schema(path).names)
 
 
 def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dict[str, DataStats]:
@@ -348,8 +323,8 @@ def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dic
 
 
 def check_frames(config, stats: dict[str, DataStats], findings: Findings) -> None:
-    """Box frame of the rows vs the model's (`ivgr.box_frame`), patch size vs frame and model family
-    (all from `reward_score.families`)."""
+    """The run's model family (`ivgr.box_frame`) vs the patch size, the model folder's family and the
+    dataset's frame (all from `reward_score.families`); images per sample vs vLLM's limit."""
     from reward_score.families import FAMILIES, FAMILY_NAMES, detect_family, patch_size_problem
 
     model_frame = select(config, "ivgr.box_frame", "qwen2_5_vl")
@@ -370,14 +345,10 @@ def check_frames(config, stats: dict[str, DataStats], findings: Findings) -> Non
             findings.problem(f"ivgr.box_frame={model_frame} but the model looks like {family.name}: set "
                              f"ivgr.box_frame={family.name}")
     override = select(config, "data.ivgr_box_frame")
-    for role, st in stats.items():
-        for frame, count in st.frames.items():
-            rows_frame = override or frame
-            if rows_frame != model_frame:
-                findings.problem(f"data ({role}): {count} samples ask for boxes in frame {frame}"
-                                 f"{' (data.ivgr_box_frame=' + override + ')' if override else ''} but "
-                                 f"ivgr.box_frame={model_frame}: re-run data_prep with --box-frame {model_frame} "
-                                 f"or set data.ivgr_box_frame={model_frame}")
+    if override and override != model_frame:
+        findings.problem(f"data.ivgr_box_frame={override} but ivgr.box_frame={model_frame}: the prompts would ask "
+                         f"for {override} boxes from a {model_frame} model; leave data.ivgr_box_frame to the yaml "
+                         "(it follows ivgr.box_frame)")
     limit = select(config, "actor_rollout_ref.rollout.limit_images")
     for role, st in stats.items():
         if limit is not None and st.max_images > int(limit):

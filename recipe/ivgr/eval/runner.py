@@ -40,7 +40,7 @@ from typing import Any
 
 from PIL import Image
 
-from data_prep.prompts import CROP_NOTE, crop_note_text
+from data_prep.prompts import CROP_NOTE
 from data_prep.schema import resolve_image_root
 from recipe.ivgr.eval.backends import Backend, GenerationRequest, GenerationResult
 from recipe.ivgr.eval.crops import crop_images, default_min_side, plan_crops
@@ -212,19 +212,12 @@ def _content_lists(messages: list[dict]) -> list[dict]:
 
 def prompt_messages(row: dict, stream: str, num_images: int, box_frame: str, num_crops: int = 0,
                     crop_note: bool = True) -> list[dict]:
-    """Chat messages (string contents with <image> placeholders) built by data_prep.prompts."""
+    """Chat messages (string contents with <image> placeholders) of `data_prep.prompts.stream_messages`,
+    the layout training uses; `num_crops` crops follow the images in tool mode."""
     from data_prep import prompts
 
     question, choices = _question(row)
-    if stream == "grounded":
-        return prompts.grounded_messages(question, choices, num_images, box_frame)
-    messages = prompts.textual_messages(question, choices, num_images + num_crops)
-    if num_crops and crop_note:
-        placeholders = prompts.IMAGE_PLACEHOLDER * (num_images + num_crops)
-        user = messages[-1]["content"]
-        note = crop_note_text(num_crops)
-        messages[-1] = {"role": "user", "content": placeholders + note + "\n" + user[len(placeholders):]}
-    return messages
+    return prompts.stream_messages(stream, question, choices, num_images, box_frame, num_crops, crop_note)
 
 
 def make_request(row: dict, messages: list[dict], images: list[Image.Image], pass_name: str) -> GenerationRequest:
