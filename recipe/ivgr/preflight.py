@@ -45,7 +45,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reward_score.streams import KIND_STREAMS, STREAMS
+from reward_score.streams import KIND_STREAMS, KINDS, STREAMS
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 CONFIG_NAME = "ivgr_trainer"
@@ -698,7 +698,7 @@ def summary_rows(config, train: DataStats | None, judge: str, ckpt: str, logger_
     sequences = rows * n
     if train is not None and train.samples and train.rows:
         rows_per_sample = train.rows / train.samples
-        mix = ", ".join(f"{train.kinds[k]} {k}" for k in ("grounded", "single") if train.kinds.get(k))
+        mix = ", ".join(f"{train.kinds[k]} {k}" for k in KINDS if train.kinds.get(k))
         samples = f"~{rows / rows_per_sample:.0f} (train data: {mix} samples, {rows_per_sample:.2f} rows/sample)"
         mean_prompt = train.mean_prompt_tokens
         tokens = f"~{_human(sequences * (mean_prompt + response))} (prompt ~{mean_prompt:.0f} est. + response " \

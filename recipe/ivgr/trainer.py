@@ -26,6 +26,7 @@ from recipe.ivgr.sampler import epochs_for_steps
 from recipe.ivgr.stage import (ConsistencySettings, ConsistencyStage, RewardMetricsStage, RolloutRecord, StageOutput,
                                StepStage, split_judge_settings)
 from reward_score.background import BackgroundLoop
+from reward_score.streams import KIND_STREAMS, parse_streams
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -148,11 +149,12 @@ class IVGRTrainer(PPOTrainerSync):
     def check_step(self, keys: list[str], extra_infos: list[dict]) -> integrity.StepCounts:
         """Refuse (IncompleteStepError) a step whose real rows are not the `data.train_batch_size` rows x
         `rollout.n` rollouts it fetched, or that lost one stream of a grounded sample."""
-        streams = set(OmegaConf.select(self.config, "data.ivgr_streams", default=None) or ("grounded", "textual"))
+        value = OmegaConf.select(self.config, "data.ivgr_streams", default=None)
+        streams = parse_streams(OmegaConf.to_container(value) if OmegaConf.is_config(value) else value)
         return integrity.check_step_batch(
             keys, extra_infos, rows_expected=int(self.config.data.train_batch_size),
             rollouts_per_row=int(self.config.actor_rollout_ref.rollout.n),
-            paired={"grounded", "textual"} <= streams, step=self.global_steps)
+            paired=set(KIND_STREAMS["grounded"]) <= set(streams), step=self.global_steps)
 
     def run_step_stages(self, batch, metrics: dict) -> list[StageOutput]:
         """Check the step's real rows are complete (else refuse the step), run every stage on them and
