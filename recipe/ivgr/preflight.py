@@ -45,8 +45,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from reward_score.streams import KIND_STREAMS, KINDS, STREAMS
-
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
 CONFIG_NAME = "ivgr_trainer"
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -172,6 +170,8 @@ def check_recipe_settings(config, findings: Findings) -> None:
 
 # --------------------------------------------------------------------------- data
 def _streams(config) -> tuple[str, ...]:
+    from reward_score.streams import STREAMS
+
     value = plain(select(config, "data.ivgr_streams"))
     if value is None:
         return STREAMS
@@ -210,6 +210,7 @@ def read_stats(path: str, config, stats: DataStats, findings: Findings, role: st
     from data_prep.schema import RECORD_COLUMNS, record_facts
     from reward_score.families import run_family
     from reward_score.frames import resized_size
+    from reward_score.streams import KIND_STREAMS
 
     try:
         family = run_family(select(config, "data.ivgr_box_frame") or None,
@@ -698,6 +699,8 @@ def summary_rows(config, train: DataStats | None, judge: str, ckpt: str, logger_
     sequences = rows * n
     if train is not None and train.samples and train.rows:
         rows_per_sample = train.rows / train.samples
+        from reward_score.streams import KINDS
+
         mix = ", ".join(f"{train.kinds[k]} {k}" for k in KINDS if train.kinds.get(k))
         samples = f"~{rows / rows_per_sample:.0f} (train data: {mix} samples, {rows_per_sample:.2f} rows/sample)"
         mean_prompt = train.mean_prompt_tokens
