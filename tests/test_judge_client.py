@@ -619,12 +619,20 @@ print(stopped.run_until_complete(judge_answer(client, "q", "red", "green")).outc
 # the per-process client of the sync reward function, on its own background loop
 print(compute_score("s", "<think>x</think><answer>navy</answer>", "blue", {"stream": "single"},
                     judge={"base_url": url})["acc_judge"])
+# clients dropped without aclose(), on a finished asyncio.run loop and on the running daemon loop
+print(asyncio.run(judge_answer(JudgeClient(JudgeConfig(base_url=url)), "q", "red", "teal")).outcome)
+print(asyncio.run_coroutine_threadsafe(judge_answer(JudgeClient(JudgeConfig(base_url=url)), "q", "red", "cyan"),
+                                       loop).result().outcome)
+import gc, time
+gc.collect()
+time.sleep(0.2)  # the daemon loop closes the dropped client's session
 """
 
 
 def test_sessions_are_closed_at_interpreter_exit(srv):
     """aiohttp logs 'Unclosed client session' / 'Unclosed connector' when a session is collected
-    open; every client still open at exit is closed first (one process, three kinds of loops)."""
+    open; every client still open at exit is closed first (one process, three kinds of loops), and a
+    client dropped without aclose() closes its sessions when it is collected."""
     import subprocess
 
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -632,5 +640,5 @@ def test_sessions_are_closed_at_interpreter_exit(srv):
     proc = subprocess.run([sys.executable, "-c", _EXIT_PROBE, srv.url], capture_output=True, text=True,
                           env=env, timeout=60)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.split() == ["ok", "ok", "1.0"]
+    assert proc.stdout.split() == ["ok", "ok", "1.0", "ok", "ok"]
     assert "Unclosed" not in proc.stderr and "unclosed" not in proc.stderr, proc.stderr

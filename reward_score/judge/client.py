@@ -187,6 +187,9 @@ class JudgeClient:
         self._fail_seen: dict[str, int] = {}  # lifetime failure counts, for log rate-limiting
         self._reset_stats()
         _LIVE_CLIENTS.add(self)
+        # a client dropped without aclose()/close(): its sessions are closed when it is collected
+        # (aiohttp would log "Unclosed client session" for each); not at exit, `_close_all_clients` does that
+        weakref.finalize(self, _drop_sessions, self._states).atexit = False
 
     def __repr__(self) -> str:
         c = self.config
@@ -247,10 +250,11 @@ class JudgeClient:
         return st
 
     @staticmethod
-    def _retire(st: _LoopState, wait_s: float = 0.0) -> None:
+    def _retire(st: _LoopState, wait_s: float = 0.0, run_stopped: bool = True) -> None:
         """Close a session that belongs to another event loop. A loop still running in another thread
-        closes it itself (waited for up to ``wait_s`` seconds); a loop that no longer runs cannot, so
-        the connector's synchronous part of aiohttp's close() drops its connections here."""
+        closes it itself (waited for up to ``wait_s`` seconds); a stopped one is run until the session
+        is closed (``run_stopped``, only where no loop runs in this thread); otherwise the connector's
+        synchronous part of aiohttp's close() drops its connections here."""
         if st.session.closed:
             return
         try:
@@ -266,7 +270,7 @@ class JudgeClient:
                 return
             except Exception:  # noqa: BLE001 - a stuck loop: close its connections without it
                 logger.debug("judge session close on its own loop did not finish", exc_info=True)
-        if current is None and not st.loop.is_running() and not st.loop.is_closed():
+        if run_stopped and current is None and not st.loop.is_running() and not st.loop.is_closed():
             try:  # a loop that stopped (not closed): let it close its session itself, now
                 st.loop.run_until_complete(st.session.close())
                 return
@@ -502,6 +506,17 @@ class JudgeClient:
 
 
 _LIVE_CLIENTS: weakref.WeakSet[JudgeClient] = weakref.WeakSet()
+
+
+def _drop_sessions(states: dict) -> None:
+    """Finalizer of a collected client (any thread, any moment): close its sessions without waiting
+    and without running a loop."""
+    for st in list(states.values()):
+        try:
+            JudgeClient._retire(st, run_stopped=False)
+        except Exception:  # noqa: BLE001 - a finalizer must not raise
+            pass
+    states.clear()
 
 
 @atexit.register
