@@ -28,7 +28,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from reward_score.choices import render_options
-from reward_score.families import FAMILIES, FAMILY_NAMES
+from reward_score.families import DEFAULT_FAMILY, FAMILIES, FAMILY_NAMES
 
 IMAGE_PLACEHOLDER = "<image>"
 # verl splits prompt strings on these; a stray one in source text breaks its placeholder count.
@@ -75,7 +75,7 @@ def _messages(question: str, choices: Sequence[str] | None, num_images: int, ins
 
 
 def grounded_messages(question: str, choices: Sequence[str] | None, num_images: int,
-                      box_frame: str = "qwen2_5_vl") -> list[Message]:
+                      box_frame: str = DEFAULT_FAMILY) -> list[Message]:
     """Grounded-stream prompt: reasoning must localize objects with boxes in `box_frame`."""
     if box_frame not in GROUNDED_INSTRUCTIONS:
         raise ValueError(f"unknown box_frame {box_frame!r}; choose one of {FAMILY_NAMES}")

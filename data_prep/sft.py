@@ -221,7 +221,7 @@ class SftWriter(RecordWriter):
 
     schema = SFT_SCHEMA
 
-    def __init__(self, out, *, box_frame: str = "qwen2_5_vl", bounds: tuple[int, int] | None = None,
+    def __init__(self, out, *, box_frame: str = DEFAULT_FAMILY, bounds: tuple[int, int] | None = None,
                  row_group_rows: int = 256, **writer_options):
         super().__init__(out, row_group_rows=row_group_rows, **writer_options)
         self.box_frame = box_frame

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field, fields, replace
 from functools import lru_cache
 from typing import Any
 
+from reward_score.families import DEFAULT_FAMILY
 from reward_score.iou import DUPLICATE_PENALTIES, IOU_VARIANTS
 
 
@@ -52,7 +53,7 @@ class RewardConfig:
     # compute_score_async only: send every non-empty answer to the judge, as the official code does
     judge_all: bool = False
     # box frame used when extra_info carries none: "qwen2_5_vl" or "qwen3_vl"
-    default_box_frame: str = "qwen2_5_vl"
+    default_box_frame: str = DEFAULT_FAMILY
     # math-verify wall-time bound per check, seconds (a stuck check is killed: `math_timeout`,
     # undecided, then the judge), and the number of persistent math worker processes per process
     math_timeout_s: float = 2.0

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 
-from reward_score.families import FAMILY_NAMES, ModelFamily, get_family
+from reward_score.families import DEFAULT_FAMILY, FAMILY_NAMES, ModelFamily, get_family
 from reward_score.parsing import Box
 
 
@@ -50,7 +50,7 @@ def get_frame(name: str) -> ModelFamily:
 
 
 @lru_cache(maxsize=65536)
-def resized_size(width: int, height: int, frame: str = "qwen2_5_vl",
+def resized_size(width: int, height: int, frame: str = DEFAULT_FAMILY,
                  min_pixels: int | None = None, max_pixels: int | None = None) -> tuple[int, int]:
     """(width, height) in pixels of the image the model actually sees after smart-resize.
 
@@ -92,7 +92,7 @@ def _scales(image_size: Sequence[int], frame: str, min_pixels: int | None,
     return new_w / width, new_h / height
 
 
-def to_model_frame(boxes: Sequence[Sequence[float]], image_size: Sequence[int], frame: str = "qwen2_5_vl",
+def to_model_frame(boxes: Sequence[Sequence[float]], image_size: Sequence[int], frame: str = DEFAULT_FAMILY,
                    min_pixels: int | None = None, max_pixels: int | None = None) -> list[Box]:
     """Map boxes from ORIGINAL pixels of an image of `image_size` = (width, height) into `frame`.
 
@@ -102,7 +102,7 @@ def to_model_frame(boxes: Sequence[Sequence[float]], image_size: Sequence[int], 
     return [(b[0] * sx, b[1] * sy, b[2] * sx, b[3] * sy) for b in boxes]
 
 
-def to_original_pixels(boxes: Sequence[Sequence[float]], image_size: Sequence[int], frame: str = "qwen2_5_vl",
+def to_original_pixels(boxes: Sequence[Sequence[float]], image_size: Sequence[int], frame: str = DEFAULT_FAMILY,
                        min_pixels: int | None = None, max_pixels: int | None = None) -> list[Box]:
     """Inverse of `to_model_frame`: boxes the model wrote, in ORIGINAL pixels (for crops and drawing)."""
     sx, sy = _scales(image_size, frame, min_pixels, max_pixels)

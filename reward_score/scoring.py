@@ -27,6 +27,7 @@ from typing import Any, NamedTuple
 from reward_score.answers import Verdict, acceptable_answers, contains_answer, resolve_math, rule_verdict
 from reward_score.background import BackgroundLoop
 from reward_score.config import RewardConfig, reward_config
+from reward_score.families import DEFAULT_FAMILY
 from reward_score.format import format_reward
 from reward_score.frames import to_model_frame
 from reward_score.iou import box_scores
@@ -59,7 +60,7 @@ def _clean_gt_boxes(raw: Any) -> list[Box]:
     return boxes
 
 
-def gt_boxes_in_model_frame(extra_info: Mapping[str, Any], default_frame: str = "qwen2_5_vl") -> list[Box]:
+def gt_boxes_in_model_frame(extra_info: Mapping[str, Any], default_frame: str = DEFAULT_FAMILY) -> list[Box]:
     """`extra_info["gt_boxes"]` (original pixels of an image of `image_size`) in the model's frame."""
     boxes = _clean_gt_boxes(extra_info.get("gt_boxes"))
     if not boxes:
@@ -110,7 +111,7 @@ def _model_frame_gt(extra_info: Mapping[str, Any], default_frame: str) -> list[B
     return gt_boxes_in_model_frame(extra_info, default_frame)
 
 
-def gt_boxes_for_reward(extra_info: Mapping[str, Any], default_frame: str = "qwen2_5_vl") -> list[list[float]] | None:
+def gt_boxes_for_reward(extra_info: Mapping[str, Any], default_frame: str = DEFAULT_FAMILY) -> list[list[float]] | None:
     """What the dataset stores as `extra_info["gt_boxes_model"]` so that the reward does not map the
     ground truth again per rollout: `gt_boxes_in_model_frame` as plain lists, or None when the row's
     ground truth is unusable (the reward then maps it itself and flags `gt_error`, as before)."""

@@ -86,7 +86,7 @@ Reply with exactly <think>the rewritten reasoning</think><answer>{answer}</answe
 
 
 
-def rewrite_messages(question: str, think: str, answer: str, frame: str = "qwen2_5_vl",
+def rewrite_messages(question: str, think: str, answer: str, frame: str = DEFAULT_FAMILY,
                      model_size: Sequence[int] | None = None) -> list[dict]:
     """The judge request for one sample: system + user message (our wording; see module doc)."""
     from reward_score.families import get_family

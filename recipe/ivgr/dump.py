@@ -61,6 +61,7 @@ def render(dump_path: str, data_path: str, out_dir: str, image_root: str | None 
 
     from data_prep.images import ImageError, open_image
     from data_prep.schema import resolve_image_root
+    from reward_score.families import DEFAULT_FAMILY
     from reward_score.frames import to_original_pixels
     from reward_score.parsing import parse_boxes
 
@@ -86,8 +87,9 @@ def render(dump_path: str, data_path: str, out_dir: str, image_root: str | None 
             print(f"[dump] {row['sample_id']}: image not drawn: {err}", file=sys.stderr)
             continue
         info = row["extra_info"]
-        pred = to_original_pixels(parse_boxes(row["response"]).valid, image.size, info.get("box_frame") or "qwen2_5_vl",
-                                  info.get("min_pixels"), info.get("max_pixels"))
+        frame = info.get("box_frame") or DEFAULT_FAMILY
+        pred = to_original_pixels(parse_boxes(row["response"]).valid, image.size, frame, info.get("min_pixels"),
+                                  info.get("max_pixels"))
         draw = ImageDraw.Draw(image)
         width = max(2, image.width // 300)
         for box in info.get("gt_boxes") or []:

@@ -326,9 +326,9 @@ def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dic
 def check_frames(config, stats: dict[str, DataStats], findings: Findings) -> None:
     """The run's model family (`ivgr.box_frame`) vs the patch size, the model folder's family and the
     dataset's frame (all from `reward_score.families`); images per sample vs vLLM's limit."""
-    from reward_score.families import FAMILIES, FAMILY_NAMES, detect_family, patch_size_problem
+    from reward_score.families import DEFAULT_FAMILY, FAMILIES, FAMILY_NAMES, detect_family, patch_size_problem
 
-    model_frame = select(config, "ivgr.box_frame", "qwen2_5_vl")
+    model_frame = select(config, "ivgr.box_frame", DEFAULT_FAMILY)
     patch = int(select(config, "data.image_patch_size", 14))
     if model_frame not in FAMILIES:
         findings.problem(f"ivgr.box_frame={model_frame!r}: choose one of {list(FAMILY_NAMES)}")

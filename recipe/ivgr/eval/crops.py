@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 
 from PIL import Image
 
+from reward_score.families import DEFAULT_FAMILY
 from reward_score.frames import get_frame, to_original_pixels
 from reward_score.parsing import Box
 
@@ -108,7 +109,7 @@ def _snap(value: float, tolerance: float = 0.1) -> float:
     return float(nearest) if abs(value - nearest) < tolerance else value
 
 
-def plan_crops(boxes_model: Sequence[Box], image_size: Sequence[int], frame: str = "qwen2_5_vl",
+def plan_crops(boxes_model: Sequence[Box], image_size: Sequence[int], frame: str = DEFAULT_FAMILY,
                min_pixels: int | None = None, max_pixels: int | None = None, *,
                include: Sequence[str] = CROP_KINDS, max_crops: int = 8, min_side: int | None = None,
                max_aspect: float = MAX_CROP_ASPECT, outside_tolerance: float = 1.0) -> CropPlan:

@@ -30,7 +30,7 @@ from recipe.ivgr.eval.backends import Backend, SamplingSettings
 from recipe.ivgr.eval.benchmarks import BENCHMARKS, check_eval_file, convert
 from recipe.ivgr.eval.report import build_summary, render_markdown, write_summary
 from recipe.ivgr.eval.runner import MODES, BenchmarkRun, EvalConfig, resolve_bounds, timestamp
-from reward_score.families import FAMILY_NAMES
+from reward_score.families import DEFAULT_FAMILY, FAMILY_NAMES
 
 logger = logging.getLogger("recipe.ivgr.eval")
 
@@ -119,7 +119,7 @@ def choose_box_frame(explicit: str | None, model: str | None, modes: Sequence[st
         raise SystemExit(f"cannot tell the box frame of {model!r} ({why}); modes {boxed} parse boxes and crop in it: "
                          f"pass --box-frame {'|'.join(FAMILY_NAMES)}")
     logger.warning("box frame of %s unknown (%s): textual mode only, using qwen2_5_vl pixel bounds", model, why)
-    return "qwen2_5_vl", f"default for textual mode ({why})"
+    return DEFAULT_FAMILY, f"default for textual mode ({why})"
 
 
 def _versions() -> dict[str, str]:

@@ -51,6 +51,7 @@ from recipe.ivgr.eval.scoring import (
     judge_reference,
     score_answer,
 )
+from reward_score.families import DEFAULT_FAMILY
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class EvalConfig:
     """Everything that decides what the model sees and how answers are scored."""
 
     modes: tuple[str, ...] = ("textual",)
-    box_frame: str = "qwen2_5_vl"
+    box_frame: str = DEFAULT_FAMILY
     min_pixels: int | None = None  # None: the frame's default (the paper's training bounds)
     max_pixels: int | None = None
     max_crops: int = 8
