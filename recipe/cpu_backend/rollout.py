@@ -29,7 +29,6 @@ import hashlib
 import logging
 import os
 from collections import Counter
-from collections.abc import Iterable
 from typing import Any, Optional
 
 import ray
@@ -37,6 +36,8 @@ import torch
 
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
+
+from recipe.cpu_backend.patches import WeightChangeTracker, weight_fingerprint
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))
@@ -47,11 +48,6 @@ SERVER_PREFIX = "hf_cpu_"
 def server_name(replica_rank: int, kind: str = "", suffix: str = "") -> str:
     """Ray actor name of a replica's server (kind: "" for the policy, "reward_" or "teacher_")."""
     return f"{SERVER_PREFIX}server_{kind}{replica_rank}{suffix}"
-
-
-def weight_fingerprint(tensors: Iterable[torch.Tensor]) -> float:
-    """Sum of the float32 L2 norms of the tensors: changes whenever any weight changes."""
-    return float(sum(t.detach().float().norm().item() for t in tensors))
 
 
 def request_seed(base_seed: int, weights_version: int, prompt_ids: list[int], occurrence: int) -> int:
@@ -277,7 +273,7 @@ class HFCPUServerAdapter(BaseRollout):
         rank = int(os.environ.get("RANK", 0))
         self.replica_rank = rank if replica_rank == -1 else replica_rank
         self._server = None
-        self._previous: Optional[dict[str, torch.Tensor]] = None
+        self._changes = WeightChangeTracker()
 
     def _handle(self):
         if self._server is None:
@@ -298,10 +294,6 @@ class HFCPUServerAdapter(BaseRollout):
             if hasattr(tensor, "full_tensor"):  # DTensor shard from FSDP2
                 tensor = tensor.full_tensor()
             named[name] = tensor.detach().to("cpu", copy=True)
-        if self._previous is not None:
-            delta = sum((named[k].float() - self._previous[k].float()).norm().item()
-                        for k in named if k in self._previous)
-            logger.warning("hf_cpu actor weights: L2 change since the last update %.6e over %d tensors", delta,
-                           len(named))
-        self._previous = named
+            self._changes.see(name, named[name])
+        self._changes.report("hf_cpu", kwargs.get("global_steps"))
         await self._handle().update_weights.remote(named, global_steps=kwargs.get("global_steps"))

@@ -5,8 +5,12 @@ that every seam of the training loop did its job. Exit status 0 only when every 
 
 Evidence, all from what the run itself wrote (never from this script's own computations of rewards):
 - per-step metrics: verl's console logger lines (`step:N - key:value - ...`) in run1.log / run2.log;
-- the policy the rollout served: the hf_cpu server's log lines (`weights update V ... fingerprint A -> B`,
-  `generating with weights version V`) and the actor side's (`L2 change since the last update`);
+- the policy the rollout served: with hf_cpu, the server's log lines (`weights update V ... fingerprint
+  A -> B`, `generating with weights version V`); with vLLM, verl's own comparison of the rollout's
+  log-probs with the actor's (`training/rollout_probs_diff_mean`, `training/rollout_actor_probs_pearson_corr`)
+  and the weights version each trajectory was generated with (`training/off_policy/...staleness_worst`);
+  for both, the actor side's lines (`actor weights sent: update N ... fingerprint F`, `L2 change since
+  the last update`; recipe.cpu_backend.patches.WeightChangeTracker);
 - the resume: the trainer's `stage state restored ... archive of N references` line, and the sample ids
   in `checkpoints/rollout_dumps/step_N.jsonl` compared with the recipe's pair sampler's plan for the
   same data, seed and batch size (a restart from the beginning would repeat step 1's samples).
@@ -31,12 +35,26 @@ _UPDATE = re.compile(r"weights update (\d+) \(step (\S+)\): (\d+) tensors, (\d+)
 _GENERATING = re.compile(rf"generating with weights version (\d+) \(step (\S+)\), fingerprint {_FLOAT}")
 _ACTOR_DELTA = re.compile(rf"L2 change since the last update {_FLOAT}")
 _COMMAND_OVERRIDE = re.compile(r"^\s+(data\.train_batch_size|data\.seed)=(\S+?)\s*\\?$")
+_SENT = re.compile(rf"actor weights sent: update (\d+) \(step (\S+)\), fingerprint {_FLOAT} over (\d+) tensors")
 _RESTORED = re.compile(r"stage state restored from .* at step (\d+): rollout archive of (\d+) references")
+
+# The vLLM rollout follows the actor: verl compares, token by token, the probability the rollout
+# sampled each response token with (vLLM's processed log-prob) with the actor's (FSDP, recomputed
+# before the update), as |p_rollout - p_actor| averaged over response tokens and as their Pearson
+# correlation (verl/utils/debug/metrics.py `calculate_debug_metrics`). With the weights in sync only
+# numerics differ (bf16 on both sides, vLLM's CPU kernels vs. sdpa): a few thousandths and 0.999+.
+# vLLM starts on dummy (random) weights (rollout.load_format=dummy), so a sync that never happened, or
+# left layers behind (a layer whose weight vLLM's CPU path dropped keeps its random or stale values),
+# gives token probabilities unrelated to the actor's: mean differences of 0.1 and more, correlations
+# far below 0.99. The bounds sit several times above the synced figures and far below those.
+ROLLOUT_DIFF_MAX = 0.02
+ROLLOUT_PEARSON_MIN = 0.99
 
 SHOWN = ("ivgr/grounded/score", "ivgr/grounded/acc", "ivgr/grounded/iou", "ivgr/textual/score", "critic/score/mean",
          "ivgr/textual/consistency", "ivgr/archive/size", "ivgr/archive/hit_rate", "ivgr/judge/calls",
          "ivgr/acc_judge/calls", "ivgr/acc_undecided_rate", "actor/pg_loss", "actor/grad_norm",
-         "critic/advantages/max", "critic/advantages/min", "timing_s/step")
+         "critic/advantages/max", "critic/advantages/min", "training/rollout_probs_diff_mean",
+         "training/rollout_actor_probs_pearson_corr", "timing_s/step")
 IVR_R1_SHOWN = ("ivr_r1/screened_share", "ivr_r1/status/rectified", "ivr_r1/rectify/success_rate",
                 "ivr_r1/attribution/success_rate", "ivr_r1/teacher/usable", "ivr_r1/teacher/failed",
                 "ivr_r1/groups/demonstrations", "ivr_r1/groups/collapsed", "ivr_r1/join/demonstrations",
@@ -51,6 +69,7 @@ class RunLog:
     updates: list[tuple[int, float, float]] = field(default_factory=list)    # (version, before, after)
     generations: list[tuple[int, float]] = field(default_factory=list)        # (version, fingerprint)
     actor_deltas: list[float] = field(default_factory=list)
+    sent: list[tuple[int, str, float]] = field(default_factory=list)          # (update, step, fingerprint)
     restored: list[tuple[int, int]] = field(default_factory=list)             # (step, archive size)
     errors: list[str] = field(default_factory=list)
 
@@ -78,13 +97,16 @@ def parse_log(path: Path) -> RunLog:
             out.updates.append((int(match.group(1)), float(match.group(5)), float(match.group(6))))
         elif match := _GENERATING.search(line):
             out.generations.append((int(match.group(1)), float(match.group(3))))
+        elif match := _SENT.search(line):
+            out.sent.append((int(match.group(1)), match.group(2), float(match.group(3))))
         elif match := _ACTOR_DELTA.search(line):
             out.actor_deltas.append(float(match.group(1)))
         elif match := _RESTORED.search(line):
             out.restored.append((int(match.group(1)), int(match.group(2))))
         elif match := _COMMAND_OVERRIDE.match(line):
             out.settings[match.group(1)] = match.group(2)  # the launch script's command echo: last one wins
-        elif "weights update" in line or "generating with weights" in line or "L2 change since" in line:
+        elif any(text in line for text in ("weights update", "generating with weights", "L2 change since",
+                                           "actor weights sent")):
             out.errors.append(f"unparsed weight line: {line.strip()[:200]}")
         elif "Traceback (most recent call last)" in line or "Error executing job" in line:
             out.errors.append(line.strip())
@@ -128,6 +150,26 @@ def planned_sample_ids(data_file: Path, batch_size: int, seed: int, steps: int) 
     return batches
 
 
+def _actor_changed(name: str, run: RunLog, expect) -> None:
+    expect(bool(run.actor_deltas) and all(d > 0 for d in run.actor_deltas),
+           f"{name}: the actor's weights changed at every update (L2 changes "
+           f"{[f'{d:.2e}' for d in run.actor_deltas]})")
+
+
+def _vllm_followed(name: str, run: RunLog, expect) -> None:
+    """The vLLM rollout served the actor's weights at every step (see ROLLOUT_DIFF_MAX)."""
+    expect(len(run.sent) >= 1, f"{name}: the actor sent its weights to vLLM {len(run.sent)} times")
+    for step, m in sorted(run.steps.items()):
+        diff, corr = m.get("training/rollout_probs_diff_mean"), m.get("training/rollout_actor_probs_pearson_corr")
+        expect(diff is not None and corr is not None and diff < ROLLOUT_DIFF_MAX and corr > ROLLOUT_PEARSON_MIN,
+               f"{name} step {step}: vLLM's token probabilities match the actor's (mean |diff| {diff} < "
+               f"{ROLLOUT_DIFF_MAX}, Pearson {corr} > {ROLLOUT_PEARSON_MIN})")
+        stale = m.get("training/off_policy/trajectory_staleness_worst/max")
+        expect(stale == 0, f"{name} step {step}: every trajectory generated with the weights synced for this "
+                           f"step (worst staleness {stale})")
+    _actor_changed(name, run, expect)
+
+
 def _weights_followed(name: str, run: RunLog, expect) -> None:
     expect(len(run.updates) >= 1 and all(after != before for _, before, after in run.updates[1:]),
            f"{name}: the rollout server received {len(run.updates)} weight updates, each after the first changing it")
@@ -135,15 +177,16 @@ def _weights_followed(name: str, run: RunLog, expect) -> None:
     after_update = {v: after for v, _, after in run.updates}
     expect(bool(served) and all(abs(served[v] - after_update.get(v, float("nan"))) < 1e-6 for v in served),
            f"{name}: the rollout generated with the weights of each update (versions {sorted(served)})")
-    expect(bool(run.actor_deltas) and all(d > 0 for d in run.actor_deltas),
-           f"{name}: the actor's weights changed at every update (L2 changes "
-           f"{[f'{d:.2e}' for d in run.actor_deltas]})")
+    _actor_changed(name, run, expect)
 
 
 def check(smoke_dir: Path, recipe: str, batch_size: int | None = None, seed: int | None = None,
-          run_status: int = 0) -> tuple[list[str], list[str]]:
+          run_status: int = 0, rollout: str = "hf_cpu") -> tuple[list[str], list[str]]:
     """(passed, failed) check descriptions. `batch_size`/`seed` default to what the launch used
-    (data.train_batch_size / data.seed in run 1's command echo; else 4 and 0, the smoke run's)."""
+    (data.train_batch_size / data.seed in run 1's command echo; else 4 and 0, the smoke run's);
+    `rollout`: the run's `actor_rollout_ref.rollout.name` (hf_cpu or vllm)."""
+    if rollout not in ("hf_cpu", "vllm"):
+        raise ValueError(f"rollout must be hf_cpu or vllm, not {rollout!r}")
     run1, run2 = parse_log(smoke_dir / "run1.log"), parse_log(smoke_dir / "run2.log")
     if batch_size is None:
         batch_size = int(run1.settings.get("data.train_batch_size", 4))
@@ -157,16 +200,18 @@ def check(smoke_dir: Path, recipe: str, batch_size: int | None = None, seed: int
 
     expect(run_status == 0 and not run1.errors and not run2.errors,
            f"both training runs exited 0 without a traceback (status {run_status})")
-    _weights_followed("run 1", run1, expect)
-    _weights_followed("run 2", run2, expect)
+    followed = _vllm_followed if rollout == "vllm" else _weights_followed
+    followed("run 1", run1, expect)
+    followed("run 2", run2, expect)
     if recipe == "ivr_r1":
         _check_ivr_r1(run1, run2, expect)
     else:
-        _check_ivgr(smoke_dir, run1, run2, batch_size, seed, expect)
+        _check_ivgr(smoke_dir, run1, run2, batch_size, seed, expect, rollout)
     return passed, failed
 
 
-def _check_ivgr(smoke_dir: Path, run1: RunLog, run2: RunLog, batch_size: int, seed: int, expect) -> None:
+def _check_ivgr(smoke_dir: Path, run1: RunLog, run2: RunLog, batch_size: int, seed: int, expect,
+                rollout: str = "hf_cpu") -> None:
     steps = {**run1.steps, **run2.steps}
     expect(sorted(run1.steps) == [1, 2] and sorted(run2.steps) == [3],
            f"run 1 logged steps 1-2 and run 2 step 3 (got {sorted(run1.steps)}, {sorted(run2.steps)})")
@@ -179,11 +224,20 @@ def _check_ivgr(smoke_dir: Path, run1: RunLog, run2: RunLog, batch_size: int, se
     expect(bool(with_reference), "some step has textual rows with a reference (archive hit rate > 0)")
     expect(any(steps[s].get("ivgr/textual/consistency", 0) > 0 for s in with_reference),
            "the consistency term is non-zero on a step with references")
-    if run1.updates and run2.updates:
+    if rollout == "hf_cpu" and run1.updates and run2.updates:
+        # server side: what run 2's server received first vs. what run 1's held last and its own start
         end_of_run1, resumed = run1.updates[-1][2], run2.updates[0][2]
         expect(abs(end_of_run1 - resumed) < 1e-5 and run2.updates[0][1] != resumed,
                f"run 2 resumed the actor's step-2 weights (fingerprint {resumed:.6f}; end of run 1 "
                f"{end_of_run1:.6f}; the model folder's {run2.updates[0][1]:.6f})")
+    elif rollout == "vllm":
+        # actor side: run 2's first sync sends run 1's last weights, not the model folder's (run 1's first)
+        ok = len(run1.sent) >= 2 and bool(run2.sent)
+        folder, end_of_run1, resumed = ((run1.sent[0][2], run1.sent[-1][2], run2.sent[0][2]) if ok
+                                        else (float("nan"),) * 3)
+        expect(ok and abs(end_of_run1 - resumed) < 1e-5 and abs(folder - resumed) > 1e-6,
+               f"run 2 resumed the actor's step-2 weights (fingerprint sent first {resumed:.6f}; last sent by "
+               f"run 1 {end_of_run1:.6f}; the model folder's {folder:.6f})")
     expect(bool(run2.restored) and run2.restored[0][0] == 2 and run2.restored[0][1] > 0,
            f"run 2 restored the step-2 archive (restored {run2.restored})")
     size_at_2 = steps.get(2, {}).get("ivgr/archive/size", 0)
@@ -236,19 +290,19 @@ def _check_ivr_r1(join: RunLog, aux_nll: RunLog, expect) -> None:
            f"{total_tokens:g} NLL tokens)")
 
 
-def report(smoke_dir: Path, recipe: str, seconds: float) -> str:
+def report(smoke_dir: Path, recipe: str, seconds: float, rollout: str = "hf_cpu") -> str:
     runs = {"run 1": parse_log(smoke_dir / "run1.log"), "run 2": parse_log(smoke_dir / "run2.log")}
     if recipe == "ivr_r1":
         runs = {"join": runs["run 1"], "aux_nll": runs["run 2"]}
     keys = SHOWN + (IVR_R1_SHOWN if recipe == "ivr_r1" else ())
-    lines = [f"CPU smoke run ({recipe}) in {seconds:.0f} s"]
+    lines = [f"CPU smoke run ({recipe}, rollout {rollout}) in {seconds:.0f} s"]
     for name, run in runs.items():
         for step in sorted(run.steps):
             figures = []
             for key in keys:
                 value = _metric(run.steps[step], key)
                 if value is not None:
-                    figures.append(f"{key.removeprefix('ivgr/')}={value:.3g}")
+                    figures.append(f"{key.removeprefix('ivgr/').removeprefix('training/')}={value:.3g}")
             lines.append(f"  {name} step {step}: {', '.join(figures)}")
     return "\n".join(lines)
 
@@ -257,14 +311,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="report and check a CPU smoke run")
     parser.add_argument("--dir", required=True, type=Path)
     parser.add_argument("--recipe", default="ivgr", choices=["ivgr", "ivr_r1"])
+    parser.add_argument("--rollout", default="hf_cpu", choices=["hf_cpu", "vllm"],
+                        help="the run's actor_rollout_ref.rollout.name (what the checks read differs)")
     parser.add_argument("--run-status", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int, default=None,
                         help="data.train_batch_size of the run in rows (default: read from the run's log)")
     parser.add_argument("--seed", type=int, default=None, help="data.seed of the run (default: from the log)")
     args = parser.parse_args(argv)
-    print(report(args.dir, args.recipe, args.seconds))
-    passed, failed = check(args.dir, args.recipe, args.batch_size, args.seed, args.run_status)
+    print(report(args.dir, args.recipe, args.seconds, args.rollout))
+    passed, failed = check(args.dir, args.recipe, args.batch_size, args.seed, args.run_status, args.rollout)
     for text in passed:
         print(f"  ok    {text}")
     for text in failed:

@@ -32,18 +32,36 @@ MIN_PIXELS = 4 * 28 * 28
 MAX_PIXELS = 16 * 28 * 28
 
 
+# vLLM's CPU attention kernels take head sizes 32, 64, 80, 96, 112, 128, ... only
+# (vllm/v1/attention/backends/cpu_attn.py `get_supported_head_sizes`): the text model's heads are 32 wide.
+HEAD_DIM = 32
+
+
+def mrope_section(head_dim: int) -> list[int]:
+    """Qwen2.5-VL's multimodal rotary split of `head_dim // 2` frequencies into (time, height, width),
+    in the released models' 1 : 1.5 : 1.5 proportion ([16, 24, 24] at head_dim 128, [4, 6, 6] at 32)."""
+    time = head_dim // 8
+    space = (head_dim // 2 - time) // 2
+    return [time, space, head_dim // 2 - time - space]
+
+
 def build_model(tokenizer, hidden_size: int = 64, layers: int = 2, seed: int = 0):
-    """A random `Qwen2_5_VLForConditionalGeneration` (~200K parameters at hidden 64) for `tokenizer`."""
+    """A random `Qwen2_5_VLForConditionalGeneration` (~200K parameters at hidden 64) for `tokenizer`;
+    attention heads `HEAD_DIM` wide (2 query heads, 1 KV head at hidden 64), so both rollouts
+    (hf_cpu and vLLM on CPU) serve it."""
     from transformers import Qwen2_5_VLConfig, Qwen2_5_VLForConditionalGeneration
 
+    if hidden_size < HEAD_DIM or hidden_size % HEAD_DIM:
+        raise ValueError(f"hidden_size must be a multiple of {HEAD_DIM} (the head width vLLM on CPU supports)")
     ids = {name: tokenizer.convert_tokens_to_ids(name) for name in
            ("<|image_pad|>", "<|video_pad|>", "<|vision_start|>", "<|vision_end|>", "<|im_end|>", "<|endoftext|>")}
-    heads = max(2, hidden_size // 16)
+    heads = hidden_size // HEAD_DIM
     config = Qwen2_5_VLConfig(
         text_config=dict(vocab_size=len(tokenizer), hidden_size=hidden_size, num_hidden_layers=layers,
                          num_attention_heads=heads, num_key_value_heads=max(1, heads // 2),
                          intermediate_size=2 * hidden_size, max_position_embeddings=4096,
-                         rope_scaling={"type": "mrope", "mrope_section": [2, 3, 3]}, tie_word_embeddings=True,
+                         rope_scaling={"type": "mrope", "mrope_section": mrope_section(HEAD_DIM)},
+                         tie_word_embeddings=True,
                          bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"],
                          pad_token_id=ids["<|endoftext|>"]),
         vision_config=dict(depth=2, hidden_size=32, num_heads=2, out_hidden_size=hidden_size, intermediate_size=64,
