@@ -56,9 +56,24 @@ CROP_NOTE = {1: "The first image is the full picture; the next image is a zoomed
 Message = dict[str, str]
 
 
-def clean_question(text: str) -> str:
-    """Source question without media placeholders (we place them), whitespace trimmed."""
-    return MEDIA_PLACEHOLDERS.sub("", text).strip()
+def clean_question(text: str, num_images: int = 1) -> str:
+    """Source question as the record stores it, whitespace trimmed.
+
+    A multi-image question that places each of its `num_images` images itself (exactly one `<image>` per
+    image, e.g. "<image> Compare it with <image>: which is brighter?") keeps its placeholders where they
+    are, so the words keep referring to the right picture; otherwise every media placeholder is removed
+    and the prompt puts the images first (`_messages`)."""
+    media = MEDIA_PLACEHOLDERS.findall(text)
+    after_text = IMAGE_PLACEHOLDER in re.sub(r"^(?:\s*<image>)+", "", text)  # not merely all images up front
+    if num_images >= 2 and media == [IMAGE_PLACEHOLDER] * num_images and after_text:
+        return text.strip()
+    return re.sub(rf"[ \t]*(?:{MEDIA_PLACEHOLDERS.pattern})[ \t]*", " ", text).strip()
+
+
+def places_images(question: str, num_images: int) -> bool:
+    """True when `question` carries its own placeholder for each of its `num_images` images (kept by
+    `clean_question` only when one of them stands after the question's first words)."""
+    return num_images >= 2 and question.count(IMAGE_PLACEHOLDER) == num_images
 
 
 def question_block(question: str, choices: Sequence[str] | None = None) -> str:
@@ -70,7 +85,8 @@ def question_block(question: str, choices: Sequence[str] | None = None) -> str:
 
 
 def _messages(question: str, choices: Sequence[str] | None, num_images: int, instruction: str) -> list[Message]:
-    user = IMAGE_PLACEHOLDER * num_images + question_block(question, choices) + "\n\n" + instruction
+    leading = 0 if places_images(question, num_images) else num_images
+    user = IMAGE_PLACEHOLDER * leading + question_block(question, choices) + "\n\n" + instruction
     return [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": user}]
 
 
@@ -108,6 +124,8 @@ def stream_messages(stream: str, question: str, choices: Sequence[str] | None, n
         return single_messages(question, choices, num_images)
     if stream != "textual":
         raise ValueError(f"unknown stream {stream!r}")
+    if num_crops:  # the full images first, then the crops: a question's own placeholders would misplace them
+        question = clean_question(question)
     messages = textual_messages(question, choices, num_images + num_crops)
     if num_crops and crop_note:
         placeholders = IMAGE_PLACEHOLDER * (num_images + num_crops)

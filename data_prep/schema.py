@@ -213,7 +213,7 @@ def to_row(sample: Sample) -> dict[str, Any]:
     Raises RecordError for empty questions/answers, unknown answer types, un-encodable text,
     media placeholders the prompt cannot carry, or a sample without images.
     """
-    question = prompts.clean_question(sample.question)
+    question = prompts.clean_question(sample.question, len(sample.images))
     if "<video>" in sample.question or "<audio>" in sample.question:
         raise RecordError("unsupported_placeholder", "question contains <video>/<audio>")
     if not question:
@@ -226,7 +226,7 @@ def to_row(sample: Sample) -> dict[str, Any]:
         rest = (a for a in (str(v).strip() for v in sample.answers) if a and a != answer)
         answers = list(dict.fromkeys([answer, *rest]))
         answers = answers if len(answers) > 1 else None
-    textual_question = prompts.clean_question(sample.question_textual or "")
+    textual_question = prompts.clean_question(sample.question_textual or "", len(sample.images))
     if "<video>" in (sample.question_textual or "") or "<audio>" in (sample.question_textual or ""):
         raise RecordError("unsupported_placeholder", "question_textual contains <video>/<audio>")
     textual_question = textual_question if textual_question and textual_question != question else None

@@ -173,7 +173,7 @@ def to_sft_row(sample: SftSample, box_frame: str, bounds: tuple[int, int]) -> di
     """The SFT Parquet row of one sample; raises RecordError / BoxError with a reject reason."""
     from reward_score.answers import contains_answer, match_answer
 
-    question = prompts.clean_question(sample.question)
+    question = prompts.clean_question(sample.question, len(sample.images or []))
     if not question:
         raise RecordError("empty_question")
     if not sample.images:

@@ -336,3 +336,39 @@ def test_a_held_out_split_converts_and_evaluates_with_the_tiny_checkpoint(tmp_pa
     assert (out / "summary.md").exists()
     records = [json.loads(line) for line in (out / "mine" / "textual.jsonl").read_text().splitlines()]
     assert len(records) == 3 and all("generation_error" not in r["failures"] for r in records)
+
+
+def test_a_multi_image_question_keeps_its_placeholders_where_it_put_them(tmp_path):
+    """"<image>Compare <image> ..." must not become "<image><image>Compare  ...": the dataset's prompt shows
+    each image where the question refers to it (checked on what verl's agent loop receives: raw_prompt)."""
+    from omegaconf import OmegaConf
+
+    from data_prep.offline_processor import build_processor
+    from recipe.ivgr.dataset import DualStreamDataset
+
+    _images(tmp_path / "images")
+    rows = [{"id": "two", "images": ["img0.png", "img1.png"], "question": "<image>Compare <image> which is darker?",
+             "answer": "the second", "boxes": [[10, 20, 110, 140]]},
+            {"id": "one", "image": "img2.png", "question": "What is in <image> this picture?", "answer": "a square"}]
+    source = tmp_path / "d.jsonl"
+    source.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "d.parquet"
+    assert _convert("--input", str(source), "--image-root", str(tmp_path / "images"), "--out", str(out)) == 0
+    processor = build_processor(min_pixels=3136, max_pixels=12544)
+    config = OmegaConf.create({"prompt_key": "prompt", "image_key": "images", "max_prompt_length": 4096,
+                               "truncation": "error", "filter_overlong_prompts": False, "return_raw_chat": True,
+                               "ivgr_shuffle": False, "ivgr_min_pixels": 3136, "ivgr_max_pixels": 12544})
+    dataset = DualStreamDataset(data_files=[str(out)], tokenizer=processor.tokenizer, config=config,
+                                processor=processor)
+    by_id = {}
+    for i in range(len(dataset)):
+        row = dataset[i]
+        by_id.setdefault(row["extra_info"]["sample_id"], []).append(row)
+    for row in by_id["generic:two"]:  # both streams
+        user = row["raw_prompt"][-1]["content"]
+        kinds = [item["type"] for item in user]
+        assert kinds[:4] == ["image", "text", "image", "text"], kinds
+        assert user[1]["text"] == "Compare " and user[3]["text"].startswith(" which is darker?")
+    (single,) = by_id["generic:one"]
+    user = single["raw_prompt"][-1]["content"]
+    assert user[0]["type"] == "image" and user[1]["text"].startswith("What is in this picture?")
