@@ -132,6 +132,44 @@ def test_stage_writes_consistency_into_textual_rewards_and_grpo_uses_it(transfer
     tq.kv_clear(keys=batch.keys, partition_id="train")
 
 
+def test_the_dump_the_step_metrics_and_rm_scores_agree_on_every_reward(transfer_queue, judge_server, tmp_path):
+    """The three places a user reads a rollout's reward: the recipe's rollout dump, the ivgr/ step metrics and
+    the rm_scores verl's GRPO reads. The textual reward includes the consistency term in all three."""
+    import json
+
+    judge_server.reset()
+    judge_server.responder = consistency_from_target
+    config = compose_config(f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=1",
+                            "ivgr.judge.backoff_s=0.001", f"trainer.default_local_dir={tmp_path}",
+                            "data.train_batch_size=2")
+    trainer = make_trainer(config, tmp_path)
+    trainer._dump_every = 1
+
+    class Tokenizer:  # the dump decodes responses; the text is not what this test checks
+        @staticmethod
+        def batch_decode(ids, skip_special_tokens=True):
+            return [" ".join(map(str, row)) for row in ids]
+
+    trainer.tokenizer = Tokenizer()
+    rows = [
+        ("ga", "grounded", "s1", [(g(1, 0.9), "ref A"), (g(1, 0.5), "x"), (g(0, 0.9), "y"), (g(1, 0.1), "z")]),
+        ("tb", "textual", "s1", [(t(1), "say=1.0"), (t(1), "say=0.7"), (t(0), "say=0.3"), (t(0), "say=0.0")]),
+    ]
+    batch = put_step(rows)
+    metrics = {}
+    trainer.run_step_stages(batch, metrics)
+
+    data = tq.kv_batch_get(keys=batch.keys, partition_id="train", select_fields=["rm_scores"])
+    trained = [float(r.sum()) for r in data["rm_scores"].unbind()]
+    dumped = [json.loads(line) for line in (tmp_path / "rollout_dumps" / "step_1.jsonl").read_text().splitlines()]
+    assert [row["reward"]["score"] for row in dumped] == pytest.approx(trained)
+    assert trained[4:] == pytest.approx([3.0, 2.7, 1.3, 1.0])  # format + acc + consistency (weight 1)
+    assert [row["reward"]["consistency"] for row in dumped[4:]] == pytest.approx([1.0, 0.7, 0.3, 0.0])
+    assert metrics["ivgr/textual/score"] == pytest.approx(sum(trained[4:]) / 4)
+    assert metrics["ivgr/grounded/score"] == pytest.approx(sum(trained[:4]) / 4)
+    tq.kv_clear(keys=batch.keys, partition_id="train")
+
+
 def test_judge_outage_is_bounded_and_counted(transfer_queue, judge_server, tmp_path):
     judge_server.reset()
     judge_server.responder = lambda body: status(503)

@@ -2,7 +2,9 @@
 
 `write_step_dump` (called by the trainer every `ivgr.dump.every_k_steps`) writes
 `<dir>/step_<N>.jsonl`, one line per rollout: stream, sample_id, question, response, every reward
-component, the consistency bonus and the reference used (think text, IoU, step it came from).
+component (`score` is the reward the actor trained on, the `rm_scores` sum: the consistency term of a
+textual rollout included, `consistency` its judge score), the bonus the step stages added and the
+reference used (think text, IoU, step it came from).
 
     python -m recipe.ivgr.dump DUMP.jsonl --data train.parquet [--image-root R] --out DIR [--limit 50]
 

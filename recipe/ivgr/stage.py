@@ -46,10 +46,28 @@ class RolloutRecord:
 
 @dataclass
 class StageOutput:
-    """`bonus[i]` is added to record i's reward (0 for rows the stage leaves alone)."""
+    """`bonus[i]` is added to record i's reward (0 for rows the stage leaves alone); `terms[i]` are the
+    reward terms the stage decided for record i (e.g. `{"consistency": 0.7}`, unweighted), written into
+    the rollout's reward next to its final score (`apply_stage_outputs`)."""
 
     bonus: list[float]
     metrics: dict[str, float] = field(default_factory=dict)
+    terms: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+def apply_stage_outputs(records: Sequence[RolloutRecord], outputs: Sequence[StageOutput]) -> list[float]:
+    """Make each record's `reward` the one the actor trains on: every stage's terms set, every bonus added
+    to `score` (what verl's `rm_scores` then holds). Returns the total bonus per record."""
+    total = [0.0] * len(records)
+    for out in outputs:
+        total = [a + b for a, b in zip(total, out.bonus)]
+    for i, record in enumerate(records):
+        reward = dict(record.reward)
+        for out in outputs:
+            reward.update(out.terms.get(i, {}))
+        reward["score"] = float(reward.get("score", 0.0)) + total[i]
+        record.reward = reward
+    return total
 
 
 class StepStage(ABC):
@@ -226,7 +244,7 @@ class ConsistencyStage(StepStage):
                                step, lost, asked, counts["judge_failed"], counts["judge_deadline"],
                                self.settings.judge.step_deadline_s, counts["judge_breaker"])
         metrics["ivgr/stage/seconds"] = time.perf_counter() - start
-        return StageOutput(bonus, metrics)
+        return StageOutput(bonus, metrics, {i: {"consistency": value} for i, value in consistency.items()})
 
     async def _bounded(self, calls: list[tuple[list[int], Any]], counts: dict[str, int], step: int,
                        budget_s: float | None = None) -> list:

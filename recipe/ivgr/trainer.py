@@ -24,7 +24,7 @@ from recipe.ivgr import integrity
 from recipe.ivgr.archive import RolloutArchive
 from recipe.ivgr.sampler import epochs_for_steps
 from recipe.ivgr.stage import (ConsistencySettings, ConsistencyStage, RewardMetricsStage, RolloutRecord, StageOutput,
-                               StepStage, split_judge_settings)
+                               StepStage, apply_stage_outputs, split_judge_settings)
 from reward_score.background import BackgroundLoop
 from reward_score.streams import KIND_STREAMS, parse_streams
 
@@ -167,12 +167,11 @@ class IVGRTrainer(PPOTrainerSync):
         metrics["ivgr/step/rollouts"] = float(counts.rollouts)
         records = records_from_rows(list(data["extra_info"]), list(data["extra_fields"]))
         outputs = []
-        total = [0.0] * len(records)
         for stage in self.stages:
             out = self._stage_loop.run(stage.run(records, self.global_steps))
             outputs.append(out)
-            total = [a + b for a, b in zip(total, out.bonus)]
             metrics.update(out.metrics)
+        total = apply_stage_outputs(records, outputs)  # records' rewards now final: the dump shows them
         if any(total):
             tq.kv_batch_put(keys=keys, partition_id=batch.partition_id,
                             fields=TensorDict({"rm_scores": add_bonus(data["rm_scores"], total)}, batch_size=len(keys)))
