@@ -13,8 +13,9 @@ JSONL line (`question`, `response` and an image are required):
 The same image rules as `data_prep.generic` (`image` or `images`, paths relative to `--image-root`);
 images are always embedded. `response` is the assistant target, `<think>…</think><answer>…</answer>`;
 its boxes are in `box_format` (per line, else `--response-box-format`; `model` = already in the box
-frame) and are rewritten into `--box-frame` (`data_prep.sft`). `stream` (`grounded` | `textual`)
-defaults to grounded iff the response has `<box>` tags. `answer`, when given, must agree with the
+frame) and are rewritten into `--box-frame` (`data_prep.sft`). `stream` (`grounded` | `textual` |
+`single`: a sample the RL stage trains in one stream, prompted with its single-stream instruction)
+defaults to grounded iff the response has `<box>` tags, else textual. `answer`, when given, must agree with the
 response's `<answer>` by `reward_score.match_answer` (else `answer_mismatch`). The prompt is the RL
 stage's (`data_prep.prompts`) for that stream, with `choices` lettered as there.
 """

@@ -168,13 +168,19 @@ def upscale_to_min_side(data: bytes, size: tuple[int, int],
                         min_side: int = MIN_SIDE) -> tuple[bytes, tuple[int, int], float, float]:
     """Upscale an image whose shorter side is below `min_side` pixels (aspect kept, bicubic, PNG).
 
-    Returns (png bytes, new (width, height), sx, sy); boxes must be multiplied by (sx, sy).
+    Returns (png bytes, new (width, height), sx, sy); boxes must be multiplied by (sx, sy). Raises
+    `ImageError("image_corrupt")` when the pixels cannot be decoded (a readable header does not mean
+    a readable pixel stream: a reject, never a crash of the conversion).
     """
     width, height = size
     factor = min_side / min(width, height)
     new_size = (max(min_side, math.ceil(width * factor)), max(min_side, math.ceil(height * factor)))
-    with Image.open(io.BytesIO(data)) as image:
-        image = image.convert("RGB").resize(new_size, Image.Resampling.BICUBIC)
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image = image.convert("RGB").resize(new_size, Image.Resampling.BICUBIC)
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageError("image_corrupt", f"upscaling a {width}x{height} image: {type(err).__name__}: {err}"[:200]) \
+            from None
     buffer = io.BytesIO()
     image.save(buffer, format="PNG")
     return buffer.getvalue(), new_size, new_size[0] / width, new_size[1] / height

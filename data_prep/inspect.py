@@ -17,7 +17,8 @@ Reports
   cache can reuse for the textual one (target >= 0.9 at 1280*28*28 max pixels).
 `--render N DIR` writes a gallery of the first N rows: `DIR/index.html` with, per row, its first
 image with the GT boxes drawn (a PNG beside it), the question(s), the answer(s) and the prompt of
-every stream exactly as the `--box-frame` model sees it.
+every stream exactly as the `--box-frame` model sees it; for an SFT file (`data_prep.sft`), the
+first image with the boxes of the response and the conversation.
 
 A row whose image cannot be opened (missing, corrupt, outside the root) does not stop the
 command: it is counted under `bad_rows` (reason and a few examples) and listed in the gallery.
@@ -328,9 +329,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
     args = parser.parse_args(argv)
     if "messages" in pq.read_schema(args.file).names:  # an SFT file (data_prep.sft)
-        from data_prep.sft_tools import print_inspect_sft
+        from data_prep.sft_tools import print_inspect_sft, render_sft
 
-        return print_inspect_sft(args.file, args.json)
+        status = print_inspect_sft(args.file, args.json)
+        if args.render:
+            bad = BadRows()
+            drawn = render_sft(args.file, int(args.render[0]), Path(args.render[1]), bad)
+            print(f"gallery: {Path(args.render[1]) / 'index.html'} ({len(drawn)} images)"
+                  + (f"; bad rows {bad.as_dict()}" if bad.counts else ""), file=sys.stderr if args.json else sys.stdout)
+        return status
     root = resolve_image_root(args.file, args.image_root)
     report = statistics_of(args.file, args.max_pixels, progress=not args.quiet, family=args.box_frame)
     bad = BadRows()

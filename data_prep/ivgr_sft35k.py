@@ -22,7 +22,8 @@ the official instruction appended after it: the text from the first line that op
 and `notes.official_instruction_not_found` counts it) and the assistant response. The prompt is then
 rebuilt with OUR system prompt and stream instruction (`data_prep.prompts`), so the cold start and the
 RL stage see the same instructions and box frame: a response with `<box>` tags is a grounded-stream
-sample (about 32K), one without a textual-stream sample (about 3K).
+sample (about 32K), one without a textual-stream sample (about 3K; `--box-free-stream single` when they
+are samples the RL stage trains in one stream, which gives them the RL single-stream instruction).
 
 Boxes in the responses are taken as pixels of the stored image (`--response-box-format xyxy`): the
 official `process_images.py` pre-resizes the released images to at most 3,211,264 pixels, the RL
@@ -81,7 +82,8 @@ def turns_of(row: dict) -> list[tuple[str, str]]:
     return turns
 
 
-def make_sample_fn(loader: common.ImageLoader, box_format: str, openings: Sequence[str]):
+def make_sample_fn(loader: common.ImageLoader, box_format: str, openings: Sequence[str],
+                   box_free_stream: str = "textual"):
     def make_sample(row: dict, row_id: str) -> sft.SftSample:
         turns = [t for t in turns_of(row) if t[0] != "system"]
         if len(turns) != 2 or [r for r, _ in turns] != ["user", "assistant"]:
@@ -103,6 +105,7 @@ def make_sample_fn(loader: common.ImageLoader, box_format: str, openings: Sequen
         return sft.SftSample(
             sample_id=f"{DATASET}:{key}", data_source=f"{DATASET}/{row.get('datasource') or 'default'}",
             question=question, response=response, images=items, image_sizes=sizes, source_box_format=box_format,
+            stream=None if sft.has_box_tag(response) else box_free_stream,
             notes=[] if found else ["official_instruction_not_found"])
     return make_sample
 
@@ -129,12 +132,16 @@ def iter_rows(paths: Sequence[str]) -> Iterator[tuple[str, object]]:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = common.base_parser(f"python -m data_prep.{DATASET}", __doc__, default_embed=True, embed_option=False)
     sft.add_sft_options(parser, "xyxy")
+    parser.add_argument("--box-free-stream", choices=("textual", "single"), default="textual",
+                        help="stream of responses without <box>: textual (the textual stream of grounded samples) "
+                             "or single (samples RL trains in one stream: the single-stream instruction)")
     parser.add_argument("--instruction-marker", action="append", default=[],
                         help="another opening of an instruction appended after the question (repeatable)")
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=True, decode=args.decode_images)
     openings = (*INSTRUCTION_OPENINGS, *args.instruction_marker)
-    return common.run(iter_rows(args.input), make_sample_fn(loader, args.response_box_format, openings), args,
+    return common.run(iter_rows(args.input),
+                      make_sample_fn(loader, args.response_box_format, openings, args.box_free_stream), args,
                       writer=sft.writer_for(args))
 
 

@@ -4,7 +4,9 @@ One row per training conversation. Columns (`SFT_SCHEMA`):
 
 - `sample_id` (string): unique per file, `<dataset>:<id>` (distilled rewrites add `#r<k>`).
 - `data_source` (string): `<dataset>/<sub-source>`.
-- `stream` (string): `grounded` (the response localizes objects with `<box>` tags) or `textual`.
+- `stream` (string): `grounded` (the response localizes objects with `<box>` tags), `textual` (the
+  textual stream of a grounded sample) or `single` (a sample RL trains in one stream, without boxes:
+  the RL dataset's `single` rows); the prompt is the RL stage's prompt for that stream.
 - `question` (string), `answer` (string): the question without placeholders, the `<answer>` text.
 - `box_frame` (string): `qwen2_5_vl` | `qwen3_vl`, the frame the grounded prompt asks for and the
   response's boxes are written in (see `reward_score.frames`).
@@ -14,9 +16,10 @@ One row per training conversation. Columns (`SFT_SCHEMA`):
   `<think>…</think><answer>…</answer>` (the only turn with loss).
 - `images` (list<struct<bytes, min_pixels, max_pixels>>): verl's `data.image_key`: embedded bytes
   (verl's SFT dataset cannot resolve paths) and the pixel bounds its `process_image` /
-  `qwen_vl_utils.fetch_image` resizes with. They default to the box frame's RL bounds
-  (`reward_score.frames.FRAMES`, 4..4096 image tokens), so the SFT model sees each image at the same
-  size as in RL and the response's resized-pixel boxes (qwen2_5_vl) point at the same pixels.
+  `qwen_vl_utils.fetch_image` resizes with. They default to the RL stage's bounds
+  for the box frame (`data.ivgr_min_pixels` / `data.ivgr_max_pixels` of its model group,
+  recipe/ivgr/config/model/*.yaml), so the SFT model sees each image at the same size as in RL and
+  the response's resized-pixel boxes (qwen2_5_vl) point at the same pixels.
 
 Response boxes. A source writes boxes in its own frame (`source_box_format`: one of
 `data_prep.boxes.BOX_FORMATS`, relative to the stored image, or `model`: already in `box_frame`).
@@ -41,7 +44,7 @@ import pyarrow as pa
 
 from data_prep import prompts
 from data_prep.boxes import BOX_FORMATS, BoxError, check_box, scale_boxes, to_pixels
-from data_prep.images import MIN_SIDE, ImageItem, upscale_to_min_side
+from data_prep.images import MIN_SIDE, ImageError, ImageItem, upscale_to_min_side
 from data_prep.schema import MESSAGE, SIZE, RecordError
 from data_prep.writer import RecordWriter
 from reward_score.families import DEFAULT_FAMILY
@@ -73,6 +76,11 @@ _BOX_TAG = re.compile(r"<\s*box\s*>\s*\[([^\[\]]{0,256})\]\s*<\s*/\s*box\s*>", r
 _BOX_OPEN = re.compile(r"<\s*box\s*>", re.IGNORECASE)
 
 
+def has_box_tag(response: str) -> bool:
+    """True when the response holds a `<box>` tag (what makes an unlabelled SFT sample grounded)."""
+    return bool(_BOX_OPEN.search(response or ""))
+
+
 def is_sft_file(path: Any) -> bool:
     """True when the Parquet at `path` is an SFT file (has the `messages` column), not a record file."""
     import pyarrow.parquet as pq
@@ -83,11 +91,39 @@ def is_sft_file(path: Any) -> bool:
         return False
 
 
-def pixel_bounds(box_frame: str, min_pixels: int | None = None, max_pixels: int | None = None) -> tuple[int, int]:
-    """(min_pixels, max_pixels) stored on every image: the given ones, else the frame's RL defaults."""
+def rl_pixel_bounds(box_frame: str) -> tuple[int, int]:
+    """(min_pixels, max_pixels) the RL dataset resizes every image of this box frame with:
+    `data.ivgr_min_pixels` / `data.ivgr_max_pixels` of the model groups (`recipe/ivgr/config/model/*.yaml`)
+    whose `ivgr.box_frame` is `box_frame`, read from there (the yaml owns them), so an SFT image is the size
+    the RL stage later shows it at. Groups of one frame must agree (else ValueError: pass the bounds);
+    a frame no group uses gets the family's defaults (`reward_score.frames`)."""
+    from importlib.resources import files
+
+    from omegaconf import OmegaConf
+
+    found = set()
+    for entry in sorted((files("recipe.ivgr") / "config" / "model").iterdir(), key=lambda e: e.name):
+        if not entry.name.endswith(".yaml"):
+            continue
+        group = OmegaConf.load(str(entry))
+        if OmegaConf.select(group, "ivgr.box_frame") == box_frame:
+            found.add((int(group.data.ivgr_min_pixels), int(group.data.ivgr_max_pixels)))
+    if len(found) > 1:
+        raise ValueError(f"the model groups of {box_frame} use different pixel bounds {sorted(found)}: "
+                         "pass --min-pixels / --max-pixels")
+    if found:
+        return found.pop()
     spec = get_frame(box_frame)
-    lo = int(min_pixels) if min_pixels else spec.default_min_pixels
-    hi = int(max_pixels) if max_pixels else spec.default_max_pixels
+    return spec.default_min_pixels, spec.default_max_pixels
+
+
+def pixel_bounds(box_frame: str, min_pixels: int | None = None, max_pixels: int | None = None) -> tuple[int, int]:
+    """(min_pixels, max_pixels) stored on every image: the given ones, else the RL stage's
+    (`rl_pixel_bounds`), for every box frame."""
+    get_frame(box_frame)  # an unknown frame fails here
+    default_lo, default_hi = rl_pixel_bounds(box_frame)
+    lo = int(min_pixels) if min_pixels else default_lo
+    hi = int(max_pixels) if max_pixels else default_hi
     if lo > hi:
         raise ValueError(f"min_pixels {lo} > max_pixels {hi}")
     return lo, hi
@@ -141,11 +177,12 @@ def convert_response(response: str, source_box_format: str, image_size: Sequence
 
 def check_response(response: str, stream: str) -> str:
     """The `<answer>` text of a valid SFT target; raises RecordError (`format_invalid`,
-    `box_in_textual`, `no_box_in_grounded`) when `reward_score.format_reward` would give it 0."""
+    `box_in_textual` (also for `single`), `no_box_in_grounded`) when `reward_score.format_reward` would
+    give it 0."""
     parsed = parse_response(response)
     if not parsed.structure_ok or not (parsed.think or "").strip() or not (parsed.answer or "").strip():
         raise RecordError("format_invalid", response[:120])
-    if stream == "textual" and parsed.box_tags:
+    if stream != "grounded" and parsed.box_tags:
         raise RecordError("box_in_textual", f"{parsed.box_tags} <box> tags")
     if format_reward(parsed, stream, parse_boxes(response) if stream == "grounded" else None) != 1.0:
         raise RecordError("no_box_in_grounded", "no valid <box> inside <think>")
@@ -181,7 +218,7 @@ def to_sft_row(sample: SftSample, box_frame: str, bounds: tuple[int, int]) -> di
     response = str(sample.response or "").strip()
     if not response:
         raise RecordError("empty_response")
-    stream = sample.stream or ("grounded" if _BOX_OPEN.search(response) else "textual")
+    stream = sample.stream or ("grounded" if has_box_tag(response) else "textual")
     if stream not in SFT_STREAMS:
         raise RecordError("bad_stream", repr(stream))
     items, upscale = [], (1.0, 1.0)
@@ -235,7 +272,7 @@ class SftWriter(RecordWriter):
             return False
         try:
             row = to_sft_row(sample, self.box_frame, self.bounds)
-        except (RecordError, BoxError) as err:
+        except (RecordError, BoxError, ImageError) as err:
             self.reject(row_id, err.reason, err.detail)
             return False
         self.add_row(row)
@@ -269,9 +306,9 @@ def add_sft_options(parser, default_box_format: str) -> None:
                         help="frame of the boxes in the source responses: pixels (xyxy/xywh) or 0-1 / 0-1000 "
                              "relative to the stored image, or `model` (already in --box-frame)")
     parser.add_argument("--min-pixels", type=int, default=None,
-                        help="smallest image area the model sees (default: the box frame's RL default)")
+                        help="smallest image area the model sees (default: the RL model group's data.ivgr_min_pixels)")
     parser.add_argument("--max-pixels", type=int, default=None,
-                        help="largest image area the model sees (default: the box frame's RL default, 4096 tokens)")
+                        help="largest image area the model sees (default: the RL model group's data.ivgr_max_pixels)")
 
 
 def load_images(loader, raw_images: Sequence[Any] | None) -> tuple[list[ImageItem], list[tuple[int, int]]]:

@@ -6,6 +6,14 @@ Writes `DIR/train.parquet` and `DIR/val.parquet` (plus their rejects/summary fil
 schema, images embedded as PNG. Every sample is grounded: its question can only be answered by
 finding the referred shapes, and `gt_boxes` are those shapes' boxes in ORIGINAL pixels.
 
+It also writes the cold-start SFT set of the same samples, `DIR/sft_train.parquet` and
+`DIR/sft_val.parquet` (`data_prep.sft` schema; `--no-sft` skips them): per sample one grounded and one
+textual chain of thought, with the same image, the RL stage's prompt of that stream and the box frame
+(`--box-frame`). The grounded one names each referred shape with its box (the GT box, mapped into the
+frame at the stored pixel bounds by `data_prep.sft`), the textual one says where it is in words; both
+end with the answer. Pixel bounds: `--min-pixels` / `--max-pixels`, default the RL model group's
+(`data_prep.sft.rl_pixel_bounds`). `scripts/sft_ivgr_*.sh` trains on them when no TRAIN_FILES is given.
+
 Question families (answer type in brackets):
 - colour of the only shape in one quarter of the image              (text)
 - number of shapes of one colour                                     (number)
@@ -23,9 +31,11 @@ sample `i` goes to val when `i % val_every == val_every - 1`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import io
 import random
 import sys
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,9 +47,10 @@ from data_prep.boxes import prepare_boxes
 from data_prep.common import ignore_box_frame
 from data_prep.images import ImageItem
 from data_prep.schema import Sample
+from data_prep.sft import SftSample, SftWriter, pixel_bounds
 from data_prep.writer import RecordWriter
 from reward_score.choices import LETTERS
-from reward_score.families import FAMILY_NAMES
+from reward_score.families import DEFAULT_FAMILY, FAMILY_NAMES
 
 COLOURS = {
     "red": (215, 38, 45), "green": (40, 160, 70), "blue": (40, 80, 215),
@@ -151,8 +162,7 @@ def _question(rng: random.Random, size: tuple[int, int], shapes: list[Shape]):
             choices, [target])
 
 
-def make_sample(seed: int, index: int, high_res: bool = False) -> Sample:
-    """Synthetic sample `index` of the set with `seed` (pure function of its arguments)."""
+def _make(seed: int, index: int, high_res: bool) -> tuple[Sample, list[Shape]]:
     rng = random.Random(f"ivgr-synthetic:{seed}:{index}:{int(high_res)}")
     while True:
         size, shapes = _scene(rng, high_res)
@@ -162,9 +172,59 @@ def make_sample(seed: int, index: int, high_res: bool = False) -> Sample:
     png = _render(size, shapes, rng, high_res)
     boxes = prepare_boxes([t.box for t in targets], "xyxy", size)
     tag = "shapes_hr" if high_res else "shapes"
-    return Sample(sample_id=f"synthetic:{tag}:s{seed}:{index:07d}", data_source=f"synthetic/{tag}",
-                  question=text, answer=answer, images=[ImageItem(png, None)], image_size=size,
-                  gt_boxes=boxes, answer_type=answer_type, choices=choices)
+    sample = Sample(sample_id=f"synthetic:{tag}:s{seed}:{index:07d}", data_source=f"synthetic/{tag}",
+                    question=text, answer=answer, images=[ImageItem(png, None)], image_size=size,
+                    gt_boxes=boxes, answer_type=answer_type, choices=choices)
+    return sample, targets
+
+
+def make_sample(seed: int, index: int, high_res: bool = False) -> Sample:
+    """Synthetic sample `index` of the set with `seed` (pure function of its arguments)."""
+    return _make(seed, index, high_res)[0]
+
+
+def _where(shape: Shape, size: tuple[int, int]) -> str:
+    """Where a shape is, in words (thirds of the image in each direction)."""
+    cx, cy = shape.centre
+    column = ("left", "centre", "right")[min(2, int(3 * cx / size[0]))]
+    row = ("top", "middle", "bottom")[min(2, int(3 * cy / size[1]))]
+    if (row, column) == ("middle", "centre"):
+        return "in the centre of the image"
+    if row == "middle":
+        return f"in the middle of the {column} side"
+    if column == "centre":
+        return f"at the {row}, in the centre"
+    return f"at the {row} {column}"
+
+
+def _conclusion(sample: Sample) -> str:
+    """The reasoning's last sentence, per question family (the answer follows in <answer>)."""
+    if sample.answer_type == "number":
+        return f"That makes {sample.answer} of them."
+    if sample.answer_type == "yes_no":
+        return f"Comparing their positions, the answer is {sample.answer}."
+    if sample.answer_type == "choice":
+        shape = sample.choices[LETTERS.index(sample.answer)]
+        return f"It is a {shape}, which is option {sample.answer}."
+    return f"Its colour is {sample.answer}."
+
+
+def sft_samples(sample: Sample, targets: Sequence[Shape]) -> list[SftSample]:
+    """The grounded and the textual CoT SFT sample of a synthetic sample (boxes in ORIGINAL pixels;
+    `data_prep.sft` maps them into the box frame)."""
+    size = sample.image_size
+    grounded = " ".join(f"The {t.name} is at <box>[{t.box[0]},{t.box[1]},{t.box[2]},{t.box[3]}]</box>."
+                        for t in targets)
+    textual = " ".join(f"The {t.name} is {_where(t, size)}." for t in targets)
+    out = []
+    for stream, facts in (("grounded", grounded), ("textual", textual)):
+        response = (f"<think>I look for the shapes the question is about. {facts} {_conclusion(sample)}</think>"
+                    f"<answer>{sample.answer}</answer>")
+        out.append(SftSample(sample_id=f"{sample.sample_id}:{stream}", data_source=sample.data_source,
+                             question=sample.question, response=response, images=list(sample.images),
+                             image_sizes=[tuple(size)], choices=sample.choices, stream=stream,
+                             source_box_format="xyxy", reference_answer=sample.answer))
+    return out
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -176,17 +236,43 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--high-res", action="store_true", help="2000-4000 px images with tiny targets")
     parser.add_argument("--val-every", type=int, default=10, help="every K-th sample goes to val.parquet")
     parser.add_argument("--box-frame", choices=FAMILY_NAMES, default=None,
-                        help="ignored (records hold no frame; kept so older commands still run)")
+                        help="box frame of the SFT rows (default qwen2_5_vl); records hold no frame")
+    parser.add_argument("--no-sft", dest="sft", action="store_false",
+                        help="do not write sft_train.parquet / sft_val.parquet")
+    parser.add_argument("--min-pixels", type=int, default=None,
+                        help="pixel bounds stored on the SFT images (default: the RL model group's for --box-frame)")
+    parser.add_argument("--max-pixels", type=int, default=None)
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
     rows = 64 if args.high_res else 1000
-    ignore_box_frame(args)
-    with RecordWriter(args.out / "train.parquet", row_group_rows=rows) as train, \
-            RecordWriter(args.out / "val.parquet", row_group_rows=rows) as val:
+    if not args.sft:
+        ignore_box_frame(args)
+    frame = args.box_frame or DEFAULT_FAMILY
+    with contextlib.ExitStack() as stack:
+        train = stack.enter_context(RecordWriter(args.out / "train.parquet", row_group_rows=rows))
+        val = stack.enter_context(RecordWriter(args.out / "val.parquet", row_group_rows=rows))
+        sft = {}
+        if args.sft:
+            bounds = pixel_bounds(frame, args.min_pixels, args.max_pixels)
+            for split in ("train", "val"):
+                sft[split] = stack.enter_context(SftWriter(args.out / f"sft_{split}.parquet", box_frame=frame,
+                                                           bounds=bounds, row_group_rows=rows))
         for index in tqdm(range(args.num), unit="sample", disable=args.quiet):
-            writer = val if args.val_every > 0 and index % args.val_every == args.val_every - 1 else train
-            writer.add(make_sample(args.seed, index, args.high_res), f"synthetic:{index}")
-    print(f"[data_prep] {args.out}: train {train.written}, val {val.written}", file=sys.stderr)
+            split = "val" if args.val_every > 0 and index % args.val_every == args.val_every - 1 else "train"
+            sample, targets = _make(args.seed, index, args.high_res)
+            (val if split == "val" else train).add(sample, f"synthetic:{index}")
+            if split in sft:
+                for sft_sample in sft_samples(sample, targets):
+                    sft[split].add(sft_sample, f"synthetic:{index}:{sft_sample.stream}")
+    line = f"[data_prep] {args.out}: train {train.written}, val {val.written}"
+    if sft:
+        line += f"; SFT rows: train {sft['train'].written}, val {sft['val'].written} (grounded + textual)"
+        rejected = sum((w.reasons for w in sft.values()), Counter())
+        if rejected:  # every synthetic response is valid by construction: a reject is a bug, say so
+            print(f"{line}\n[data_prep] error: {sum(rejected.values())} synthetic SFT rows rejected "
+                  f"({dict(rejected)}; see sft_*.rejects.jsonl)", file=sys.stderr)
+            return 1
+    print(line, file=sys.stderr)
     return 0
 
 

@@ -4,7 +4,7 @@ A record (`data_prep.schema`) is of one KIND: `grounded` (it has ground-truth bo
 (it has none). A grounded sample is trained as two STREAMS, `grounded` (reasoning that localizes
 objects with boxes) and `textual` (the same question, reasoning in words only); a single sample is
 one `single` stream. The reward (`reward_score.format`, `compute_score`), the recipe dataset, the
-preflights, the prompts and the SFT data (streams `grounded` / `textual`) all read these names here.
+preflights, the prompts and the SFT data (streams `grounded` / `textual` / `single`) all read these names here.
 """
 
 from __future__ import annotations
@@ -14,7 +14,8 @@ from collections.abc import Iterable
 STREAMS: tuple[str, ...] = ("grounded", "textual", "single")
 KINDS: tuple[str, ...] = ("grounded", "single")
 KIND_STREAMS: dict[str, tuple[str, ...]] = {"grounded": ("grounded", "textual"), "single": ("single",)}
-SFT_STREAMS: tuple[str, ...] = ("grounded", "textual")  # an SFT conversation: with boxes or in words
+# an SFT conversation: with boxes, in words (the textual stream of a grounded sample), or a single sample's
+SFT_STREAMS: tuple[str, ...] = ("grounded", "textual", "single")
 
 
 def parse_streams(value: str | Iterable[str] | None) -> tuple[str, ...]:

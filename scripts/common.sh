@@ -134,8 +134,9 @@ ivgr_resolve_data() {
             ivgr_log "no TRAIN_FILES: preparing the synthetic grounded set in $DATA_DIR ($SYNTHETIC_NUM samples, frame $frame)"
             mkdir -p "$DATA_DIR" || ivgr_die "cannot create DATA_DIR=$DATA_DIR"
             touch "$DATA_DIR/$IVGR_SYNTHETIC_MARKER"
+            # --no-sft: the SFT rows cost a transformers import; scripts/sft_ivgr_*.sh adds them when it needs them
             "$PYTHON" -m data_prep.synthetic --out "$DATA_DIR" --num "$SYNTHETIC_NUM" --seed "$SYNTHETIC_SEED" \
-                --box-frame "$frame" --quiet || ivgr_die "data_prep.synthetic failed"
+                --box-frame "$frame" --no-sft --quiet || ivgr_die "data_prep.synthetic failed"
         fi
         TRAIN_FILES=$DATA_DIR/train.parquet
         VAL_FILES=${VAL_FILES:-$DATA_DIR/val.parquet}

@@ -68,6 +68,28 @@ sft_build_overrides() {
     IVGR_ENV_KEYS=("${env_keys[@]}")
 }
 
+# Fill TRAIN_FILES; with no dataset given, the synthetic set's SFT rows (DATA_DIR/sft_train.parquet: a grounded
+# and a textual chain of thought per sample of the RL script's synthetic set, same images, prompts and frame),
+# prepared here unless present (prepare=0: only the path). Written only into a missing, empty or recipe-made
+# folder, the RL scripts' rule (scripts/common.sh).
+sft_resolve_data() {
+    local prepare=$1
+    [[ -n "$TRAIN_FILES" ]] && return 0
+    if [[ -f "$DATA_DIR/sft_train.parquet" ]]; then
+        [[ "$prepare" == 1 ]] && ivgr_log "synthetic SFT set present in $DATA_DIR (not regenerated)"
+    elif [[ "$prepare" == 1 ]]; then
+        if [[ -d "$DATA_DIR" && -n "$(ivgr_some_files "$DATA_DIR")" && ! -f "$DATA_DIR/$IVGR_SYNTHETIC_MARKER" ]]; then
+            ivgr_die "TRAIN_FILES is unset and DATA_DIR=$DATA_DIR holds files ($(ivgr_some_files "$DATA_DIR")...) but no sft_train.parquet of a synthetic set made by this recipe: nothing is written there. Set TRAIN_FILES to your SFT data (python -m data_prep.ivgr_sft35k / generic_sft, scripts/README.md), or DATA_DIR to an empty folder for the synthetic set"
+        fi
+        ivgr_log "no TRAIN_FILES: preparing the synthetic set with its SFT rows in $DATA_DIR ($SYNTHETIC_NUM samples, frame $BOX_FRAME); your own data: TRAIN_FILES=... (scripts/README.md)"
+        mkdir -p "$DATA_DIR" || ivgr_die "cannot create DATA_DIR=$DATA_DIR"
+        touch "$DATA_DIR/$IVGR_SYNTHETIC_MARKER"
+        "$PYTHON" -m data_prep.synthetic --out "$DATA_DIR" --num "$SYNTHETIC_NUM" --seed "$SYNTHETIC_SEED" \
+            --box-frame "$BOX_FRAME" --quiet || ivgr_die "data_prep.synthetic failed"
+    fi
+    TRAIN_FILES=$DATA_DIR/sft_train.parquet
+}
+
 # The composed config's value of a key (training mode only: composing imports verl, a few seconds).
 sft_config_value() {  # sft_config_value KEY [overrides...]
     "$PYTHON" - "$SFT_CONFIG_DIR" "$SFT_CONFIG_NAME" "$@" <<'PY'
@@ -111,9 +133,11 @@ sft_launch() {
     PREFLIGHT=${PREFLIGHT:-1}
     CKPT_DIR=${CKPT_DIR:-}   # empty = <repository>/checkpoints/<project_name>/<experiment_name>
     [[ -z "$CKPT_DIR" || "$CKPT_DIR" == /* ]] || ivgr_die "CKPT_DIR must be an absolute path (got '$CKPT_DIR')"
-    [[ -n "$TRAIN_FILES" ]] || ivgr_die "TRAIN_FILES is empty: prepare SFT data first, e.g. python -m data_prep.ivgr_sft35k \
---input ivgr_sft35k.json --image-root DIR --box-frame $BOX_FRAME --out data/sft/ivgr_sft35k.parquet (scripts/README.md)"
+    SYNTHETIC_NUM=${SYNTHETIC_NUM:-2000}   # samples in the synthetic set (90% train, 2 SFT rows each)
+    SYNTHETIC_SEED=${SYNTHETIC_SEED:-0}
+    DATA_DIR=$(ivgr_abspath "$DATA_DIR")
     cd "$IVGR_ROOT" || exit 1
+    if [[ "$mode" == print ]]; then sft_resolve_data 0; else sft_resolve_data 1; fi
     sft_build_overrides
     if [[ "$mode" == print ]]; then
         printf '%s\n' "${SFT_OVERRIDES[@]}" "$@"

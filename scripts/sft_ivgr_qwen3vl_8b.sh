@@ -6,6 +6,7 @@
 #   TRAIN_FILES=data/sft/ivgr_sft35k.parquet bash scripts/sft_ivgr_qwen3vl_8b.sh [key=value ...]   # preflight, SFT, HF folder
 #   TRAIN_FILES=... bash scripts/sft_ivgr_qwen3vl_8b.sh --dry-run [key=value ...]      # preflight on any machine (no GPU)
 #   TRAIN_FILES=... bash scripts/sft_ivgr_qwen3vl_8b.sh --print-overrides [key=value ...]
+#   bash scripts/sft_ivgr_qwen3vl_8b.sh --dry-run      # no TRAIN_FILES: the synthetic set's SFT rows (data_prep.synthetic)
 #
 # This script names the base model, the data and the experiment; every hyperparameter is in
 # recipe/ivgr/config/ivgr_sft.yaml. Variables (TRAIN_BATCH_SIZE, LR, ...) and extra key=value arguments
@@ -17,6 +18,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 
 BASE_MODEL=${BASE_MODEL:-Qwen/Qwen3-VL-8B-Instruct}    # model: the base model (HF id or local folder)
 BOX_FRAME=${BOX_FRAME:-qwen3_vl}                       # data: TRAIN_FILES, prepared in this box frame (0-1000 grid)
+DATA_DIR=${DATA_DIR:-$ROOT/data/synthetic_qwen3_vl}   # data without TRAIN_FILES: the RL script's synthetic set, with its SFT rows
 EXPERIMENT=${EXPERIMENT:-sft_qwen3_vl_8b}              # experiment: the run's name (logger, checkpoints/ivgr/<name>)
 
 # shellcheck source=sft_common.sh

@@ -198,7 +198,7 @@ def test_qwen3_frame_writes_0_to_1000(source, tmp_path):
     row = next(r for r in pq.read_table(out).to_pylist() if r["sample_id"] == "ivgr_sft35k:g1")
     assert "<box>[100,250,300,500]</box>" in row["messages"][2]["content"]
     assert "0-1000 scale" in row["messages"][1]["content"]
-    assert row["images"][0]["max_pixels"] == 4096 * 32 * 32
+    assert row["images"][0]["max_pixels"] == _rl_yaml_bounds()[1]  # the RL stage's, not the frame's 4096 tokens
 
 
 def test_failed_run_leaves_previous_output_untouched(source, tmp_path):
@@ -271,3 +271,123 @@ def test_inspect_reports_streams_and_tokens(converted, capsys):
     assert report["streams"] == {"grounded": 2, "textual": 2}
     # 2400x1800 at <= 4096 tokens -> 2044x1540 = 73x55 merged patches = 4015 tokens
     assert report["image_tokens_first_image"]["max"] == 4015
+
+
+# --------------------------------------------------------------------------- bad input and RL parity
+def _png_with_broken_pixels(size=(10, 10)) -> bytes:
+    """A PNG whose header (size, mode) and chunk layout read fine (IEND present, CRCs right) but whose
+    deflate stream is garbage: PIL opens it and fails only when decoding pixels."""
+    import io
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("RGB", size, "red").save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    at = data.find(b"IDAT")
+    length = struct.unpack(">I", data[at - 4:at])[0]
+    payload = bytes(b ^ 0x5A if i >= 2 else b for i, b in enumerate(data[at + 4:at + 4 + length]))
+    data[at + 4:at + 4 + length] = payload
+    data[at + 4 + length:at + 8 + length] = struct.pack(">I", zlib.crc32(b"IDAT" + payload) & 0xFFFFFFFF)
+    return bytes(data)
+
+
+def test_a_tiny_png_with_a_broken_pixel_stream_is_a_counted_reject(source, tmp_path):
+    """10x10 (below the 28 px the processors need, so the converter upscales it): the upscale decodes the
+    pixels and must turn the failure into a reject, in both converters."""
+    (tmp_path / "tiny.png").write_bytes(_png_with_broken_pixels())
+    with Image.open(tmp_path / "tiny.png") as image:
+        assert image.size == (10, 10)  # the header reads
+    Image.new("RGB", (64, 48), "blue").save(tmp_path / "ok.png")
+    lines = [{"id": "ok", "image": "ok.png", "question": "Colour?", "response": "<think>Blue.</think><answer>blue</answer>"},
+             {"id": "tiny", "image": "tiny.png", "question": "Colour?",
+              "response": "<think>Red.</think><answer>red</answer>"}]
+    (tmp_path / "lines.jsonl").write_text("\n".join(json.dumps(line) for line in lines) + "\n")
+    out = tmp_path / "generic.parquet"
+    assert generic_sft.main(["--input", str(tmp_path / "lines.jsonl"), "--out", str(out), "--quiet"]) == 0
+    rejects = [json.loads(line) for line in out.with_name("generic.rejects.jsonl").read_text().splitlines()]
+    assert [(r["row"], r["reason"]) for r in rejects] == [("lines.jsonl:2", "image_corrupt")]
+    assert pq.read_table(out).num_rows == 1
+
+    records = [{"id": "ok", "images": ["ok.png"], "conversations": _turns("<image>Colour?", lines[0]["response"])},
+               {"id": "tiny", "images": ["tiny.png"], "conversations": _turns("<image>Colour?", lines[1]["response"])}]
+    (tmp_path / "sft35k.json").write_text(json.dumps(records))
+    out = tmp_path / "sft35k.parquet"
+    assert ivgr_sft35k.main(["--input", str(tmp_path / "sft35k.json"), "--out", str(out), "--quiet"]) == 0
+    summary = json.loads(out.with_name("sft35k.summary.json").read_text())
+    assert summary["written"] == 1 and summary["reasons"] == {"image_corrupt": 1}
+
+
+def test_nothing_kept_exits_non_zero_and_keeps_the_previous_output(source, tmp_path):
+    (tmp_path / "tiny.png").write_bytes(_png_with_broken_pixels())
+    line = {"id": "tiny", "image": "tiny.png", "question": "Colour?", "response": "<think>Red.</think><answer>red</answer>"}
+    (tmp_path / "lines.jsonl").write_text(json.dumps(line) + "\n")
+    out = tmp_path / "out.parquet"
+    out.write_bytes(b"previous")
+    assert generic_sft.main(["--input", str(tmp_path / "lines.jsonl"), "--out", str(out), "--quiet",
+                             "--min-keep-ratio", "0"]) == 1
+    assert out.read_bytes() == b"previous"
+    assert json.loads(out.with_name("out.failed.summary.json").read_text())["reasons"] == {"image_corrupt": 1}
+
+
+def test_validate_decodes_every_image_of_a_row(converted, tmp_path):
+    """verl's SFT dataset opens every image of a row: a corrupt second image must fail `--decode all`."""
+    rows = pq.read_table(converted).to_pylist()
+    row = rows[0]
+    row["images"] = [row["images"][0], {**row["images"][0], "bytes": _png_with_broken_pixels((64, 64))}]
+    row["messages"][1]["content"] = "<image>" + row["messages"][1]["content"]
+    broken = tmp_path / "two_images.parquet"
+    pq.write_table(pa.Table.from_pylist([row], schema=SFT_SCHEMA), broken)
+    report = validate.validate(broken, decode="all")
+    assert set(report.counts) == {"image_corrupt"} and "image 1" in report.examples["image_corrupt"][0]
+
+
+def _rl_yaml_bounds(frame: str = "qwen3_vl") -> tuple[int, int]:
+    """What the RL launch composes for that family: its model group's data.ivgr_min/max_pixels."""
+    from omegaconf import OmegaConf
+
+    group = {"qwen2_5_vl": "qwen2_5_vl_7b", "qwen3_vl": "qwen3_vl_8b"}[frame]
+    config = OmegaConf.load(Path(__file__).resolve().parents[1] / "recipe" / "ivgr" / "config" / "model" /
+                            f"{group}.yaml")
+    assert config.ivgr.box_frame == frame
+    return config.data.ivgr_min_pixels, config.data.ivgr_max_pixels
+
+
+@pytest.mark.parametrize("frame", ["qwen2_5_vl", "qwen3_vl"])
+def test_pixel_bounds_are_the_rl_stages_for_both_families(source, tmp_path, frame):
+    """The RL dataset resizes with data.ivgr_min/max_pixels of the family's model group: so must SFT."""
+    out = tmp_path / f"{frame}.parquet"
+    _convert(source, out, "--box-frame", frame)
+    bounds = {(i["min_pixels"], i["max_pixels"]) for r in pq.read_table(out).to_pylist() for i in r["images"]}
+    assert bounds == {_rl_yaml_bounds(frame)}
+
+
+def test_single_stream_rows_get_the_rl_single_instruction(source, tmp_path):
+    line = {"id": "s", "image": "images/a.jpg", "question": "What is 2 + 3?", "stream": "single",
+            "response": "<think>Two plus three is five.</think><answer>5</answer>"}
+    (tmp_path / "single.jsonl").write_text(json.dumps(line) + "\n")
+    out = tmp_path / "single.parquet"
+    assert generic_sft.main(["--input", str(tmp_path / "single.jsonl"), "--image-root", str(source), "--out", str(out),
+                             "--quiet"]) == 0
+    (row,) = pq.read_table(out).to_pylist()
+    rl = to_row(Sample("x", "x", "What is 2 + 3?", "5", [ImageItem(b"", "a.jpg")], (1000, 800), []), 0)
+    assert rl["kind"] == "single" and row["stream"] == "single"
+    assert row["messages"][:2] == rl["prompt_textual"]  # what the RL dataset shows a single row
+    assert validate.validate(out, decode="all").ok
+
+
+def test_inspect_renders_sft_rows_with_the_responses_boxes(converted, tmp_path, capsys):
+    gallery = tmp_path / "gallery"
+    assert inspect_main([str(converted), "--render", "4", str(gallery)]) == 0
+    page = (gallery / "index.html").read_text()
+    rows = pq.read_table(converted).to_pylist()
+    pngs = sorted(gallery.glob("*.png"))
+    assert len(pngs) == 4 and page.count("class='row'") == 4
+    assert "What colour is the mug?" in page and "&lt;answer&gt;red&lt;/answer&gt;" in page  # the conversation
+    g1 = next(r for r in rows if r["sample_id"] == "ivgr_sft35k:g1")
+    with Image.open(gallery / "ivgr_sft35k_g1.png") as image:  # the source box [100,200,300,400] of a.jpg, drawn
+        assert image.size == tuple(g1["image_size"])
+        rgb = image.convert("RGB")
+        assert any(rgb.getpixel((x, 300)) == (255, 0, 255) for x in range(98, 104))  # left edge
+        assert any(rgb.getpixel((200, y)) == (255, 0, 255) for y in range(398, 404))  # bottom edge
+        assert rgb.getpixel((200, 300)) != (255, 0, 255) and rgb.getpixel((50, 300)) != (255, 0, 255)

@@ -185,7 +185,8 @@ def test_judge_failures_are_counted_and_the_rerun_resumes(run, judge_server, tmp
 def test_judge_down_and_bad_run_folders(run, tmp_path):
     out = tmp_path / "down.parquet"
     assert _distill(run, out, f"http://127.0.0.1:{dead_port()}/v1", "--k", "2") == 1
-    summary = json.loads(out.with_name("down.summary.json").read_text())
+    assert not out.exists()  # nothing to publish: the failed run's counts sit beside it
+    summary = json.loads(out.with_name("down.failed.summary.json").read_text())
     assert summary["written"] == 0 and summary["notes"]["judge_connection_error"] == 6
     assert set(summary["reasons"]) == {"judge_connection_error", "no_reference"}
     from recipe.ivgr.distill import main
@@ -193,3 +194,106 @@ def test_judge_down_and_bad_run_folders(run, tmp_path):
     with pytest.raises(SystemExit, match="ivgr_stages.json not found"):
         main(["--run", str(run["run"]), "--step", "3", "--data", str(run["data"]), "--out", str(out),
               "--judge-base-url", "http://127.0.0.1:1/v1"])
+
+
+# --------------------------------------------------------------------------- review defects
+def test_one_rewrite_per_sample(run, judge_server, tmp_path):
+    """k = 1: the judge client hands back the one parsed choice itself (a string), not a list."""
+    judge_server.reset()
+    judge_server.responder = lambda body: ok(_valid(_answer_of(body)[1], "Looking at the image, it shows it."))
+    out = tmp_path / "k1.parquet"
+    assert _distill(run, out, judge_server.url, "--k", "1") == 0
+    assert all(r["body"]["n"] == 1 for r in judge_server.requests)
+    summary = json.loads(out.with_name("k1.summary.json").read_text())
+    assert summary["written"] == 6 and set(summary["reasons"]) == {"no_reference"}
+
+
+def test_empty_result_exits_non_zero_and_keeps_the_previous_output(run, judge_server, tmp_path):
+    judge_server.reset()
+    judge_server.responder = lambda body: ok(*[_valid("something else", f"Guess {i}.") for i in range(K)])
+    out = tmp_path / "empty.parquet"
+    out.write_bytes(b"previous")
+    assert _distill(run, out, judge_server.url) == 1  # the judge answered every request: no failure to blame
+    assert out.read_bytes() == b"previous"
+    failed = json.loads(out.with_name("empty.failed.summary.json").read_text())
+    assert failed["written"] == 0 and failed["reasons"]["answer_changed"] == 6 * K
+    # most samples lost: --min-keep-ratio (samples with a reference that got a row) refuses it too
+    judge_server.responder = lambda body: (_responder(body) if _answer_of(body)[0] == run["info"][run["ids"][0]][
+        "question"] else ok(*[_valid("something else", f"Guess {i}.") for i in range(K)]))
+    assert _distill(run, out, judge_server.url, "--fresh") == 1 and out.read_bytes() == b"previous"
+    assert _distill(run, out, judge_server.url, "--min-keep-ratio", "0.1") == 0  # journal reused
+    kept = {r["sample_id"].split("#")[0] for r in pq.read_table(out).to_pylist()}
+    assert kept == {f"distill:{run['ids'][0]}"}
+
+
+@pytest.fixture(scope="module")
+def path_run(run, tmp_path_factory):
+    """The run's samples re-written with images BY PATH under an image root elsewhere (stored in the Parquet's
+    metadata) and a textual question of their own (`question_textual`)."""
+    from data_prep import synthetic
+    from data_prep.images import ImageItem
+    from data_prep.writer import RecordWriter
+
+    base = tmp_path_factory.mktemp("path_mode")
+    images = base / "images"
+    images.mkdir()
+    out = base / "records" / "train.parquet"
+    with RecordWriter(out, image_root=images) as writer:
+        for index in range(9):  # train indices of the 10-sample set (index 9 went to val)
+            sample = synthetic.make_sample(0, index)
+            (images / f"{index}.png").write_bytes(sample.images[0].data)
+            sample.images = [ImageItem(None, f"{index}.png")]
+            sample.question_textual = f"In words only: {sample.question}"
+            writer.add(sample, str(index))
+    assert writer.committed
+    return {**run, "data": out}
+
+
+def test_path_mode_uses_the_stored_image_root_and_the_textual_question(path_run, judge_server, tmp_path):
+    from data_prep.images import ImageItem
+    from data_prep.schema import Sample, to_row
+
+    judge_server.reset()
+    judge_server.responder = _responder
+    out = tmp_path / "path.parquet"
+    assert _distill(path_run, out, judge_server.url) == 0
+    summary = json.loads(out.with_name("path.summary.json").read_text())
+    assert "image_unreadable" not in summary["reasons"] and summary["written"] == 11
+    records = {r["sample_id"]: r for r in pq.read_table(path_run["data"]).to_pylist()}
+    for row in pq.read_table(out).to_pylist():
+        record = records[row["sample_id"].removeprefix("distill:").split("#")[0]]
+        sample = Sample(record["sample_id"], "x", record["question"], record["answer"], [ImageItem(b"", "x.png")],
+                        record["image_size"],
+                        record["gt_boxes"], choices=record["choices"], question_textual=record["question_textual"])
+        # what the RL textual stream shows for this sample
+        assert row["messages"][:2] == to_row(sample, 0)["prompt_textual"]
+        assert row["messages"][1]["content"].startswith("<image>In words only: ")
+
+
+def test_the_reference_needs_format_and_box_validity(run, judge_server, tmp_path):
+    """Archive entries are stored without format or box checks; the official SFT data tool requires both."""
+    import shutil
+
+    from recipe.ivgr.archive import Reference, RolloutArchive
+    from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage
+    from recipe.ivgr.trainer import save_stage_states
+
+    ids, info = run["ids"], run["info"]
+    copy = tmp_path / "ckpt"
+    shutil.copytree(run["run"], copy)
+    archive = RolloutArchive()
+    for sid in ids[:5]:
+        archive.offer(sid, Reference(think=f"The target <box>[10,20,110,220]</box> answers it: {info[sid]['answer']}.",
+                                     acc=1.0, iou=0.7, step=4))
+    archive.offer(ids[0], Reference(think="It is clearly the answer.", acc=1.0, iou=0.9, step=6))  # no box: format 0
+    archive.offer(ids[1], Reference(think="The target <box>[110,20,10,220]</box> and <box>[10,20,110,220]</box>.",
+                                    acc=1.0, iou=0.9, step=6))  # an inverted box: box_valid 0.5
+    save_stage_states([ConsistencyStage(ConsistencySettings(), archive)], str(copy / "global_step_6"))
+    judge_server.reset()
+    judge_server.responder = _responder
+    out = tmp_path / "refs.parquet"
+    assert _distill({**run, "run": copy}, out, judge_server.url) == 0
+    asked = {_answer_of(r["body"])[0] for r in judge_server.requests}
+    assert asked == {info[sid]["question"] for sid in ids[2:6]}
+    rejects = _rejects(out)
+    assert rejects[ids[0]] == "reference_invalid" and rejects[ids[1]] == "reference_invalid"

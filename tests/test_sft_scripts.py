@@ -11,6 +11,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
@@ -113,11 +114,46 @@ def test_problems_stop_the_launch_before_torchrun(sft_data, tmp_path):
     assert "preflight found problems" in result.stderr and "torch.distributed.run" not in result.stderr
 
 
+@pytest.mark.parametrize("script", SFT_SCRIPTS)
+def test_no_train_files_trains_on_the_synthetic_sets_sft_rows(script, tmp_path):
+    """No TRAIN_FILES: the synthetic set (the RL script's default data) is prepared with its SFT rows in the
+    script's box frame, and the preflight passes on them (verl's config, dataclasses, data checks)."""
+    data = tmp_path / "data"
+    result = _bash(script, "--dry-run", env=_env(CKPT_DIR=str(tmp_path / "ckpt"), DATA_DIR=str(data),
+                                                 SYNTHETIC_NUM="40", TRAIN_BATCH_SIZE="8"), timeout=400)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "PREFLIGHT OK" in result.stdout
+    rows = pq.read_table(data / "sft_train.parquet", columns=["stream", "box_frame"]).to_pylist()
+    assert len(rows) == 2 * 36 and {r["box_frame"] for r in rows} == {FRAME[script]}  # 36 train samples x 2 streams
+    assert f"72 {{'grounded': 36, 'textual': 36}}" in result.stdout
+    again = _bash(script, "--print-overrides", env=_env(CKPT_DIR=str(tmp_path / "ckpt"), DATA_DIR=str(data)))
+    assert f"data.train_files=['{data / 'sft_train.parquet'}']" in again.stdout.splitlines()
+
+
+def test_zero_rows_are_refused_with_the_variable_to_change(tmp_path):
+    import pyarrow as pa
+
+    from data_prep.sft import SFT_SCHEMA
+
+    empty = tmp_path / "empty.parquet"
+    pq.write_table(pa.Table.from_pylist([], schema=SFT_SCHEMA), empty)
+    result = _bash("sft_ivgr_7b.sh", "--dry-run", env=_env(TRAIN_FILES=str(empty), CKPT_DIR=str(tmp_path)))
+    assert result.returncode == 1, result.stdout
+    assert "PREFLIGHT OK" not in result.stdout
+    problems = [line for line in result.stdout.splitlines() if line.startswith("PROBLEM") and "0 rows" in line]
+    assert problems and "TRAIN_FILES" in problems[0]
+
+
+def test_too_few_rows_for_one_batch_name_the_batch_variable(sft_data, tmp_path):
+    result = _bash("sft_ivgr_7b.sh", "--dry-run", env=_env(TRAIN_FILES=str(sft_data["qwen2_5_vl"]),
+                                                           CKPT_DIR=str(tmp_path), TRAIN_BATCH_SIZE="64"))
+    assert result.returncode == 1 and "make no full batch of 64" in result.stdout
+    assert "TRAIN_BATCH_SIZE" in result.stdout
+
+
 def test_missing_and_wrong_inputs(sft_data, tmp_path):
     from data_prep import synthetic
 
-    missing = _bash("sft_ivgr_7b.sh", "--dry-run", env=_env(CKPT_DIR=str(tmp_path)))
-    assert missing.returncode == 1 and "TRAIN_FILES is empty" in missing.stderr
     relative = _bash("sft_ivgr_7b.sh", "--dry-run", env=_env(TRAIN_FILES="x.parquet", CKPT_DIR="ckpt"))
     assert relative.returncode == 1 and "CKPT_DIR must be an absolute path" in relative.stderr
     assert synthetic.main(["--out", str(tmp_path / "rl"), "--num", "10", "--quiet"]) == 0

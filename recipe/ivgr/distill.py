@@ -3,7 +3,7 @@ scripts/generate_sft_samples.py; the paper does not describe it).
 
     python -m recipe.ivgr.distill --run CKPT_DIR --data train.parquet --out data/sft/distill.parquet \
         [--step N] [--dumps DIR] [--threshold 0.4] [--k 5] [--judge-base-url URL] [--judge-model NAME] \
-        [--concurrency 16] [--image-root R] [--fresh]
+        [--concurrency 16] [--image-root R] [--min-keep-ratio 0.5] [--fresh]
 
 Inputs, all written by the RL run (`recipe.ivgr.trainer`):
 - the rollout archive, `CKPT_DIR/global_step_N/ivgr_stages.json` (N: `--step`, else the latest
@@ -19,7 +19,10 @@ Selection. A sample qualifies when, in every dumped step that rolled it out, the
 textual-stream rollouts is at most `--threshold` (default 0.4: the textual stream "stays" weak there).
 Its reference is the archive entry (else the best dumped grounded rollout with format 1, accuracy 1,
 box_valid 1 and IoU >= 0.3); the reference answer is that rollout's `<answer>` when the dump has it,
-else the record's answer.
+else the record's answer. As the official SFT data tool, a reference also needs format 1 and box
+validity 1: the archive stores correct, overlapping rollouts without checking either, so every
+reference is re-scored by the RL reward (`reference_problem`; the next one is tried when it fails,
+`reference_invalid` when none passes).
 
 Rewrites. The judge (`reward_score.judge.JudgeClient`, OpenAI-compatible) gets `rewrite_messages` (our
 prompt) once per sample with `n = --k` choices at `--temperature`: rewrite the reasoning without boxes
@@ -27,14 +30,22 @@ or coordinates, keeping every visual fact and step, same final answer. Each choi
 `<think>…</think><answer>…</answer>` with `reward_score.format_reward(textual) == 1` (no `<box>`), no
 bracketed coordinate list left (`coordinates_left`), the answer unchanged (`reward_score.match_answer`
 against the reference answer, `answer_changed`), not a repeat of an earlier choice (`duplicate_rewrite`).
-Passing choices become textual-stream SFT rows (`data_prep.sft`, the RL textual prompt, images embedded),
-`sample_id` `distill:<sample_id>#r<j>`.
+Passing choices become textual-stream SFT rows (`data_prep.sft`, the RL textual prompt built from the
+record's textual question `question_textual` when it has one, images embedded), `sample_id`
+`distill:<sample_id>#r<j>`. Path-mode images resolve against `--image-root`, else the root stored in
+`--data`'s metadata (`data_prep.schema.image_root_of`), else its folder.
 
 Output: `OUT.parquet` + `OUT.rejects.jsonl` + `OUT.summary.json` (atomic, as every data_prep writer), and
 `OUT.journal.jsonl`: one line per sample the judge answered (its raw choices). A re-run reads the journal
 and asks the judge only for the samples it lacks (resumable; `--fresh` starts over); judge failures
 (`judge_timeout`, `judge_connection_error`, ...) are counted in the summary, rejected with that reason
 and retried by the next run. Judge concurrency is bounded by `--concurrency` (in-flight requests).
+
+Exit status 0 when the output was published and no sample waits for the judge; 1 when judge requests
+failed (the rows that exist are published; re-run to resume) or when too little was kept: fewer than
+`--min-keep-ratio` (0.5) of the selected samples with a reference got a row (k rewrites per sample, so
+rejected duplicates of a kept rewrite do not count against it). Then nothing is published, the previous
+output stays, and the counts go to `OUT.failed.summary.json` / `OUT.failed.rejects.jsonl`.
 """
 
 from __future__ import annotations
@@ -48,11 +59,12 @@ import re
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
+from data_prep.sft import SftWriter
 from reward_score.families import DEFAULT_FAMILY, FAMILY_NAMES
 
 DEFAULT_THRESHOLD = 0.4
@@ -135,9 +147,11 @@ class Candidate:
     think: str
     answer: str | None  # the reference rollout's <answer>, None when no dump has it
     textual_acc: float  # the highest per-step mean textual accuracy (<= threshold)
-    source: str  # "archive" or "dump"
+    source: str  # "archive", "dump", "none" (no reference) or "invalid" (no reference passes the checks)
     bounds: tuple[int, int] | None = None  # (min_pixels, max_pixels) the RL run showed the image with
     frame: str | None = None  # the RL run's box frame (its model family), from the dumps' extra_info
+    # further references to try, in order, when this one fails `check_references`: (think, answer, source)
+    alternatives: list[tuple[str, str | None, str]] = field(default_factory=list)
 
 
 def latest_step(run: Path) -> int:
@@ -222,20 +236,70 @@ def select_candidates(archive, rows: Iterable[dict], threshold: float, notes: Co
         notes["selected"] += 1
         reference = archive.get(sid)
         parsed_rows = [(r, parse_response(r.get("response", ""))) for r in grounded.get(sid, [])]
+        references: list[tuple[str, str | None, str]] = []
         if reference is not None:
             answer = next((p.answer.strip() for r, p in parsed_rows
                            if p.answer and (p.think or "").strip() == reference.think.strip()), None)
-            out.append(Candidate(sid, reference.think, answer, worst, "archive", bounds.get(sid), frames.get(sid)))
-        elif parsed_rows:
-            best, parsed = max(parsed_rows, key=lambda rp: (rp[0]["reward"].get("iou", 0), -int(rp[0].get("step", 0))))
-            if not (parsed.think or "").strip():
-                continue
-            out.append(Candidate(sid, parsed.think, (parsed.answer or "").strip() or None, worst, "dump",
-                                 bounds.get(sid), frames.get(sid)))
+            references.append((reference.think, answer, "archive"))
+        ranked = sorted(parsed_rows, key=lambda rp: (rp[0]["reward"].get("iou", 0), -int(rp[0].get("step", 0))),
+                        reverse=True)
+        for _, parsed in ranked[:1]:  # the best qualifying dumped rollout: the fallback
+            if (parsed.think or "").strip():
+                references.append((parsed.think, (parsed.answer or "").strip() or None, "dump"))
+        if references:
+            (think, answer, source), *rest = references
+            out.append(Candidate(sid, think, answer, worst, source, bounds.get(sid), frames.get(sid), rest))
         else:
             notes["no_reference"] += 1
             out.append(Candidate(sid, "", None, worst, "none"))
     return out
+
+
+def reference_problem(think: str, answer: str, record: dict, bounds: tuple[int, int] | None,
+                      frame: str = DEFAULT_FAMILY) -> str | None:
+    """Why a reference may not be distilled (None when it may): the official SFT data tool keeps only
+    references with format 1 and box validity 1 besides accuracy 1 and IoU >= 0.3, and the archive keeps
+    correct, overlapping rollouts without checking either (`ivgr.consistency.reference_requires_format` is
+    off by default). Scored by the RL reward itself (`reward_score.compute_score`, rules only) on the
+    reference `<think>` with its answer, against the record's GT boxes at the run's pixel bounds."""
+    from reward_score import compute_score
+
+    response = f"<think>{think.strip()}</think><answer>{answer.strip()}</answer>"
+    lo, hi = bounds or (None, None)
+    extra = {"stream": "grounded", "gt_boxes": record.get("gt_boxes") or [], "image_size": record.get("image_size"),
+             "box_frame": frame, "min_pixels": lo, "max_pixels": hi}
+    try:
+        result = compute_score("distill", response, answer, extra)
+    except (ValueError, TypeError) as err:
+        return f"not scorable: {type(err).__name__}: {err}"[:200]
+    if result.get("format", 0) < 1:
+        return "format 0 (a grounded answer needs <think> with a valid box, then <answer>)"
+    if result.get("box_valid", 0) < 1:
+        return f"box_valid {result.get('box_valid', 0):.2f} (invalid or duplicate boxes)"
+    return None
+
+
+def check_references(candidates: Sequence[Candidate], records: dict[str, dict], notes: Counter,
+                     frame: str = DEFAULT_FAMILY) -> None:
+    """Give every candidate the first of its references that passes `reference_problem`; a candidate with
+    none gets source `invalid` (rejected `reference_invalid`, never sent to the judge)."""
+    for candidate in candidates:
+        record = records.get(candidate.sample_id)
+        if candidate.source == "none" or record is None or record.get("image_error"):
+            continue
+        options = [(candidate.think, candidate.answer, candidate.source), *candidate.alternatives]
+        problems = []
+        for think, answer, source in options:
+            problem = reference_problem(think, answer or record["answer"], record, candidate.bounds,
+                                        candidate.frame or frame)
+            if problem is None:
+                candidate.think, candidate.answer, candidate.source = think, answer, source
+                break
+            notes[f"reference_rejected_{source}"] += 1
+            problems.append(f"{source}: {problem}")
+        else:
+            candidate.source, candidate.think = "invalid", ""
+            candidate.alternatives = [("", None, "; ".join(problems))]
 
 
 def load_records(path: Path, wanted: set[str], image_root: Path) -> dict[str, dict]:
@@ -244,7 +308,9 @@ def load_records(path: Path, wanted: set[str], image_root: Path) -> dict[str, di
 
     from data_prep.images import ImageError, safe_relative_path
 
-    columns = ["sample_id", "question", "answer", "choices", "images", "image_size"]
+    columns = ["sample_id", "question", "answer", "choices", "images", "image_size", "gt_boxes"]
+    names = pq.read_schema(path).names
+    columns += [c for c in ("question_textual",) if c in names]  # schema 1 files have none
     records = {}
     for batch in pq.ParquetFile(path).iter_batches(batch_size=64, columns=columns):
         for row in batch.to_pylist():
@@ -333,6 +399,9 @@ def build_rows(candidates: Sequence[Candidate], records: dict[str, dict], done: 
         if candidate.source == "none":
             writer.reject(sid, "no_reference", "no archive entry and no qualifying grounded rollout")
             continue
+        if candidate.source == "invalid":
+            writer.reject(sid, "reference_invalid", candidate.alternatives[0][2] if candidate.alternatives else "")
+            continue
         if record is None:
             writer.reject(sid, "sample_not_in_data", "sample_id not in --data")
             continue
@@ -361,8 +430,9 @@ def build_rows(candidates: Sequence[Candidate], records: dict[str, dict], done: 
             if reason is not None:
                 writer.reject(row_id, reason, detail)
                 continue
+            # the RL textual stream's question (data_prep.schema: question_textual when the source has one)
             sample = SftSample(sample_id=f"distill:{row_id}", data_source=f"distill/{candidate.source}",
-                               question=record["question"], response=text, images=images, image_sizes=sizes,
+                               question=record.get("question_textual") or record["question"], response=text, images=images, image_sizes=sizes,
                                choices=record.get("choices"), stream="textual", source_box_format="model")
             try:
                 writer.add(sample, row_id)
@@ -370,9 +440,33 @@ def build_rows(candidates: Sequence[Candidate], records: dict[str, dict], done: 
                 writer.reject(row_id, err.reason, err.detail)
 
 
+class DistillWriter(SftWriter):
+    """`SftWriter` whose keep ratio counts samples, not rows: of the `samples` selected samples with a
+    reference, the share that got at least one SFT row (with k rewrites, rejected duplicates of a kept
+    rewrite are the filter working, not a loss)."""
+
+    def __init__(self, out, *, samples: int, **options):
+        super().__init__(out, **options)
+        self.samples = samples
+        self._kept_samples: set[str] = set()
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        self._kept_samples.add(row["sample_id"].split("#r")[0])
+        super().add_row(row)
+
+    @property
+    def samples_kept(self) -> int:
+        return len(self._kept_samples)
+
+    def kept_enough(self) -> bool:
+        if self.min_keep_ratio is None:
+            return True
+        return self.samples_kept > 0 and self.samples_kept >= self.min_keep_ratio * self.samples
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from data_prep.schema import resolve_image_root
-    from data_prep.sft import SftWriter, pixel_bounds
+    from data_prep.sft import pixel_bounds
     from reward_score.judge.client import JudgeClient, JudgeConfig
 
     parser = argparse.ArgumentParser(prog="python -m recipe.ivgr.distill", description=__doc__,
@@ -396,6 +490,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="frame of the SFT images' bounds (default: the RL run's, from its dumps)")
     parser.add_argument("--min-pixels", type=int, default=None, help="image bounds (default: the run's)")
     parser.add_argument("--max-pixels", type=int, default=None)
+    parser.add_argument("--min-keep-ratio", type=float, default=0.5,
+                        help="publish only when at least this share of the selected samples with a reference got "
+                             "an SFT row (else the previous output stays and the exit status is 1)")
     parser.add_argument("--fresh", action="store_true", help="ignore the journal of a previous run")
     parser.add_argument("--quiet", action="store_true")
     args = parser.parse_args(argv)
@@ -412,13 +509,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     records = load_records(args.data, {c.sample_id for c in candidates}, resolve_image_root(args.data, args.image_root))
     run_frames = Counter(c.frame for c in candidates if c.frame).most_common(1)
     frame = args.box_frame or (run_frames[0][0] if run_frames else DEFAULT_FAMILY)  # default: the RL run's
+    check_references(candidates, records, notes, frame)
 
     journal = args.out.with_name(args.out.name.removesuffix(".parquet") + ".journal.jsonl")
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.fresh:
         journal.unlink(missing_ok=True)
     done = read_journal(journal)
-    todo = [c for c in candidates if c.source != "none" and c.sample_id in records
+    todo = [c for c in candidates if c.source not in ("none", "invalid") and c.sample_id in records
             and not records[c.sample_id].get("image_error") and c.sample_id not in done]
     notes["resumed"] = len([c for c in candidates if c.sample_id in done])
     client = JudgeClient(JudgeConfig(base_url=args.judge_base_url, model=args.judge_model,
@@ -429,8 +527,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     run_bounds = Counter(c.bounds for c in candidates if c.bounds).most_common(1)
     lo, hi = run_bounds[0][0] if run_bounds else (None, None)  # default: the bounds the RL run used
-    writer = SftWriter(args.out, box_frame=frame,
-                       bounds=pixel_bounds(frame, args.min_pixels or lo, args.max_pixels or hi))
+    with_reference = sum(c.source not in ("none", "invalid") for c in candidates)
+    writer = DistillWriter(args.out, box_frame=frame, min_keep_ratio=args.min_keep_ratio, samples=with_reference,
+                           bounds=pixel_bounds(frame, args.min_pixels or lo, args.max_pixels or hi))
     with writer:
         build_rows(candidates, records, done, writer, args.k)
         writer.notes.update(notes)
@@ -440,6 +539,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"[distill] {args.out}: {notes['selected']} samples selected (textual acc <= {args.threshold}), "
           f"{len(todo)} judged now, {notes['resumed']} from the journal, {summary['written']} SFT rows, "
           f"{summary['rejected']} rejected {summary['reasons']}", file=sys.stderr)
+    if not writer.committed:
+        print(f"[distill] error: {writer.samples_kept} of {with_reference} samples with a reference got an SFT row, "
+              f"less than --min-keep-ratio {args.min_keep_ratio}: {args.out} NOT replaced (previous output kept); "
+              f"see {args.out.with_name(args.out.stem + '.failed.rejects.jsonl')}", file=sys.stderr)
+        return 1
     return 1 if failures else 0
 
 

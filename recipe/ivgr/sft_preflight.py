@@ -161,6 +161,11 @@ def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dic
             info["rows"] += rows
             info["bytes"] += path.stat().st_size
             findings.note(f"{key}: {name}: {rows} rows {dict(info['streams'])}, {report.decoded} decoded")
+        if split == "train" and files and info["rows"] == 0:
+            findings.problem("data.train_files hold 0 rows: nothing to train on. Set TRAIN_FILES (scripts/sft_ivgr_*.sh; "
+                             "data.train_files=... for the module) to an SFT Parquet with rows, or leave TRAIN_FILES "
+                             "empty for the synthetic SFT set; the converter's NAME.summary.json says why rows were "
+                             "rejected")
         stats[split] = info
     return stats
 
@@ -210,7 +215,8 @@ def check_sizes(config, train_rows: int, findings: Findings) -> dict[str, int]:
     steps_per_epoch = per_rank_rows // max(1, batch // dp)
     if train_rows and steps_per_epoch < 1:
         findings.problem(f"{train_rows} train rows make no full batch of {batch} (the loader drops partial "
-                         "batches): zero training steps")
+                         f"batches): zero training steps; lower TRAIN_BATCH_SIZE (data.train_batch_size) to at "
+                         f"most {max(dp, train_rows // dp * dp)} or add rows")
     epochs = int(select(config, "trainer.total_epochs", 1))
     total = select(config, "trainer.total_training_steps")
     steps = int(total) if total else steps_per_epoch * epochs
