@@ -218,7 +218,7 @@ def sft_samples(sample: Sample, targets: Sequence[Shape]) -> list[SftSample]:
     textual = " ".join(f"The {t.name} is {_where(t, size)}." for t in targets)
     out = []
     for stream, facts in (("grounded", grounded), ("textual", textual)):
-        response = (f"<think>I look for the shapes the question is about. {facts} {_conclusion(sample)}</think>"
+        response = (f"<think>{facts} {_conclusion(sample)}</think>"
                     f"<answer>{sample.answer}</answer>")
         out.append(SftSample(sample_id=f"{sample.sample_id}:{stream}", data_source=sample.data_source,
                              question=sample.question, response=response, images=list(sample.images),
