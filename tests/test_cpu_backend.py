@@ -92,6 +92,54 @@ def test_platform_and_patches_reach_verls_own_classes(tiny_checkpoint):
     assert out["image_processor"] == "Qwen2VLImageProcessorPil"
 
 
+def test_verls_sft_dataset_reads_image_rows_without_torchvision(tiny_checkpoint, tmp_path):
+    """verl's MultiTurnSFTDataset resizes images with `process_image` -> `qwen_vl_utils` (torchvision): with the
+    CPU backend the item comes out at the size Qwen2.5-VL's own image processor gives the same bounds; without
+    it (and without torchvision) verl's function is untouched and fails."""
+    import importlib.util
+
+    from data_prep import synthetic
+
+    assert synthetic.main(["--out", str(tmp_path), "--num", "4", "--quiet", "--min-pixels", "3136",
+                           "--max-pixels", "12544"]) == 0
+    code = f"""
+        import json, io
+        import pyarrow.parquet as pq
+        from PIL import Image
+        from omegaconf import OmegaConf
+        from verl.utils import hf_processor
+        from verl.utils.dataset.multiturn_sft_dataset import MultiTurnSFTDataset
+        path = {str(tmp_path / "sft_train.parquet")!r}
+        from verl.utils import hf_tokenizer
+        processor = hf_processor({str(tiny_checkpoint)!r})
+        config = OmegaConf.create({{"max_length": 2048, "pad_mode": "no_padding", "messages_key": "messages"}})
+        try:
+            tokenizer = hf_tokenizer({str(tiny_checkpoint)!r})
+            dataset = MultiTurnSFTDataset([path], tokenizer, config, processor=processor)
+            grid = dataset[0]["multi_modal_inputs"]["image_grid_thw"][0].tolist()
+        except Exception as err:
+            grid = type(err).__name__
+        row = pq.read_table(path).to_pylist()[0]
+        image = Image.open(io.BytesIO(row["images"][0]["bytes"])).convert("RGB")
+        bounds = row["images"][0]["min_pixels"], row["images"][0]["max_pixels"]
+        print(json.dumps({{"grid": grid, "size": image.size, "bounds": bounds,
+                          "patched": "without_torchvision" in
+                                     __import__("verl.utils.dataset.vision_utils").utils.dataset.vision_utils
+                                     .process_image.__qualname__}}))
+    """
+    out = _python(code)
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from PIL import Image
+
+    reference = Qwen2VLImageProcessorPil(min_pixels=out["bounds"][0], max_pixels=out["bounds"][1])
+    expected = reference(images=[Image.new("RGB", tuple(out["size"]))], return_tensors="pt")["image_grid_thw"]
+    assert out["patched"] and out["grid"] == expected[0].tolist()
+    if importlib.util.find_spec("torchvision") is None:
+        plain = _python(code, cpu=False)
+        assert not plain["patched"] and isinstance(plain["grid"], str)  # an exception: verl cannot read the row
+
+
 def test_server_generates_with_an_image_and_follows_weight_updates(tiny_checkpoint):
     out = _python(f"""
         import asyncio, json, torch

@@ -241,6 +241,54 @@ class WeightChangeTracker:
         return delta
 
 
+def _qwen_vl_utils_importable() -> bool:
+    try:
+        import qwen_vl_utils  # noqa: F401
+    except Exception:  # noqa: BLE001 - ImportError, or torchvision failing inside it
+        return False
+    return True
+
+
+def fetch_image_without_torchvision(item: dict, image_patch_size: int = 14):
+    """What `qwen_vl_utils.fetch_image` does for an image item, without its torchvision import: RGB
+    (`data_prep.images.to_rgb`, qwen_vl_utils' own rule), smart-resize with factor 2 * `image_patch_size`
+    at the item's `min_pixels` / `max_pixels` (qwen_vl_utils' defaults: 4 and 16,384 tokens) or to its
+    `resized_height` / `resized_width`, then PIL's resize."""
+    from io import BytesIO
+
+    from PIL import Image
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import smart_resize
+
+    from data_prep.images import to_rgb
+
+    image = item["image"]
+    if isinstance(image, (bytes, bytearray)):
+        image = Image.open(BytesIO(image))
+    image = to_rgb(image)
+    factor = 2 * image_patch_size
+    if "resized_height" in item and "resized_width" in item:
+        height, width = smart_resize(int(item["resized_height"]), int(item["resized_width"]), factor=factor)
+    else:
+        height, width = smart_resize(image.height, image.width, factor=factor,
+                                     min_pixels=int(item.get("min_pixels") or 4 * factor * factor),
+                                     max_pixels=int(item.get("max_pixels") or 16384 * factor * factor))
+    return image.resize((width, height))
+
+
+def _process_image_without_torchvision(vision_utils: ModuleType) -> None:
+    original = vision_utils.process_image
+
+    def process_image(image, image_patch_size: int = 14):
+        if _qwen_vl_utils_importable() or not isinstance(image, dict):
+            return original(image, image_patch_size=image_patch_size)
+        item = dict(image)
+        if "bytes" in item:
+            item["image"] = item.pop("bytes")
+        return fetch_image_without_torchvision(item, image_patch_size)
+
+    vision_utils.process_image = process_image
+
+
 PATCHES: tuple[Patch, ...] = (
     Patch("verl.utils.distributed", "gloo process groups (no duplicate cpu:gloo)", _gloo_process_groups),
     Patch("verl.workers.engine.fsdp.transformer_impl", "FSDP engines for device cpu, unpinned offload",
@@ -256,6 +304,8 @@ PATCHES: tuple[Patch, ...] = (
           _keep_cpu_linear_weights),
     Patch("verl.workers.rollout.vllm_rollout.vllm_rollout", "the actor's weight change logged at each sync",
           _log_vllm_weight_changes),
+    Patch("verl.utils.dataset.vision_utils", "image resize without torchvision (qwen_vl_utils cannot import)",
+          _process_image_without_torchvision),
 )
 
 
