@@ -32,8 +32,8 @@ bracketed coordinate list left (`coordinates_left`), the answer unchanged (`rewa
 against the reference answer, `answer_changed`), not a repeat of an earlier choice (`duplicate_rewrite`).
 Passing choices become textual-stream SFT rows (`data_prep.sft`, the RL textual prompt built from the
 record's textual question `question_textual` when it has one, images embedded), `sample_id`
-`distill:<sample_id>#r<j>`. Path-mode images resolve against `--image-root`, else the root stored in
-`--data`'s metadata (`data_prep.schema.image_root_of`), else its folder.
+`distill:<sample_id>#r<j>`. Path-mode images resolve by the one rule (`data_prep.schema.resolve_image_root`):
+`--image-root`, else the root stored in `--data`, else its folder.
 
 Output: `OUT.parquet` + `OUT.rejects.jsonl` + `OUT.summary.json` (atomic, as every data_prep writer), and
 `OUT.journal.jsonl`: one line per sample the judge answered (its raw choices). A re-run reads the journal
@@ -152,6 +152,7 @@ class Candidate:
     frame: str | None = None  # the RL run's box frame (its model family), from the dumps' extra_info
     # further references to try, in order, when this one fails `check_references`: (think, answer, source)
     alternatives: list[tuple[str, str | None, str]] = field(default_factory=list)
+    problem: str = ""  # why no reference passed (source "invalid")
 
 
 def latest_step(run: Path) -> int:
@@ -298,8 +299,7 @@ def check_references(candidates: Sequence[Candidate], records: dict[str, dict], 
             notes[f"reference_rejected_{source}"] += 1
             problems.append(f"{source}: {problem}")
         else:
-            candidate.source, candidate.think = "invalid", ""
-            candidate.alternatives = [("", None, "; ".join(problems))]
+            candidate.source, candidate.think, candidate.problem = "invalid", "", "; ".join(problems)
 
 
 def load_records(path: Path, wanted: set[str], image_root: Path) -> dict[str, dict]:
@@ -400,7 +400,7 @@ def build_rows(candidates: Sequence[Candidate], records: dict[str, dict], done: 
             writer.reject(sid, "no_reference", "no archive entry and no qualifying grounded rollout")
             continue
         if candidate.source == "invalid":
-            writer.reject(sid, "reference_invalid", candidate.alternatives[0][2] if candidate.alternatives else "")
+            writer.reject(sid, "reference_invalid", candidate.problem)
             continue
         if record is None:
             writer.reject(sid, "sample_not_in_data", "sample_id not in --data")
