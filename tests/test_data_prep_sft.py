@@ -370,9 +370,11 @@ def test_single_stream_rows_get_the_rl_single_instruction(source, tmp_path):
     assert generic_sft.main(["--input", str(tmp_path / "single.jsonl"), "--image-root", str(source), "--out", str(out),
                              "--quiet"]) == 0
     (row,) = pq.read_table(out).to_pylist()
-    rl = to_row(Sample("x", "x", "What is 2 + 3?", "5", [ImageItem(b"", "a.jpg")], (1000, 800), []), 0)
-    assert rl["kind"] == "single" and row["stream"] == "single"
-    assert row["messages"][:2] == rl["prompt_textual"]  # what the RL dataset shows a single row
+    from reward_score.streams import streams_of
+
+    rl = to_row(Sample("x", "x", "What is 2 + 3?", "5", [ImageItem(b"", "a.jpg")], (1000, 800), []))
+    assert rl["kind"] == "single" and streams_of("single") == ("single",) and row["stream"] == "single"
+    assert row["messages"][:2] == record_messages(rl, "single", "qwen2_5_vl")  # what the RL dataset shows it
     assert validate.validate(out, decode="all").ok
 
 

@@ -251,6 +251,7 @@ def path_run(run, tmp_path_factory):
 
 def test_path_mode_uses_the_stored_image_root_and_the_textual_question(path_run, judge_server, tmp_path):
     from data_prep.images import ImageItem
+    from data_prep.prompts import record_messages
     from data_prep.schema import Sample, to_row
 
     judge_server.reset()
@@ -266,7 +267,7 @@ def test_path_mode_uses_the_stored_image_root_and_the_textual_question(path_run,
                         record["image_size"],
                         record["gt_boxes"], choices=record["choices"], question_textual=record["question_textual"])
         # what the RL textual stream shows for this sample
-        assert row["messages"][:2] == to_row(sample, 0)["prompt_textual"]
+        assert row["messages"][:2] == record_messages(to_row(sample), "textual", "qwen2_5_vl")
         assert row["messages"][1]["content"].startswith("<image>In words only: ")
 
 
