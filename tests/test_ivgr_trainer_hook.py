@@ -215,6 +215,36 @@ def test_archive_survives_checkpoint_round_trip_and_resumed_run_scores_the_same(
     assert not load_stage_states(resumed.stages, os.path.join(tmp_path, "global_step_99"))
 
 
+def test_the_archive_is_saved_under_a_stable_key_and_old_checkpoints_still_restore(tmp_path):
+    """Renaming the stage class must not drop the archive on resume; a file written before the stable key
+    (keyed by the class name) still restores."""
+    import json
+
+    from recipe.ivgr.archive import Reference
+    from recipe.ivgr.stage import ConsistencyStage
+
+    config = compose_config(f"trainer.default_local_dir={tmp_path}")
+    stage = build_stages(config)[0]
+    stage.archive.offer("s9", Reference("kept reasoning", 1.0, 0.8, 3))
+    save_stage_states([stage], str(tmp_path / "new"))
+    saved = json.loads((tmp_path / "new" / "ivgr_stages.json").read_text())
+    assert list(saved) == ["consistency"]
+
+    class RenamedConsistencyStage(ConsistencyStage):  # a later refactor's name for the same stage
+        pass
+
+    renamed = build_stages(config)[0]
+    renamed.__class__ = RenamedConsistencyStage
+    assert load_stage_states([renamed], str(tmp_path / "new"))
+    assert renamed.archive.get("s9").think == "kept reasoning"
+
+    (tmp_path / "old").mkdir()
+    (tmp_path / "old" / "ivgr_stages.json").write_text(json.dumps({"ConsistencyStage": saved["consistency"]}))
+    fresh = build_stages(config)[0]
+    assert load_stage_states([fresh], str(tmp_path / "old"))
+    assert fresh.archive.get("s9").think == "kept reasoning"
+
+
 def test_accuracy_judge_outage_and_undecided_answers_reach_the_step_metrics(transfer_queue, judge_server, tmp_path,
                                                                             caplog):
     """reward_extra_info written by the real compute_score_async against a failing judge, read back from

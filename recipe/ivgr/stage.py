@@ -72,7 +72,11 @@ def apply_stage_outputs(records: Sequence[RolloutRecord], outputs: Sequence[Stag
 
 class StepStage(ABC):
     """A step-level stage: sees every rollout of the step, returns reward bonuses and metrics.
-    `state_dict`/`load_state_dict` are saved in and restored from verl's checkpoint folder."""
+    `state_dict`/`load_state_dict` are saved in and restored from verl's checkpoint folder under
+    `state_key`, a name that stays when the class is renamed (checkpoints written before it existed
+    used the class name; `recipe.ivgr.trainer.load_stage_states` still reads those)."""
+
+    state_key: str = ""  # set by every subclass that has state
 
     @abstractmethod
     async def run(self, records: Sequence[RolloutRecord], step: int) -> StageOutput:
@@ -134,6 +138,8 @@ class ConsistencySettings:
 
 class ConsistencyStage(StepStage):
     """iVGR's reference selection + rollout archive + consistency judge."""
+
+    state_key = "consistency"  # the rollout archive
 
     def __init__(self, settings: ConsistencySettings, archive: RolloutArchive, judge=None) -> None:
         self.settings = settings

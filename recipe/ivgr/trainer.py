@@ -290,7 +290,7 @@ def save_stage_states(stages: list[StepStage], folder: str) -> str:
     path = os.path.join(folder, "ivgr_stages.json")
     tmp = path + ".tmp"
     with open(tmp, "w", encoding="utf-8") as f:
-        json.dump({type(s).__name__: s.state_dict() for s in stages}, f, ensure_ascii=False)
+        json.dump({stage_key(s): s.state_dict() for s in stages}, f, ensure_ascii=False)
     os.replace(tmp, path)
     return path
 
@@ -303,6 +303,13 @@ def load_stage_states(stages: list[StepStage], folder: str) -> bool:
     with open(path, encoding="utf-8") as f:
         states = json.load(f)
     for stage in stages:
-        if type(stage).__name__ in states:
-            stage.load_state_dict(states[type(stage).__name__])
+        for key in (stage_key(stage), type(stage).__name__):  # the class name: checkpoints of earlier versions
+            if key in states:
+                stage.load_state_dict(states[key])
+                break
     return True
+
+
+def stage_key(stage: StepStage) -> str:
+    """The stable name a stage's state is saved under (`StepStage.state_key`, else its class name)."""
+    return stage.state_key or type(stage).__name__
