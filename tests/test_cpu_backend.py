@@ -296,7 +296,9 @@ _VLLM_PROBE = """
 """
 
 
+# the first vLLM test makes .venv-vllm (tests/conftest.py `vllm_python`): minutes, inside its timeout
 @pytest.mark.vllm
+@pytest.mark.timeout(2400)
 def test_vllm_patches_reach_vllms_own_classes(vllm_python):
     out = _python(_VLLM_PROBE.replace("PORT", "29571") + """
     import verl.workers.rollout.vllm_rollout as vr  # refuses unless importlib.metadata finds "vllm"
@@ -311,6 +313,7 @@ def test_vllm_patches_reach_vllms_own_classes(vllm_python):
 
 
 @pytest.mark.vllm
+@pytest.mark.timeout(2400)
 def test_without_verl_platform_cpu_vllm_is_untouched(vllm_python):
     out = _python(_VLLM_PROBE.replace("PORT", "29572") + """
     print(json.dumps({**out, "hooks": [type(f).__name__ for f in sys.meta_path if "cpu_backend" in type(f).__module__]}))
