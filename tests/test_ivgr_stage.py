@@ -269,3 +269,13 @@ def test_deadline_and_failures_count_every_rollout_of_a_shared_request(judge_ser
     assert out.bonus == [0.0] * 6
     assert (out.metrics["ivgr/textual/judge_failed"], out.metrics["ivgr/textual/judge_deadline"]) == (2.0, 3.0)
     judge_server.reset()
+
+
+def test_a_reward_worker_never_imports_the_step_stage():
+    """The reward manager (in every reward worker) splits the judge settings through a leaf module."""
+    import subprocess
+    import sys
+
+    code = ("import sys, recipe.ivgr.reward_manager as m; "
+            "assert 'recipe.ivgr.stage' not in sys.modules, 'the reward worker imported the step stage'")
+    subprocess.run([sys.executable, "-c", code], check=True)

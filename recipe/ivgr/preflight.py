@@ -155,7 +155,7 @@ def check_recipe_settings(config, findings: Findings) -> None:
     except (ValueError, TypeError) as err:
         findings.problem(f"ivgr.reward: {err}")
     try:
-        from recipe.ivgr.stage import split_judge_settings  # the step policy keys live beside the client's
+        from reward_score.judge.policy import split_judge_settings  # the step policy keys beside the client's
 
         JudgeConfig.from_mapping(split_judge_settings(plain(select(config, "ivgr.judge", {})))[0])
     except (ValueError, TypeError) as err:

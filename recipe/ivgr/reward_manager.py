@@ -16,7 +16,7 @@ from omegaconf import OmegaConf
 from verl import DataProto
 from verl.experimental.reward_loop.reward_manager.base import RewardManagerBase
 
-from recipe.ivgr.stage import split_judge_settings
+from reward_score.judge.policy import split_judge_settings
 from reward_score.scoring import JUDGE_DEADLINE, score_rollout_async
 
 REWARD_WAIT = "reward_wait_s"  # reward_extra_info: wall seconds of one rollout's scoring (judge calls included)
