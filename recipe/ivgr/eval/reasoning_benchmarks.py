@@ -1,5 +1,5 @@
 """Readers for the iVGR paper's chart and multidisciplinary results table: ChartQA, AI2D, WeMath,
-MMStar, MMMU, MMK12, from their public release formats into `benchmarks.RawItem`s.
+MMStar, MMMU, MMK12, from their public release formats into `sources.RawItem`s.
 
 | name | public format read (`--input`: files or a folder) |
 |---|---|
@@ -25,7 +25,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from recipe.ivgr.eval.benchmarks import (
+from recipe.ivgr.eval.sources import (
     RawItem,
     RowError,
     _clean,
