@@ -24,6 +24,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
+from data_prep.errors import ReasonError
 from reward_score.parsing import Box
 
 BOX_FORMATS = ("xyxy", "xywh", "norm1", "norm1000")
@@ -33,13 +34,8 @@ MIN_SIDE_PX = 1.0
 _SCALE = {"norm1": 1.0, "norm1000": 1000.0}
 
 
-class BoxError(ValueError):
+class BoxError(ReasonError):
     """A box that cannot be used; `reason` is the short code written to the rejects file."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 def _numbers(raw: object) -> list[float]:

@@ -30,6 +30,8 @@ from pathlib import Path, PurePosixPath
 
 from PIL import Image, UnidentifiedImageError
 
+from data_prep.errors import ReasonError
+
 TAIL_BYTES = 1024  # how much of a file's end is read to find its end marker
 MIN_SIDE = 28  # Qwen2.5-VL resize factor: smaller sides are upscaled (with their boxes)
 MAX_ASPECT_RATIO = 200
@@ -37,13 +39,8 @@ _URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
-class ImageError(ValueError):
+class ImageError(ReasonError):
     """An unusable image; `reason` is the short code written to the rejects file."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass(frozen=True)

@@ -52,10 +52,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from data_prep import prompts
-from reward_score.streams import KINDS
+from data_prep.errors import ReasonError
 from data_prep.images import ImageItem
 from reward_score.answers import ANSWER_TYPES
 from reward_score.parsing import Box
+from reward_score.streams import KINDS
 
 SCHEMA_VERSION = "3"  # 2: question_textual, answers; 3: each fact once, no prompts, no verl columns
 
@@ -161,13 +162,8 @@ def resolve_image_root(data_files: str | os.PathLike | Sequence[str | os.PathLik
     return parents.pop() if len(parents) == 1 else None
 
 
-class RecordError(ValueError):
+class RecordError(ReasonError):
     """A sample that cannot become a record; `reason` is the code written to the rejects file."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 @dataclass

@@ -13,7 +13,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from data_prep.errors import ReasonError
 from reward_score.choices import LETTERS, letter_of, split_option_line
+
 
 # ----------------------------------------------------------------------------------- raw items
 @dataclass
@@ -48,13 +50,8 @@ class SkipRow(Exception):
     """A source row that does not belong to this benchmark (e.g. CV-Bench 3D rows for cvbench2d)."""
 
 
-class RowError(ValueError):
+class RowError(ReasonError):
     """A source row that cannot become an item; `reason` is counted in the summary."""
-
-    def __init__(self, reason: str, detail: str = ""):
-        super().__init__(f"{reason}: {detail}" if detail else reason)
-        self.reason = reason
-        self.detail = detail
 
 
 # ------------------------------------------------------------------------------ text helpers
