@@ -10,7 +10,7 @@ Every call returns the same keys for every stream (verl turns them into `reward_
 consistency, gt_error, math_timeout, acc_judge`. `gt_error` is 1 when the row's ground truth is unusable
 (a malformed box, an empty reference answer: scored 0 there, never sent to the judge). Box counts refer to the whole response; IoU is
 computed in the model's frame (see `reward_score.frames`). `acc_judge` is 0 when no accuracy judge
-call was made, else the code of its outcome (`reward_score.judge.OUTCOME_CODES`); the step stage
+call was made, else the code of its outcome (`reward_score.judge.JudgeOutcome.code`); the step stage
 turns the codes into per-step counts.
 """
 
@@ -308,11 +308,11 @@ async def _answer_accuracy(parsed: ParsedResponse, answer: Any, extra_info: Mapp
     if verdict.decisive and not (cfg.judge_all and verdict.rule not in ("empty", "too_long", EMPTY_REFERENCE)):
         return _rule_accuracy(parsed, verdict, answer, cfg, timed_out)
     if client is not None:
-        from reward_score.judge import OUTCOME_CODES, judge_answer
+        from reward_score.judge import JudgeOutcome, judge_answer
 
         question = str(extra_info.get("question") or "")
         judged = await _before(deadline, judge_answer(client, question, str(answer), parsed.answer or ""))
-        code = float(OUTCOME_CODES[judged.outcome])
+        code = float(JudgeOutcome(judged.outcome).code)
         if judged.value is not None:
             return _Accuracy(float(bool(judged.value)), False, timed_out, code)
         # judge_all and the judge did not answer: the rule's verdict stands

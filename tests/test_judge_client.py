@@ -642,3 +642,16 @@ def test_sessions_are_closed_at_interpreter_exit(srv):
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.split() == ["ok", "ok", "1.0", "ok", "ok"]
     assert "Unclosed" not in proc.stderr and "unclosed" not in proc.stderr, proc.stderr
+
+
+def test_outcome_codes_are_stable_and_read_back():
+    """`acc_judge` codes are written into rollouts and dumps: existing outcomes keep their numbers."""
+    from reward_score.judge import OUTCOME_CODES, JudgeOutcome
+
+    assert {str(o): c for o, c in OUTCOME_CODES.items()} == {
+        "ok": 1, "cached": 2, "timeout": 3, "connection_error": 4, "http_error": 5, "server_error": 6,
+        "bad_reply": 7, "cancelled": 8, "disabled": 9}
+    for outcome in JudgeOutcome:
+        assert JudgeOutcome.from_code(float(outcome.code)) is outcome
+        assert f"ivgr/acc_judge/{outcome}" == "ivgr/acc_judge/" + outcome.value
+    assert JudgeOutcome.from_code(0) is None and JudgeOutcome.from_code(99) is None

@@ -299,17 +299,16 @@ def reward_metrics(records: Sequence[RolloutRecord], step: int, warn_failure_rat
     fallback); `ivgr/data/gt_error` counts rollouts of rows whose ground truth is unusable (NaN box,
     empty reference answer) and `ivgr/data/substituted` rollouts of rows the dataset served from a
     substitute sample because an image failed at run time. Logs a warning when the failed share of the judge calls is above `warn_failure_rate`."""
-    from reward_score.judge import FAILURE_OUTCOMES, OUTCOME_CODES, OUTCOME_DISABLED, SUCCESS_OUTCOMES
+    from reward_score.judge import FAILURE_OUTCOMES, OUTCOME_DISABLED, SUCCESS_OUTCOMES, JudgeOutcome
 
-    names = {code: outcome for outcome, code in OUTCOME_CODES.items()}
-    outcomes = dict.fromkeys(OUTCOME_CODES, 0)
+    outcomes = dict.fromkeys(JudgeOutcome, 0)
     undecided = math_timeouts = gt_errors = substituted = 0
     for record in records:
         gt_errors += record.reward.get("gt_error", 0.0) >= 1.0
         substituted += bool(record.extra_info.get("substituted_for"))
-        code = int(record.reward.get("acc_judge", 0) or 0)
-        if code in names:
-            outcomes[names[code]] += 1
+        outcome = JudgeOutcome.from_code(record.reward.get("acc_judge", 0))
+        if outcome is not None:
+            outcomes[outcome] += 1
         undecided += record.reward.get("acc_undecided", 0.0) >= 1.0
         math_timeouts += record.reward.get("math_timeout", 0.0) >= 1.0
     calls = sum(n for o, n in outcomes.items() if o != OUTCOME_DISABLED)
