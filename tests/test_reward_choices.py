@@ -54,6 +54,9 @@ def test_split_option_line(line, expected):
     (["B. red", "A. blue"], ["B. red", "A. blue"]),  # labels out of order: texts as given
     (["D", "A", "C", "B"], ["D", "A", "C", "B"]),  # AI2D: texts that are letters
     (["A. D", "B. A", "C. C", "D. B"], ["D", "A", "C", "B"]),
+    (["A. red"], ["red"]),  # one labelled option
+    ([f"{letter}. o{letter}" for letter in LETTERS], [f"o{letter}" for letter in LETTERS]),  # all ten
+    ([f"{letter}. o" for letter in LETTERS] + ["K. o"], [f"{letter}. o" for letter in LETTERS] + ["K. o"]),
     ([], []), (None, []),
 ])
 def test_option_texts(choices, texts):
@@ -73,7 +76,8 @@ def test_rendered_options_are_what_the_model_sees():
     assert render_options(["A. red", "B. blue"]) == "A. red\nB. blue"  # never "A. A. red"
     assert render_options(["b: none of them", "x"]) == "A. b: none of them\nB. x"
     assert question_block("Which?", ["A. red", "B. blue"]) == "Which?\nOptions:\nA. red\nB. blue"
-    with pytest.raises(ValueError):
+    assert render_options([str(i) for i in range(10)]).splitlines()[-1] == "J. 9"  # ten options fit
+    with pytest.raises(ValueError, match="at most 10"):
         render_options([str(i) for i in range(11)])
 
 
@@ -115,6 +119,9 @@ def test_option_by_text_exact_then_up_to_articles():
     # negations
     ("not B", {}, NEGATED), ("It is not red.", COLOURS, NEGATED), ("isn't option C", COLOURS, NEGATED),
     ("B. The car is not red", COLOURS, {"B"}), ("not red", COLOURS, NEGATED),
+    ("not (b)", {}, NEGATED), ("not b", {}, None),  # a lower-case letter only in parentheses
+    ("not a dog", COLOURS, None),  # the article, not option A
+    ("not red", {"A": "", "B": "red"}, NEGATED),  # an empty option text is skipped, not the end
     # nothing named
     ("A balloon", {}, None), ("the answer is a dog", {}, None), ("purple", COLOURS, None), ("", COLOURS, None),
 ])
