@@ -68,6 +68,7 @@ def test_options_from_choices_letters_by_position():
     assert options_from_choices(["A. D", "B. A"]) == {"A": "D", "B": "A"}
     assert options_from_choices({"(a)": " red ", "B": "green"}) == {"A": "red", "B": "green"}
     assert options_from_choices(None) == {} and options_from_choices([]) == {}
+    assert options_from_choices(["only"]) == {"A": "only"}
     assert len(options_from_choices([f"o{i}" for i in range(12)])) == len(LETTERS)
 
 
