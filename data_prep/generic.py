@@ -31,7 +31,6 @@ read like JSONL. The JSON is loaded whole (annotation files are small next to th
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path

@@ -38,11 +38,19 @@ from pathlib import Path
 from typing import Any
 
 import pyarrow.parquet as pq
-from PIL import ImageDraw
 from tqdm import tqdm
 
 from data_prep import streaming
 from data_prep.images import ImageError, open_image
+from data_prep.reporting import (
+    GALLERY_PAGE,
+    SIZE_BUCKETS,
+    BadRows,
+    draw_boxes,
+    prompt_html,
+    quantiles,
+    size_bucket,
+)
 from data_prep.prompts import record_messages, to_content_lists
 from data_prep.schema import RECORD_COLUMNS, record_facts, resolve_image_root
 from reward_score.families import DEFAULT_FAMILY, FAMILY_NAMES, get_family
@@ -50,27 +58,7 @@ from reward_score.frames import resized_size, to_model_frame
 from reward_score.streams import KIND_STREAMS
 
 DEFAULT_MAX_PIXELS = 1280 * 28 * 28
-_SIZE_BUCKETS = (512, 1024, 2048, 4096)
 _STAT_COLUMNS = ("sample_id", "data_source", "kind", "answer_type", "image_size", "gt_boxes", "images")
-
-
-def _quantiles(values: Sequence[float]) -> dict[str, float] | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-
-    def q(p: float) -> float:
-        return round(float(ordered[min(len(ordered) - 1, int(p * len(ordered)))]), 4)
-
-    return {"min": q(0.0), "p10": q(0.1), "p50": q(0.5), "p90": q(0.9), "max": round(float(ordered[-1]), 4),
-            "mean": round(statistics.fmean(ordered), 4), "n": len(ordered)}
-
-
-def _bucket(longest: int) -> str:
-    for edge in _SIZE_BUCKETS:
-        if longest < edge:
-            return f"<{edge}"
-    return f">={_SIZE_BUCKETS[-1]}"
 
 
 def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
@@ -88,27 +76,6 @@ def prompt_token_ids(processor: Any, messages: list[dict], images: list) -> list
     text = processor.apply_chat_template(to_content_lists(messages, images), add_generation_prompt=True, tokenize=False)
     return list(processor(text=[text], images=images or None)["input_ids"][0])
 
-
-class BadRows:
-    """Rows whose images could not be opened: counts per reason and a few examples."""
-
-    def __init__(self, max_examples: int = 5):
-        self.counts: Counter = Counter()
-        self.examples: list[str] = []
-        self.max_examples = max_examples
-        self._seen: set[str] = set()  # the prefix ratio and the gallery may both meet one bad row
-
-    def add(self, sample_id: str, err: ImageError) -> None:
-        if sample_id in self._seen:
-            return
-        self._seen.add(sample_id)
-        self.counts[err.reason] += 1
-        if len(self.examples) < self.max_examples:
-            self.examples.append(f"{sample_id}: {err.reason} {err.detail}"[:240])
-
-    def as_dict(self) -> dict[str, Any]:
-        return {"count": sum(self.counts.values()), "reasons": dict(sorted(self.counts.items())),
-                "examples": self.examples}
 
 
 def shared_prefix(path: Path, root: Path, max_pixels: int, samples: int,
@@ -144,7 +111,7 @@ def shared_prefix(path: Path, root: Path, max_pixels: int, samples: int,
         return None
     return {"samples": len(ratios), "max_pixels": max_pixels, "mean_ratio": round(statistics.fmean(ratios), 4),
             "min_ratio": round(min(ratios), 4), "token_weighted_ratio": round(common_total / grounded_total, 4),
-            "grounded_prompt_tokens": _quantiles(lengths)}
+            "grounded_prompt_tokens": quantiles(lengths)}
 
 
 def statistics_of(path: Path, max_pixels: int, progress: bool = True,
@@ -166,7 +133,7 @@ def statistics_of(path: Path, max_pixels: int, progress: bool = True,
             kinds[row["kind"]] += 1
             answer_types[row["answer_type"] or "unknown"] += 1
             width, height = row["image_size"]
-            buckets[_bucket(max(width, height))] += 1
+            buckets[size_bucket(max(width, height))] += 1
             new_w, new_h = resized_size(width, height, family, max_pixels=max_pixels)
             tokens.append(new_w * new_h // (factor * factor))
             boxes = row["gt_boxes"] or []
@@ -182,11 +149,11 @@ def statistics_of(path: Path, max_pixels: int, progress: bool = True,
         "file": str(path), "model_family": family, "rows": rows, "kinds": dict(kinds),
         "data_sources": dict(sorted(sources.items())),
         "answer_types": dict(sorted(answer_types.items())),
-        "boxes_per_grounded_sample": _quantiles(per_sample),
-        "box_short_side_px": _quantiles(sides), "box_area_fraction": _quantiles(areas),
-        "box_short_side_model_px": _quantiles(model_sides),
-        "image_longest_side": {k: buckets[k] for k in [f"<{e}" for e in _SIZE_BUCKETS] + [f">={_SIZE_BUCKETS[-1]}"]},
-        "image_tokens": _quantiles(tokens),
+        "boxes_per_grounded_sample": quantiles(per_sample),
+        "box_short_side_px": quantiles(sides), "box_area_fraction": quantiles(areas),
+        "box_short_side_model_px": quantiles(model_sides),
+        "image_longest_side": {k: buckets[k] for k in [f"<{e}" for e in SIZE_BUCKETS] + [f">={SIZE_BUCKETS[-1]}"]},
+        "image_tokens": quantiles(tokens),
     }
 
 
@@ -194,33 +161,6 @@ def _present(path: Path, columns: Sequence[str]) -> list[str]:
     """The `columns` the file has (files of older schema versions may lack some; read as null)."""
     names = pq.read_schema(path).names
     return [c for c in columns if c in names]
-
-
-def _draw(image, boxes) -> None:
-    draw = ImageDraw.Draw(image)
-    width = max(2, round(max(image.size) / 400))
-    for number, box in enumerate(boxes or []):
-        draw.rectangle(box, outline=(255, 0, 255), width=width)
-        draw.text((box[0] + width, box[1] + width), str(number), fill=(255, 0, 255))
-
-
-def _prompt_html(messages: list[dict] | None) -> str:
-    if not messages:
-        return "<em>none</em>"
-    return "".join(f"<div class='msg'><b>{html.escape(str(m['role']))}</b>: "
-                   f"<pre>{html.escape(str(m['content']))}</pre></div>" for m in messages)
-
-
-_PAGE = """<!doctype html>
-<html><head><meta charset="utf-8"><title>{title}</title><style>
-body {{ font-family: sans-serif; margin: 1em; }}
-.row {{ border-top: 1px solid #ccc; padding: 1em 0; display: flex; gap: 1em; }}
-.row img {{ max-width: 480px; max-height: 480px; }} pre {{ white-space: pre-wrap; margin: 0; }}
-.bad {{ color: #b00; }} .meta {{ color: #555; font-size: 90%; }} .cols {{ flex: 1; }}
-</style></head><body><h1>{title}</h1><p>{summary}</p>
-{rows}
-</body></html>
-"""
 
 
 def format_boxes(boxes: Sequence[Sequence[float]] | None) -> str:
@@ -253,7 +193,7 @@ def render(path: Path, root: Path, count: int, out_dir: Path, bad: BadRows | Non
             name = re.sub(r"[^A-Za-z0-9_.-]+", "_", row["sample_id"])[:120] + ".png"
             try:
                 image = open_image(row["images"][0], root)
-                _draw(image, row["gt_boxes"])
+                draw_boxes(image, row["gt_boxes"])
                 image.save(out_dir / name)
                 written.append(out_dir / name)
                 picture = f"<img src='{html.escape(name)}' alt='{html.escape(row['sample_id'])}'>"
@@ -273,14 +213,14 @@ def render(path: Path, root: Path, count: int, out_dir: Path, bad: BadRows | Non
                 f"<span class='meta'>({html.escape(row['answer_type'] or 'answer type not given')}"
                 f"{', choices ' + html.escape(str(row['choices'])) if row.get('choices') else ''})</span></p>"
                 + "".join(f"<details{' open' if i == 0 else ''}><summary>{stream} prompt ({family})</summary>"
-                          f"{_prompt_html(record_messages(row, stream, family))}</details>"
+                          f"{prompt_html(record_messages(row, stream, family))}</details>"
                           for i, stream in enumerate(KIND_STREAMS.get(row["kind"], ())))
                 + "</div></div>")
         if shown >= count:
             break
     summary = (f"{shown} rows of {html.escape(str(path))}; {len(written)} images drawn, "
                f"{shown - len(written)} could not be opened. Boxes: ORIGINAL pixels, magenta, numbered.")
-    (out_dir / "index.html").write_text(_PAGE.format(title=f"inspect {html.escape(path.name)}", summary=summary,
+    (out_dir / "index.html").write_text(GALLERY_PAGE.format(title=f"inspect {html.escape(path.name)}", summary=summary,
                                                      rows="\n".join(blocks)), encoding="utf-8")
     return written
 

@@ -70,7 +70,7 @@ def _decode_images(row: dict, images: list[dict], n: int, where: str, report) ->
 
 
 def check_sft_row(row: dict, n: int, seen: set[str], report, decode: bool) -> None:
-    """Every check of one SFT row, problems added to `report` (a `data_prep.validate.Report`)."""
+    """Every check of one SFT row, problems added to `report` (a `data_prep.reporting.Report`)."""
     sid = row["sample_id"] or ""
     where = f"row {n} ({sid or '<no id>'})"
     if not sid:
@@ -120,8 +120,8 @@ def check_sft_row(row: dict, n: int, seen: set[str], report, decode: bool) -> No
 
 
 def validate_sft(path: Path, decode: str = "sample", sample_rows: int = 256):
-    """Validate an SFT Parquet; returns a `data_prep.validate.Report`."""
-    from data_prep.validate import Report
+    """Validate an SFT Parquet; returns a `data_prep.reporting.Report`."""
+    from data_prep.reporting import Report
 
     report = Report()
     schema = pq.read_schema(path)
@@ -149,7 +149,7 @@ def validate_sft(path: Path, decode: str = "sample", sample_rows: int = 256):
 
 def inspect_sft(path: Path) -> dict[str, Any]:
     """Counts and distributions of an SFT Parquet (see the module docstring)."""
-    from data_prep.inspect import _bucket, _quantiles
+    from data_prep.reporting import quantiles as _quantiles, size_bucket as _bucket
 
     sources, streams, buckets = Counter(), Counter(), Counter()
     boxes, chars, tokens = [], [], []
@@ -182,12 +182,12 @@ def render_sft(path: Path, count: int, out_dir: Path, bad=None) -> list[Path]:
     assistant response drawn (mapped from the row's box frame to ORIGINAL pixels with
     `reward_score.frames.to_original_pixels` at the stored bounds; magenta, numbered), and
     `out_dir/index.html` with the whole conversation. Returns the PNG paths; a row whose image cannot
-    be decoded is listed with its error and counted in `bad` (`data_prep.inspect.BadRows`)."""
+    be decoded is listed with its error and counted in `bad` (`data_prep.reporting.BadRows`)."""
     import html
     import re
 
     from data_prep.images import open_image
-    from data_prep.inspect import _PAGE, BadRows, _draw, _prompt_html
+    from data_prep.reporting import GALLERY_PAGE as _PAGE, BadRows, draw_boxes as _draw, prompt_html as _prompt_html
     from reward_score.frames import to_original_pixels
 
     out_dir.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import math
 import sys
-from collections import Counter, defaultdict
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -31,45 +30,13 @@ from tqdm import tqdm
 from data_prep import streaming
 from data_prep.boxes import MIN_SIDE_PX
 from data_prep.images import ImageError, check_geometry, open_image, safe_relative_path
+from data_prep.reporting import Report
 from data_prep.prompts import MEDIA_PLACEHOLDERS
 from data_prep.schema import RECORD_COLUMNS, RECORD_SCHEMA, missing_columns, record_facts, resolve_image_root
 from reward_score.answers import ANSWER_TYPES
 from reward_score.streams import KINDS
 
 _EPS = 1e-6
-
-
-class Report:
-    """Problem counts with a few examples each."""
-
-    def __init__(self, max_examples: int = 5):
-        self.counts: Counter = Counter()
-        self.examples: dict[str, list[str]] = defaultdict(list)
-        self.bad_rows: set[int] = set()
-        self.rows = 0
-        self.decoded = 0
-        self.max_examples = max_examples
-
-    def add(self, code: str, row: int | None, message: str) -> None:
-        self.counts[code] += 1
-        if row is not None:
-            self.bad_rows.add(row)
-        if len(self.examples[code]) < self.max_examples:
-            self.examples[code].append(message)
-
-    @property
-    def ok(self) -> bool:
-        return not self.counts
-
-    def render(self, path: Path) -> str:
-        head = f"validate {path}: {self.rows} rows, images decoded for {self.decoded} rows"
-        if self.ok:
-            return head + "\nOK: no problems found"
-        lines = [head, f"FAIL: {sum(self.counts.values())} problems in {len(self.bad_rows)} rows"]
-        for code, count in sorted(self.counts.items(), key=lambda kv: (-kv[1], kv[0])):
-            lines.append(f"  {code:<28} {count:>8}")
-            lines.extend(f"      e.g. {example}" for example in self.examples[code])
-        return "\n".join(lines)
 
 
 def check_schema(path: Path, report: Report) -> bool:

@@ -61,6 +61,7 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm import tqdm
 
@@ -165,16 +166,17 @@ def latest_step(run: Path) -> int:
 def load_archive(run: Path, step: int):
     """The RolloutArchive saved at `run/global_step_<step>/ivgr_stages.json`."""
     from recipe.ivgr.archive import RolloutArchive
+    from recipe.ivgr.stage import ConsistencyStage, saved_state
 
     path = run / f"global_step_{step}" / "ivgr_stages.json"
     if not path.is_file():
         raise SystemExit(f"{path} not found: not an iVGR checkpoint folder (the archive is saved with every "
                          "checkpoint)")
     states = json.loads(path.read_text(encoding="utf-8"))
-    state = states.get("ConsistencyStage")
+    state = saved_state(states, ConsistencyStage)
     archive = RolloutArchive()
     if state is None:
-        raise SystemExit(f"{path} has no ConsistencyStage state (stages: {sorted(states)})")
+        raise SystemExit(f"{path} has no rollout archive (consistency stage state; stages: {sorted(states)})")
     archive.load_state_dict(state["archive"])
     return archive
 

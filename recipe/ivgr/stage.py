@@ -90,6 +90,22 @@ class StepStage(ABC):
         return None
 
 
+def stage_key(stage: StepStage | type[StepStage]) -> str:
+    """The stable name a stage's state is saved under (`StepStage.state_key`, else its class name)."""
+    cls = stage if isinstance(stage, type) else type(stage)
+    return cls.state_key or cls.__name__
+
+
+def saved_state(states: dict, stage: StepStage | type[StepStage]) -> dict | None:
+    """The state of `stage` in a checkpoint's `ivgr_stages.json` content: under its `state_key`, or under
+    its class name (checkpoints written before the stable keys); None when absent."""
+    cls = stage if isinstance(stage, type) else type(stage)
+    for key in (stage_key(cls), cls.__name__):
+        if key in states:
+            return states[key]
+    return None
+
+
 @dataclass(frozen=True)
 class ConsistencySettings:
     """`reference_iou_threshold`: a grounded rollout qualifies as reference when acc == 1 and IoU >= this

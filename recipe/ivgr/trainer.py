@@ -24,7 +24,7 @@ from recipe.ivgr import integrity
 from recipe.ivgr.archive import RolloutArchive
 from recipe.ivgr.sampler import epochs_for_steps
 from recipe.ivgr.stage import (ConsistencySettings, ConsistencyStage, RewardMetricsStage, RolloutRecord, StageOutput,
-                               StepStage, apply_stage_outputs, split_judge_settings)
+                               StepStage, apply_stage_outputs, saved_state, split_judge_settings, stage_key)
 from reward_score.background import BackgroundLoop
 from reward_score.streams import KIND_STREAMS, parse_streams
 
@@ -303,13 +303,7 @@ def load_stage_states(stages: list[StepStage], folder: str) -> bool:
     with open(path, encoding="utf-8") as f:
         states = json.load(f)
     for stage in stages:
-        for key in (stage_key(stage), type(stage).__name__):  # the class name: checkpoints of earlier versions
-            if key in states:
-                stage.load_state_dict(states[key])
-                break
+        state = saved_state(states, stage)
+        if state is not None:
+            stage.load_state_dict(state)
     return True
-
-
-def stage_key(stage: StepStage) -> str:
-    """The stable name a stage's state is saved under (`StepStage.state_key`, else its class name)."""
-    return stage.state_key or type(stage).__name__
