@@ -19,10 +19,12 @@ import importlib.metadata
 import importlib.util
 import logging
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from types import ModuleType
+
+from recipe.cpu_backend.weights import WeightChangeTracker, weight_fingerprint  # noqa: F401 (re-export)
 
 logger = logging.getLogger(__name__)
 
@@ -202,43 +204,6 @@ def _log_vllm_weight_changes(vllm_rollout: ModuleType) -> None:
         return result
 
     adapter.update_weights = update_weights
-
-
-def weight_fingerprint(tensors: Iterable) -> float:
-    """Sum of the float32 L2 norms of the tensors: changes whenever any weight changes."""
-    return float(sum(t.detach().float().norm().item() for t in tensors))
-
-
-class WeightChangeTracker:
-    """What the actor sends to the rollout at each weight sync (a copy of each tensor is kept: for the
-    tiny models of CPU runs). Logs, for the smoke report, `<kind> actor weights sent: update N (step S),
-    fingerprint F over K tensors` at every sync and `<kind> actor weights: L2 change since the last
-    update X over K tensors` from the second on."""
-
-    def __init__(self) -> None:
-        self._previous: dict[str, "torch.Tensor"] = {}
-        self._current: dict[str, "torch.Tensor"] = {}
-        self.updates = 0
-
-    def see(self, name: str, tensor) -> None:
-        if hasattr(tensor, "to_local"):  # a DTensor shard: its local part (no collective)
-            tensor = tensor.to_local()
-        self._current[name] = tensor.detach().to("cpu", copy=True)
-
-    def report(self, kind: str, global_steps: int | None = None) -> float | None:
-        """Log this sync (fingerprint, and the L2 change since the last one); returns the change."""
-        current, self._current = self._current, {}
-        self.updates += 1
-        logger.warning("%s actor weights sent: update %d (step %s), fingerprint %.6f over %d tensors", kind,
-                       self.updates, global_steps, weight_fingerprint(current.values()), len(current))
-        delta = None
-        if self._previous:
-            delta = sum((current[k].float() - self._previous[k].float()).norm().item()
-                        for k in current if k in self._previous)
-            logger.warning("%s actor weights: L2 change since the last update %.6e over %d tensors", kind, delta,
-                           len(current))
-        self._previous = current
-        return delta
 
 
 def _qwen_vl_utils_importable() -> bool:

@@ -37,7 +37,7 @@ import torch
 from verl.workers.rollout.base import BaseRollout
 from verl.workers.rollout.replica import RolloutReplica, TokenOutput
 
-from recipe.cpu_backend.patches import WeightChangeTracker, weight_fingerprint
+from recipe.cpu_backend.weights import WeightChangeTracker, weight_fingerprint
 
 logger = logging.getLogger(__name__)
 logger.setLevel(os.getenv("VERL_LOGGING_LEVEL", "INFO"))

@@ -10,7 +10,7 @@ Evidence, all from what the run itself wrote (never from this script's own compu
   log-probs with the actor's (`training/rollout_probs_diff_mean`, `training/rollout_actor_probs_pearson_corr`)
   and the weights version each trajectory was generated with (`training/off_policy/...staleness_worst`);
   for both, the actor side's lines (`actor weights sent: update N ... fingerprint F`, `L2 change since
-  the last update`; recipe.cpu_backend.patches.WeightChangeTracker);
+  the last update`; recipe.cpu_backend.weights.WeightChangeTracker);
 - the resume: the trainer's `stage state restored ... archive of N references` line, and the sample ids
   in `checkpoints/rollout_dumps/step_N.jsonl` compared with the recipe's pair sampler's plan for the
   same data, seed and batch size (a restart from the beginning would repeat step 1's samples).
