@@ -102,6 +102,7 @@ def test_every_mode_end_to_end_with_the_tiny_model(data, tmp_path):
             assert sorted(r["item_id"] for r in records) == sorted(rows_of(bench.path))
             for r in records:
                 assert r["mode"] == mode and isinstance(r["response"], str) and isinstance(r["correct"], bool)
+                assert isinstance(r["reference_correct"], bool)  # both protocols' verdicts on every item
                 assert "internal_error" not in r["failures"] and "generation_error" not in r["failures"]
                 placeholders = sum(m["content"].count("<image>") for m in r["prompt"])
                 assert placeholders == r["num_images"]
@@ -115,7 +116,9 @@ def test_every_mode_end_to_end_with_the_tiny_model(data, tmp_path):
     assert results["pope"]["textual"]["metric"] == "f1" and results["hrbench4k"]["tool"]["metric"] == "subset_mean"
     assert results["vstar"]["grounded"]["grounding"]["items_with_gt"] == 3
     md = (tmp_path / "summary.md").read_text()
-    assert "| mode | V* | HR4K | POPE | Avg |" in md and "| tool-union |" in md
+    assert "| mode | protocol | V* | HR4K | POPE | Avg |" in md and "| tool-union | graded |" in md
+    assert "| tool-union | reference |" in md and "## Protocols" in md
+    assert all(results[b][m]["reference_score"] is not None for b in results for m in results[b])
     run = json.loads((tmp_path / "run.json").read_text())
     assert run["backend"]["backend"] == "transformers" and run["backend"]["sampling"]["temperature"] == 0.0
     assert run["pixel_bounds"] == [MIN_PIXELS, MAX_PIXELS]  # narrowed to the processor's bounds

@@ -6,6 +6,12 @@ ADE20K/COCO) or `f1` (POPE: F1 of "yes", unknown answers count as "no", as VLMEv
 accuracy is reported next to it) or `wemath` (We-Math's strict score, loose score beside it).
 Every item counts: an item whose image is missing or whose
 output is unparsable is wrong, never dropped from the denominator.
+
+Two protocols per benchmark and mode (README, "Protocols"): `graded` (the careful grader,
+`scoring.score_answer`: the top-level `score` / `accuracy`) and `reference` (the answer matching of
+the implementation the benchmark's published numbers come from, `reference.REFERENCE_RULES`;
+`reference_score`, None for a benchmark without one). Both go through the same aggregation;
+`protocol_gap` = graded - reference (fraction) and `protocols_differ` flags |gap| > `GAP_FLAG`.
 """
 
 from __future__ import annotations
@@ -18,10 +24,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from recipe.ivgr.eval.benchmarks import PAPER_MAIN, PAPER_REASONING, PAPER_TOOL, spec_of
+from recipe.ivgr.eval.benchmarks import PAPER_MAIN, PAPER_REASONING, PAPER_TOOL, BenchmarkSpec, spec_of
+from recipe.ivgr.eval.reference import REFERENCE_RULES
 from recipe.ivgr.eval.runner import FAILURES, MODES, TOOL_MODES
 
 _DECIDED = ("rule", "lenient", "judge")
+GAP_FLAG = 0.01  # flag a benchmark x mode whose two protocols differ by more than 1 point
 
 
 def _mean(values: Sequence[float]) -> float | None:
@@ -43,7 +51,22 @@ def _f1(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
     return {"f1": f1, "precision": precision, "recall": recall}
 
 
-def wemath_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+def _reference_f1(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
+    """VLMEvalKit's POPE F1: predicted "yes" iff the reference read "Yes" (Unknown counts as no)."""
+    tp = fp = fn = 0
+    for r in records:
+        truth = str(r.get("ground_truth") or "").strip().lower() == "yes"
+        pred = r.get("reference_extracted") == "Yes"
+        tp += truth and pred
+        fp += (not truth) and pred
+        fn += truth and not pred
+    precision = tp / (tp + fp) if tp + fp else 0.0
+    recall = tp / (tp + fn) if tp + fn else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"f1": f1, "precision": precision, "recall": recall}
+
+
+def wemath_scores(records: Sequence[Mapping[str, Any]], field: str = "correct") -> dict[str, Any]:
     """We-Math's four-dimensional metrics and scores over its multi-step problems.
 
     A problem `ID` of N steps (N = 2, 3) has sub-problems keyed `{N}steps_1..N` and the composite
@@ -53,13 +76,14 @@ def wemath_scores(records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
     sub-problems right (strict) / at least one right (loose); RM (rote memorization) = composite
     right and some sub-problem wrong (strict) / all wrong (loose). Score = (n - 0.5 IG - RM - IK) / n
     over the n complete problems (n = 525 on testmini, lmms-eval's constant). Problems missing a
-    part are counted in `incomplete` and left out.
+    part are counted in `incomplete` and left out. `field`: the record field holding the item's
+    verdict (`correct`: graded protocol; `reference_correct`: reference protocol).
     """
     parts: dict[tuple[int, str], dict[str, bool]] = defaultdict(dict)
     for r in records:
         group, _, key = str(r.get("item_id") or "").split(":", 1)[-1].rpartition("@")
         if key[:1].isdigit() and "steps_" in key:
-            parts[(int(key[0]), group)][key.split("_", 1)[1]] = bool(r.get("correct"))
+            parts[(int(key[0]), group)][key.split("_", 1)[1]] = bool(r.get(field))
     counts = Counter()
     for (steps, _), got in parts.items():
         needed = [str(i) for i in range(1, steps + 1)] + ["multi"]
@@ -109,6 +133,7 @@ def summarize_records(records: Sequence[Mapping[str, Any]], benchmark: str | Non
     failures = Counter(reason for r in records for reason in r.get("failures") or [])
     out["failures"] = {reason: failures.get(reason, 0) for reason in FAILURES}
     out["decided_by"] = dict(sorted(Counter(str(r.get("decided_by")) for r in records).items()))
+    out.update(_reference_summary(records, spec, out["score"]))
     with_gt = [r for r in records if "iou" in r]
     out["grounding"] = {
         "items_with_gt": len(with_gt),
@@ -134,6 +159,35 @@ def summarize_records(records: Sequence[Mapping[str, Any]], benchmark: str | Non
             "textual_fallback": sum(bool(r.get("tool_fallback")) for r in tool),
         }
     return out
+
+
+def _reference_summary(records: Sequence[Mapping[str, Any]], spec: BenchmarkSpec,
+                       graded: float | None) -> dict[str, Any]:
+    """The reference protocol's score with the benchmark's aggregation, and its gap to `graded`.
+    An item without a reference verdict (missing image) is wrong; records written before the
+    protocol existed (no `reference_correct` field anywhere) give None."""
+    if spec.name not in REFERENCE_RULES or not records or not any("reference_correct" in r for r in records):
+        return {"reference_score": None, "reference_accuracy": None, "protocol_gap": None,
+                "protocols_differ": False}
+    hits = [bool(r.get("reference_correct")) for r in records]
+    accuracy = sum(hits) / len(hits)
+    extra: dict[str, Any] = {}
+    if spec.metric == "subset_mean":
+        subsets: dict[str, list[bool]] = defaultdict(list)
+        for r, hit in zip(records, hits):
+            subsets[str(r.get("subset") or "-")].append(hit)
+        score = _mean([sum(v) / len(v) for v in subsets.values()])
+    elif spec.metric == "f1":
+        extra["reference_f1"] = _reference_f1(records)
+        score = extra["reference_f1"]["f1"]
+    elif spec.metric == "wemath":
+        extra["reference_wemath"] = wemath_scores(records, field="reference_correct")
+        score = extra["reference_wemath"]["score_strict"]
+    else:
+        score = accuracy
+    gap = graded - score if graded is not None and score is not None else None
+    return {"reference_score": score, "reference_accuracy": accuracy, "protocol_gap": gap,
+            "protocols_differ": gap is not None and abs(gap) > GAP_FLAG, **extra}
 
 
 def build_summary(out_dir: str | os.PathLike, benches: Iterable[str], modes: Iterable[str],
@@ -200,12 +254,31 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         if not table_cols:
             continue
         lines += [f"## {heading}", "", note, "Avg is shown when every benchmark has a score.", ""]
-        lines.append("| mode | " + " | ".join(_title(c, results) for c in table_cols) + " | Avg |")
-        lines.append("|---|" + "---|" * (len(table_cols) + 1))
+        lines.append("| mode | protocol | " + " | ".join(_title(c, results) for c in table_cols) + " | Avg |")
+        lines.append("|---|---|" + "---|" * (len(table_cols) + 1))
         for mode in modes:
-            scores = [results[c].get(mode, {}).get("score") for c in table_cols]
-            avg = _mean([s for s in scores if s is not None]) if all(s is not None for s in scores) else None
-            lines.append(f"| {mode} | " + " | ".join(_pct(s) for s in scores) + f" | {_pct(avg)} |")
+            for protocol, field in (("graded", "score"), ("reference", "reference_score")):
+                scores = [results[c].get(mode, {}).get(field) for c in table_cols]
+                if protocol == "reference" and all(s is None for s in scores):
+                    continue
+                avg = _mean([s for s in scores if s is not None]) if all(s is not None for s in scores) else None
+                lines.append(f"| {mode} | {protocol} | " + " | ".join(_pct(s) for s in scores) + f" | {_pct(avg)} |")
+        lines.append("")
+    compared = [(c, m) for c in cols for m in modes if (results[c].get(m) or {}).get("reference_score") is not None]
+    if compared:
+        lines += ["## Protocols", "",
+                  "`graded`: the careful grader (the number to trust for your own comparisons); `reference`: the "
+                  "answer matching of the implementation the benchmark's published numbers come from (the "
+                  "number to put beside published baselines). ⚠ = they differ by more than "
+                  f"{100 * GAP_FLAG:.0f} point.", "",
+                  "| benchmark | mode | graded | reference | graded − reference | reference rule |",
+                  "|---|---|---|---|---|---|"]
+        for c, m in compared:
+            s = results[c][m]
+            flag = " ⚠" if s.get("protocols_differ") else ""
+            rule = REFERENCE_RULES[s["benchmark"]].source if s["benchmark"] in REFERENCE_RULES else "–"
+            gap = "–" if s.get("protocol_gap") is None else f"{100 * s['protocol_gap']:+.1f}{flag}"
+            lines.append(f"| {c} | {m} | {_pct(s['score'])} | {_pct(s['reference_score'])} | {gap} | {rule} |")
         lines.append("")
     wemath = [(c, m) for c in cols for m in modes if (results[c].get(m) or {}).get("wemath")]
     if wemath:

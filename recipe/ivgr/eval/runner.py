@@ -44,6 +44,7 @@ from data_prep.prompts import CROP_NOTE
 from data_prep.schema import resolve_image_root
 from recipe.ivgr.eval.backends import Backend, GenerationRequest, GenerationResult
 from recipe.ivgr.eval.crops import crop_images, default_min_side, plan_crops
+from recipe.ivgr.eval.reference import ReferenceVerdict, reference_score
 from recipe.ivgr.eval.scoring import (
     AnswerScore,
     box_metrics,
@@ -252,6 +253,7 @@ def _base_record(item: Prepared, mode: str) -> dict:
         "gt_boxes": [list(b) for b in row.get("gt_boxes") or []],
         "prompt": None, "num_images": 0, "response": None, "finish_reason": None, "num_tokens": 0,
         "answer": None, "answer_source": "none", "correct": False, "rule": None, "decided_by": None,
+        "reference_correct": None, "reference_extracted": None,
         "failures": [], "error": None,
     }
 
@@ -269,6 +271,15 @@ def _apply_generation(record: dict, messages: list[dict] | None, num_images: int
         _add(record, "generation_error")
     if result.finish_reason == "length":
         _add(record, "truncated_output")
+
+
+def _apply_reference(record: dict, verdict: ReferenceVerdict | None) -> None:
+    """The `reference` protocol's verdict beside the `graded` one (`correct`); None = the benchmark
+    has no reference rule (`reference.REFERENCE_RULES`)."""
+    if verdict is None:
+        record.update(reference_correct=None, reference_extracted=None)
+    else:
+        record.update(reference_correct=bool(verdict.correct), reference_extracted=verdict.extracted)
 
 
 def _apply_score(record: dict, score: AnswerScore) -> None:
@@ -534,6 +545,7 @@ class BenchmarkRun:
     def _score(self, record: dict, item: Prepared) -> None:
         score = score_answer(item.row, record["response"], strict=self.cfg.strict_answer, lenient=self.cfg.lenient)
         _apply_score(record, score)
+        _apply_reference(record, reference_score(item.row, score.answer, score.answer_source == "tag"))
 
     def _record(self, item: Prepared, mode: str, plan) -> dict:
         record = _base_record(item, mode)
