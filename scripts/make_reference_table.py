@@ -5,10 +5,11 @@ matching functions on them (the expected values of `tests/test_eval_reference.py
 
 `--ref`: a scratch copy of VLMEvalKit's source OUTSIDE this repository (its code is never
 committed here), holding `vlmeval/utils/matching_util.py`, `vlmeval/dataset/utils/multiple_choice.py`,
-`vlmeval/dataset/utils/yorn.py`, `vlmeval/smp/misc.py` and a `COMMIT` file naming the commit, e.g.
+`vlmeval/dataset/utils/yorn.py`, `vlmeval/dataset/utils/wemath.py`, `vlmeval/smp/misc.py` and a `COMMIT` file naming the commit, e.g.
 `git --git-dir=VLMEvalKit/.git show HEAD:vlmeval/utils/matching_util.py > /tmp/vlmeval_ref/...`.
 Only the needed top-level functions are taken from those files (Python's `ast`), so vlmeval's
-heavy imports (torch, pandas, judges) are never loaded; its logger is replaced by `logging`.
+heavy imports (torch, judges) are never loaded; its logger is replaced by `logging`. Needs pandas
+(WeMath's extraction is a pandas chain).
 """
 
 from __future__ import annotations
@@ -16,24 +17,26 @@ from __future__ import annotations
 import argparse
 import ast
 import copy
+import importlib.metadata
 import itertools
 import json
 import logging
 import os
+import platform
 import random
 import re
 import string
 from pathlib import Path
 
 
-def load_functions(path: Path, names: set[str]) -> dict:
+def load_functions(path: Path, names: set[str], **extra) -> dict:
     """Top-level functions and assignments named in `names` from a source file, executed in a
     namespace with the standard modules they use."""
     tree = ast.parse(path.read_text(encoding="utf-8"))
     keep = [node for node in tree.body
             if (isinstance(node, ast.FunctionDef) and node.name in names)
             or (isinstance(node, ast.Assign) and any(getattr(t, "id", None) in names for t in node.targets))]
-    namespace = {"re": re, "os": os, "cp": copy, "string": string, "logger": logging.getLogger("vlmeval")}
+    namespace = {"re": re, "os": os, "cp": copy, "string": string, "logger": logging.getLogger("vlmeval"), **extra}
     exec(compile(ast.Module(body=keep, type_ignores=[]), str(path), "exec"), namespace)  # noqa: S102
     return namespace
 
@@ -75,6 +78,13 @@ REGEX_ANSWERS = [
     "I believe D", "D. red car", "option c", "", "   ", "\\boxed{B}", "\\boxed{c}", "It is located on the left side",
     "There are many objects in this picture and none of them is clearly the right one here", "The answer: C",
     "CD", "d or e", "Answer: E", "e", "The best option is A", "f", "(e)", "none", "The answer is (B) because",
+]
+
+WEMATH_ANSWERS = [
+    "A", "B", "C", "D", "E", "a", "b", "(B)", "B. blue", "B: 3 cm", "Answer: C", "Answer: (C)", "Final Answer: D.",
+    "The answer is C", "answer: c", "Blue", "Correct: A", "Dog", "Answer>E", "<Answer> B", "Answer:: .A",
+    "\\boxed{B}", "", "  ", "Answer", "The Answer: B. The other Answer: C", "F", "G", "H", "I", "E. 12",
+    "Option A", "A or B", "...B", ":D", "Hmm. Answer: A", "Answer\nB", "Because of the angle, Answer: B",
 ]
 
 
@@ -120,6 +130,17 @@ def yorn_rows(fns: dict) -> list[dict]:
     return rows
 
 
+def wemath_rows(fns: dict) -> list[dict]:
+    import pandas as pd  # only this generator needs pandas (VLMEvalKit's WeMath code is a pandas chain)
+
+    pairs = list(itertools.product(WEMATH_ANSWERS, ("B", "C")))
+    frame = pd.DataFrame({"prediction": [a for a, _ in pairs], "answer": [t for _, t in pairs]})
+    fns["load_and_process_data"].__globals__["load"] = lambda _path: frame.copy()
+    out = fns["load_and_process_data"]("unused")
+    return [{"answer": a, "truth": t, "extracted": None if pd.isna(got) else got, "hit": bool(hit)}
+            for (a, t), got, hit in zip(pairs, out["processed_answer"], out["joker"])]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--ref", type=Path, required=True)
@@ -131,12 +152,15 @@ def main() -> None:
     misc = load_functions(args.ref / "vlmeval/smp/misc.py", {"process_punctuation"})
     fns.update(load_functions(args.ref / "vlmeval/dataset/utils/yorn.py", {"YOrN_Extraction"}))
     fns["YOrN_Extraction"].__globals__["process_punctuation"] = misc["process_punctuation"]
+    fns.update(load_functions(args.ref / "vlmeval/dataset/utils/wemath.py", {"load_and_process_data"}))
     commit = (args.ref / "COMMIT").read_text().strip()
     rng = random.Random(0)
     table = {
         "reference": "open-compass/VLMEvalKit",
         "commit": commit,
         "made_by": "scripts/make_reference_table.py (runs the reference's own functions)",
+        "python": platform.python_version(),
+        "pandas": importlib.metadata.version("pandas"),
         "families": {
             "vlmeval_mcq": {"functions": "vlmeval/utils/matching_util.py can_infer (GT comparison of "
                                          "multiple_choice.py eval_vanilla; MMMU_preproc for choices=null)",
@@ -147,6 +171,9 @@ def main() -> None:
             "vlmeval_yorn": {"functions": "vlmeval/dataset/utils/yorn.py YOrN_Extraction + "
                                           "vlmeval/smp/misc.py process_punctuation",
                              "rows": yorn_rows(fns)},
+            "vlmeval_wemath": {"functions": "vlmeval/dataset/utils/wemath.py load_and_process_data (the "
+                                            "exact-matching path of image_mcq.py WeMath.evaluate: no 'hit' column)",
+                               "rows": wemath_rows(fns)},
         },
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -13,7 +13,7 @@ from recipe.ivgr.eval.benchmarks import BENCHMARKS
 
 TABLE = json.loads((Path(__file__).parent / "data" / "reference_rules.json").read_text(encoding="utf-8"))
 RULES = {"vlmeval_mcq": reference.vlmeval_mcq, "vlmeval_regex": reference.vlmeval_regex,
-         "vlmeval_yorn": reference.vlmeval_yorn}
+         "vlmeval_yorn": reference.vlmeval_yorn, "vlmeval_wemath": reference.vlmeval_wemath}
 
 
 def _rows(family: str) -> list[dict]:
@@ -23,7 +23,22 @@ def _rows(family: str) -> list[dict]:
 def test_table_names_the_reference_commit():
     assert TABLE["reference"] == reference.REFERENCE
     assert TABLE["commit"] == reference.REFERENCE_COMMIT
-    assert all(len(f["rows"]) >= 90 for f in TABLE["families"].values())
+    assert all(len(f["rows"]) >= 70 for f in TABLE["families"].values())
+    assert set(TABLE["families"]) == set(RULES)
+
+
+@pytest.mark.parametrize("benchmark", sorted(reference.REFERENCE_RULES))
+def test_each_benchmark_reproduces_its_reference_table(benchmark):
+    """Through the registry (`reference_score`), every benchmark reproduces the rows of its family."""
+    rule = reference.REFERENCE_RULES[benchmark].score
+    family = next((name for name, fn in RULES.items() if fn is rule), None)
+    if family is None:  # ChartQA: relaxed accuracy, pinned by tests/test_eval_reasoning.py
+        assert rule is reference.vlmeval_relaxed
+        return
+    for row in _rows(family):
+        item = {"benchmark": benchmark, "choices": row.get("choices"), "answer": row["truth"]}
+        verdict = reference.reference_score(item, row["answer"], bool(row.get("tagged", False)))
+        assert (verdict.correct, verdict.extracted) == (row["hit"], row["extracted"]), row
 
 
 @pytest.mark.parametrize("family", sorted(RULES))
@@ -48,6 +63,7 @@ def test_every_benchmark_has_a_rule_or_is_declared_without_one():
 def test_rule_families_per_benchmark():
     rules = reference.REFERENCE_RULES
     assert rules["pope"].score is reference.vlmeval_yorn
+    assert rules["wemath"].score is reference.vlmeval_wemath
     assert rules["treebench"].score is rules["mme_realworld_lite"].score is reference.vlmeval_regex
     assert all(rules[b].score is reference.vlmeval_mcq for b in ("vstar", "hrbench4k", "ai2d", "mmstar", "mmmu"))
 

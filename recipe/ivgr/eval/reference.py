@@ -13,12 +13,15 @@ Rule families (one callable per family, the registry maps benchmark -> rule, no 
   letter among the answer's tokens, in the last five tokens; "answer is X" regex) then
   `can_infer_text` (exactly one option text as a SUBSTRING of the lower-cased answer). Used by
   `vlmeval/dataset/utils/multiple_choice.py` `mcq_vanilla_eval` for V*, HR-Bench, AI2D, MMStar,
-  RealWorldQA, CV-Bench, WeMath and MMMU (open MMMU questions are turned into a two-option item
+  RealWorldQA, CV-Bench and MMMU (open MMMU questions are turned into a two-option item
   `A = answer, B = "Other Answers"` by `MMMU_preproc`).
 - `vlmeval_regex`: `multiple_choice.py` `extract_characters_regex` after `<answer>` upper-casing
   (`vlmeval/dataset/image_mcq.py`, `MMERealWorld.evaluate` and `TreeBench.evaluate`).
 - `vlmeval_yorn`: `vlmeval/dataset/utils/yorn.py` `YOrN_Extraction` with `vlmeval/smp/misc.py`
   `process_punctuation` (POPE).
+- `vlmeval_wemath`: `vlmeval/dataset/utils/wemath.py` `load_and_process_data`, the path WeMath's
+  `evaluate` takes under exact matching (it skips `mcq_vanilla_eval` without a judge): the first
+  character after the last "Answer", if a capital A-H.
 - `vlmeval_relaxed`: `vlmeval/dataset/utils/vqa_eval.py` `relaxed_correctness`, best over the
   acceptable answers (ChartQA); the same rule as `scoring.relaxed_correctness`.
 """
@@ -185,6 +188,26 @@ def vlmeval_yorn(answer: str, item: Mapping[str, Any], tagged: bool) -> Referenc
     return ReferenceVerdict(got == string.capwords(str(item.get("answer") or "").strip()), got)
 
 
+# ---------------------------------------------------------------------------- VLMEvalKit WeMath
+_WEMATH_DROPPED = re.compile(r"[<>:.]")
+
+
+def wemath_letter(answer: str) -> str | None:
+    """VLMEvalKit's WeMath exact matching: the text after the LAST "Answer" (case sensitive; the
+    whole answer when absent), stripped, without `<>:.`, stripped again; its first character if it
+    is a capital A-H, else None (quirks: "Blue" reads B, "Dog" D, "(B)" and "b" nothing, "The
+    answer is C" nothing because "answer" is lower-case)."""
+    tail = _WEMATH_DROPPED.sub("", answer.split("Answer")[-1].strip()).strip()
+    return tail[0] if tail and tail[0] in "ABCDEFGH" else None
+
+
+def vlmeval_wemath(answer: str, item: Mapping[str, Any], tagged: bool) -> ReferenceVerdict:
+    """WeMath: hit iff `wemath_letter` equals the ground-truth letter (We-Math's four-dimensional
+    aggregate is `report.wemath_scores` over these verdicts)."""
+    got = wemath_letter(answer)
+    return ReferenceVerdict(got is not None and got == str(item.get("answer") or "").strip(), got)
+
+
 def vlmeval_relaxed(answer: str, item: Mapping[str, Any], tagged: bool) -> ReferenceVerdict:
     """ChartQA: relaxed accuracy, best over the acceptable answers."""
     golds = acceptable_answers(item.get("answer"), item.get("answers"))
@@ -217,7 +240,8 @@ REFERENCE_RULES: dict[str, ReferenceRule] = {
     "treebench": ReferenceRule(_REGEX.source.format("TreeBench"), vlmeval_regex),
     "chartqa": ReferenceRule("VLMEvalKit vlmeval/dataset/utils/vqa_eval.py relaxed_correctness", vlmeval_relaxed),
     "ai2d": _MCQ,  # AI2D_TEST
-    "wemath": _MCQ,  # WeMath.evaluate
+    "wemath": ReferenceRule("VLMEvalKit vlmeval/dataset/image_mcq.py WeMath.evaluate (exact matching) -> "
+                            "vlmeval/dataset/utils/wemath.py load_and_process_data", vlmeval_wemath),
     "mmstar": _MCQ,
     "mmmu": _MCQ,  # MMMUDataset, MMMU_preproc for open questions
     # mmk12 (MM-Eureka's own math_verify scorer) and generic (your split) have no reference rule.
