@@ -79,7 +79,7 @@ def _record(bench, truth, correct, ref_correct, ref_extracted=None, subset=None)
 
 
 def test_summary_reports_both_protocols_and_flags_a_gap():
-    from recipe.ivgr.eval.report import render_markdown, summarize_records
+    from recipe.ivgr.eval.report import protocol_flags, render_markdown, summarize_records
 
     records = [_record("vstar", "A", True, True), _record("vstar", "B", True, False),
                _record("vstar", "C", True, True), _record("vstar", "D", False, False)]
@@ -88,6 +88,7 @@ def test_summary_reports_both_protocols_and_flags_a_gap():
     assert s["protocol_gap"] == pytest.approx(0.25) and s["protocols_differ"]
     same = summarize_records([_record("vstar", "A", True, True)] * 3)
     assert same["protocol_gap"] == 0 and not same["protocols_differ"]
+    assert protocol_flags({"vstar": {"textual": s, "grounded": same}}) == ["vstar/textual"]
     md = render_markdown({"run": {}, "results": {"vstar": {"textual": s}}})
     assert "| textual | graded | 75.0 |" in md and "| textual | reference | 50.0 |" in md
     assert "| vstar | textual | 75.0 | 50.0 | +25.0 ⚠ |" in md

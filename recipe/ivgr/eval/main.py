@@ -215,6 +215,9 @@ def run_eval(benches: Sequence[BenchInput], cfg: EvalConfig, out_dir: str | os.P
         run_path.write_text(json.dumps(run_info, indent=2, default=str) + "\n", encoding="utf-8")
     summary = build_summary(out, [b.label for b in benches], cfg.modes, run_info)
     write_summary(out, summary)
+    if summary["protocol_flags"]:
+        logger.warning("graded and reference protocols differ by more than 1 point on %s (summary.md, "
+                       "'Protocols'); paper-table numbers use the reference protocol", summary["protocol_flags"])
     return summary
 
 

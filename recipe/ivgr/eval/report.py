@@ -204,7 +204,13 @@ def build_summary(out_dir: str | os.PathLike, benches: Iterable[str], modes: Ite
             records = read_records(path)
             name = records[0].get("benchmark") if records else bench
             results.setdefault(bench, {})[mode] = summarize_records(records, name)
-    return {"run": dict(run or {}), "results": results}
+    return {"run": dict(run or {}), "results": results, "protocol_flags": protocol_flags(results)}
+
+
+def protocol_flags(results: Mapping[str, Mapping[str, Mapping[str, Any]]]) -> list[str]:
+    """`<bench>/<mode>` labels whose graded and reference scores differ by more than `GAP_FLAG`."""
+    return [f"{bench}/{mode}" for bench, modes in results.items() for mode, s in modes.items()
+            if s.get("protocols_differ")]
 
 
 # --------------------------------------------------------------------------------------- markdown
