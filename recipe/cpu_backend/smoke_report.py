@@ -14,6 +14,11 @@ Evidence, all from what the run itself wrote (never from this script's own compu
 - the resume: the trainer's `stage state restored ... archive of N references` line, and the sample ids
   in `checkpoints/rollout_dumps/step_N.jsonl` compared with the recipe's pair sampler's plan for the
   same data, seed and batch size (a restart from the beginning would repeat step 1's samples).
+
+`--recipe pipeline` (cold-start SFT -> RL -> eval) reads `sft.log` (verl's SFT trainer's console lines,
+`train/loss` per step), the model folders (`model/` the base, `sft/hf_final` the SFT output, `export/`
+the merged RL actor: their weight fingerprints, `recipe.cpu_backend.rollout.weight_fingerprint`),
+`run1.log` and the evaluation's `eval/summary.json` / `eval/run.json`.
 """
 
 from __future__ import annotations
@@ -181,7 +186,7 @@ def _weights_followed(name: str, run: RunLog, expect) -> None:
 
 
 def check(smoke_dir: Path, recipe: str, batch_size: int | None = None, seed: int | None = None,
-          run_status: int = 0, rollout: str = "hf_cpu") -> tuple[list[str], list[str]]:
+          run_status: int = 0, rollout: str = "hf_cpu", sft_steps: int | None = None) -> tuple[list[str], list[str]]:
     """(passed, failed) check descriptions. `batch_size`/`seed` default to what the launch used
     (data.train_batch_size / data.seed in run 1's command echo; else 4 and 0, the smoke run's);
     `rollout`: the run's `actor_rollout_ref.rollout.name` (hf_cpu or vllm)."""
@@ -198,6 +203,9 @@ def check(smoke_dir: Path, recipe: str, batch_size: int | None = None, seed: int
     def expect(ok: bool, text: str) -> None:
         (passed if ok else failed).append(text)
 
+    if recipe == "pipeline":
+        _check_pipeline(smoke_dir, run_status, sft_steps, expect)
+        return passed, failed
     expect(run_status == 0 and not run1.errors and not run2.errors,
            f"both training runs exited 0 without a traceback (status {run_status})")
     followed = _vllm_followed if rollout == "vllm" else _weights_followed
@@ -290,7 +298,118 @@ def _check_ivr_r1(join: RunLog, aux_nll: RunLog, expect) -> None:
            f"{total_tokens:g} NLL tokens)")
 
 
+def folder_fingerprint(folder: Path) -> float | None:
+    """The weight fingerprint of a Hugging Face model folder as the rollout server computes it when it
+    loads one (float32 state dict); None when the folder cannot be loaded."""
+    try:
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        from recipe.cpu_backend.rollout import weight_fingerprint
+
+        model = AutoModelForImageTextToText.from_pretrained(str(folder), dtype=torch.float32)
+    except Exception:  # noqa: BLE001 - missing or broken folder: the check says so
+        return None
+    return weight_fingerprint(model.state_dict().values())
+
+
+def _close(a: float | None, b: float | None, rel: float = 1e-5) -> bool:
+    return a is not None and b is not None and abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+
+
+def eval_summary(smoke_dir: Path) -> dict:
+    """`eval/summary.json` of the pipeline's evaluation ({} when missing)."""
+    path = smoke_dir / "eval" / "summary.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.exists() else {}
+
+
+def _eval_results(summary: dict) -> dict[str, dict]:
+    """mode -> result of the demo benchmark in an eval summary (recipe.ivgr.eval.report layout)."""
+    results = summary.get("results") or {}
+    bench = next(iter(results.values()), {}) if isinstance(results, dict) else {}
+    return bench if isinstance(bench, dict) else {}
+
+
+def _check_pipeline(smoke_dir: Path, run_status: int, sft_steps: int | None, expect) -> None:
+    sft = parse_log(smoke_dir / "sft.log")
+    run1 = parse_log(smoke_dir / "run1.log")
+    expect(run_status == 0 and not sft.errors and not run1.errors,
+           f"SFT, RL, export and eval exited 0 without a traceback (status {run_status})")
+    losses = {step: m.get("train/loss") for step, m in sorted(sft.steps.items())}
+    planned = sft_steps if sft_steps is not None else len(losses)
+    expect(sorted(losses) == list(range(1, planned + 1)) and planned > 0
+           and all(v is not None and v == v and abs(v) != float("inf") for v in losses.values()),
+           f"verl's SFT trainer logged a finite train/loss at steps 1-{planned} (got steps {sorted(losses)})")
+    base, sft_final = folder_fingerprint(smoke_dir / "model"), folder_fingerprint(smoke_dir / "sft" / "hf_final")
+    expect(sft_final is not None and base is not None and not _close(base, sft_final),
+           f"the SFT optimizer steps changed the weights: hf_final is a loadable Hugging Face folder "
+           f"(fingerprint {sft_final}) unlike the base model ({base})")
+    expect(sorted(run1.steps) == [1, 2], f"RL logged steps 1-2 (got {sorted(run1.steps)})")
+    for step, m in sorted(run1.steps.items()):
+        expect(m.get("ivgr/grounded/rollouts", 0) > 0 and m.get("ivgr/textual/rollouts", 0) > 0
+               and "ivgr/grounded/score" in m and "ivgr/textual/score" in m and "actor/pg_loss" in m,
+               f"RL step {step}: grounded and textual rollouts scored, actor updated")
+    loaded = run1.updates[0][1] if run1.updates else None
+    expect(_close(loaded, sft_final),
+           f"RL started from the SFT checkpoint (rollout server loaded fingerprint {loaded}, hf_final {sft_final})")
+    _weights_followed("RL", run1, expect)
+    exported = folder_fingerprint(smoke_dir / "export")
+    last = run1.updates[-1][2] if run1.updates else None
+    expect(_close(exported, last),
+           f"the export holds the step-2 actor (fingerprint {exported}; the weights the rollout last got {last})")
+    summary = eval_summary(smoke_dir)
+    results = _eval_results(summary)
+    items = _demo_items(smoke_dir)
+    for mode in ("textual", "grounded"):
+        result = results.get(mode) or {}
+        expect(items > 0 and result.get("items") == items
+               and not (result.get("failures") or {}).get("internal_error"),
+               f"eval {mode}: all {items} demo items scored, none an internal error (got {result.get('items')} items, "
+               f"failures { {k: v for k, v in (result.get('failures') or {}).items() if v} })")
+    run = smoke_dir / "eval" / "run.json"
+    model = json.loads(run.read_text(encoding="utf-8")).get("model") if run.exists() else None
+    expect(model is not None and Path(str(model)).resolve() == (smoke_dir / "export").resolve(),
+           f"the evaluation loaded the exported RL checkpoint (run.json model {model})")
+
+
+def _demo_items(smoke_dir: Path) -> int:
+    """Items of the demo benchmark: the held-out samples the run wrote (`demo_data/val.parquet`)."""
+    try:
+        import pyarrow.parquet as pq
+
+        return pq.ParquetFile(smoke_dir / "demo_data" / "val.parquet").metadata.num_rows
+    except Exception:  # noqa: BLE001
+        return 0
+
+
+def pipeline_report(smoke_dir: Path, seconds: float) -> str:
+    sft = parse_log(smoke_dir / "sft.log")
+    lines = [f"CPU smoke run (pipeline: SFT -> RL -> eval) in {seconds:.0f} s"]
+    curve = ", ".join(f"{step}: {m['train/loss']:.4f}" for step, m in sorted(sft.steps.items()) if "train/loss" in m)
+    lines.append(f"  SFT train/loss per step: {curve or 'none logged'}")
+    grad = ", ".join(f"{step}: {m['train/grad_norm']:.3g}" for step, m in sorted(sft.steps.items())
+                     if "train/grad_norm" in m)
+    if grad:
+        lines.append(f"  SFT grad_norm per step: {grad}")
+    run1 = parse_log(smoke_dir / "run1.log")
+    for step in sorted(run1.steps):
+        figures = [f"{key.removeprefix('ivgr/')}={value:.3g}" for key in SHOWN
+                   if (value := _metric(run1.steps[step], key)) is not None]
+        lines.append(f"  RL step {step}: {', '.join(figures)}")
+    for mode, result in _eval_results(eval_summary(smoke_dir)).items():
+        if not isinstance(result, dict):
+            continue
+        shown = {k: result[k] for k in ("items", "correct", "accuracy") if k in result}
+        grounding = result.get("grounding") or {}
+        shown.update({f"grounding.{k}": v for k, v in grounding.items() if isinstance(v, (int, float))})
+        failures = {k: v for k, v in (result.get("failures") or {}).items() if v}
+        lines.append(f"  eval demo {mode}: {shown}" + (f", failures {failures}" if failures else ""))
+    return "\n".join(lines)
+
+
 def report(smoke_dir: Path, recipe: str, seconds: float, rollout: str = "hf_cpu") -> str:
+    if recipe == "pipeline":
+        return pipeline_report(smoke_dir, seconds)
     runs = {"run 1": parse_log(smoke_dir / "run1.log"), "run 2": parse_log(smoke_dir / "run2.log")}
     if recipe == "ivr_r1":
         runs = {"join": runs["run 1"], "aux_nll": runs["run 2"]}
@@ -310,9 +429,10 @@ def report(smoke_dir: Path, recipe: str, seconds: float, rollout: str = "hf_cpu"
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="report and check a CPU smoke run")
     parser.add_argument("--dir", required=True, type=Path)
-    parser.add_argument("--recipe", default="ivgr", choices=["ivgr", "ivr_r1"])
+    parser.add_argument("--recipe", default="ivgr", choices=["ivgr", "ivr_r1", "pipeline"])
     parser.add_argument("--rollout", default="hf_cpu", choices=["hf_cpu", "vllm"],
                         help="the run's actor_rollout_ref.rollout.name (what the checks read differs)")
+    parser.add_argument("--sft-steps", type=int, default=None, help="pipeline: SFT steps the run asked for")
     parser.add_argument("--run-status", type=int, default=0)
     parser.add_argument("--seconds", type=float, default=0.0)
     parser.add_argument("--batch-size", type=int, default=None,
@@ -320,7 +440,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=None, help="data.seed of the run (default: from the log)")
     args = parser.parse_args(argv)
     print(report(args.dir, args.recipe, args.seconds, args.rollout))
-    passed, failed = check(args.dir, args.recipe, args.batch_size, args.seed, args.run_status, args.rollout)
+    passed, failed = check(args.dir, args.recipe, args.batch_size, args.seed, args.run_status, args.rollout,
+                           args.sft_steps)
     for text in passed:
         print(f"  ok    {text}")
     for text in failed:
