@@ -14,7 +14,8 @@
 # At the end it prints the per-step ivgr/ metrics and the checks (recipe.cpu_backend.smoke_report),
 # and exits non-zero when a step or a check failed. Extra arguments are Hydra overrides for both runs.
 #
-# `pipeline`: from a base model to an evaluated checkpoint. The tiny warm-started model plays the base
+# `pipeline` (NOT passing yet: verl's SFT trainer runs without the CPU patches; recipe/cpu_backend/README.md):
+# from a base model to an evaluated checkpoint. The tiny warm-started model plays the base
 # model; scripts/sft_ivgr_7b.sh (no TRAIN_FILES: the synthetic set's SFT rows) runs verl's own SFT trainer
 # (torchrun, FSDP on CPU) for SMOKE_SFT_STEPS optimizer steps; its hf_final starts run 1 of the RL smoke
 # (steps 1-2, checkpoint at 2; extra arguments go to this run); verl's model merger exports the step-2
