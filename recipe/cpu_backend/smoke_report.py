@@ -161,14 +161,17 @@ def _actor_changed(name: str, run: RunLog, expect) -> None:
            f"{[f'{d:.2e}' for d in run.actor_deltas]})")
 
 
-def _vllm_followed(name: str, run: RunLog, expect) -> None:
-    """The vLLM rollout served the actor's weights at every step (see ROLLOUT_DIFF_MAX)."""
+def _vllm_followed(name: str, run: RunLog, expect, logprobs: bool = True) -> None:
+    """The vLLM rollout served the actor's weights at every step (see ROLLOUT_DIFF_MAX). `logprobs`:
+    False for IVR-R1, whose rectified rows carry the teacher's tokens, not vLLM's samples (verl's
+    comparison covers every row: 0.21-0.24 / Pearson 0.1 with half the rollouts rectified)."""
     expect(len(run.sent) >= 1, f"{name}: the actor sent its weights to vLLM {len(run.sent)} times")
     for step, m in sorted(run.steps.items()):
         diff, corr = m.get("training/rollout_probs_diff_mean"), m.get("training/rollout_actor_probs_pearson_corr")
-        expect(diff is not None and corr is not None and diff < ROLLOUT_DIFF_MAX and corr > ROLLOUT_PEARSON_MIN,
-               f"{name} step {step}: vLLM's token probabilities match the actor's (mean |diff| {diff} < "
-               f"{ROLLOUT_DIFF_MAX}, Pearson {corr} > {ROLLOUT_PEARSON_MIN})")
+        if logprobs:
+            expect(diff is not None and corr is not None and diff < ROLLOUT_DIFF_MAX and corr > ROLLOUT_PEARSON_MIN,
+                   f"{name} step {step}: vLLM's token probabilities match the actor's (mean |diff| {diff} < "
+                   f"{ROLLOUT_DIFF_MAX}, Pearson {corr} > {ROLLOUT_PEARSON_MIN})")
         stale = m.get("training/off_policy/trajectory_staleness_worst/max")
         expect(stale == 0, f"{name} step {step}: every trajectory generated with the weights synced for this "
                            f"step (worst staleness {stale})")
@@ -208,9 +211,11 @@ def check(smoke_dir: Path, recipe: str, batch_size: int | None = None, seed: int
         return passed, failed
     expect(run_status == 0 and not run1.errors and not run2.errors,
            f"both training runs exited 0 without a traceback (status {run_status})")
-    followed = _vllm_followed if rollout == "vllm" else _weights_followed
-    followed("run 1", run1, expect)
-    followed("run 2", run2, expect)
+    for name, run in (("run 1", run1), ("run 2", run2)):
+        if rollout == "vllm":
+            _vllm_followed(name, run, expect, logprobs=recipe != "ivr_r1")
+        else:
+            _weights_followed(name, run, expect)
     if recipe == "ivr_r1":
         _check_ivr_r1(run1, run2, expect)
     else:
