@@ -17,7 +17,7 @@ Evidence, all from what the run itself wrote (never from this script's own compu
 
 `--recipe pipeline` (cold-start SFT -> RL -> eval) reads `sft.log` (verl's SFT trainer's console lines,
 `train/loss` per step), the model folders (`model/` the base, `sft/hf_final` the SFT output, `export/`
-the merged RL actor: their weight fingerprints, `recipe.cpu_backend.rollout.weight_fingerprint`),
+the merged RL actor: their weight fingerprints, `recipe.cpu_backend.weights.weight_fingerprint`),
 `run1.log` and the evaluation's `eval/summary.json` / `eval/run.json`.
 """
 
