@@ -108,7 +108,7 @@ log "loopback judge: $JUDGE_BASE_URL"
 export VERL_PLATFORM=cpu VERL_USE_EXTERNAL_MODULES=recipe.cpu_backend
 export RAY_DEDUP_LOGS=0 TOKENIZERS_PARALLELISM=false
 # the recipe's own plug-in modules plus the CPU backend, in every Ray worker
-worker_modules=recipe.cpu_backend
+worker_modules=recipe.verl_compat,recipe.cpu_backend  # the recipe yaml's own plus the CPU backend
 [[ "$RECIPE" == ivr_r1 ]] && worker_modules=recipe.ivr_r1.losses,recipe.cpu_backend
 CPU_OVERLAY=(
     "trainer.device=cpu"

@@ -12,7 +12,7 @@ recipe refuses verl's own rollout correction, which would also write it):
 Both terms are aggregated by verl's `agg_loss` over the same global token count, so λ = 1 weighs a
 demonstration token like a PPO token. The module registers the loss on import; verl imports it in
 every Ray worker through `VERL_USE_EXTERNAL_MODULES` (set in the recipe yaml's runtime_env). It also
-installs `recipe.ivr_r1.verl_compat` there: demonstration rows make verl add text-only padding rows, and
+installs `recipe.verl_compat` there: demonstration rows make verl add text-only padding rows, and
 verl 0.9.1's Qwen2.5-VL forward of a micro-batch without images fails under transformers 5.
 """
 
@@ -23,10 +23,9 @@ from typing import Any
 import torch
 from verl.trainer.ppo.core_algos import agg_loss, compute_policy_loss_vanilla, register_policy_loss
 
-from recipe.ivr_r1 import verl_compat
+import recipe.verl_compat  # noqa: F401 (installs verl's image-free micro-batch fix in this worker)
 
 LOSS_MODE = "ivr_r1_aux_nll"
-verl_compat.install()
 
 
 def demo_weights(response_length: int, loss_mask: torch.Tensor | None, aux_nll_weight: float) -> torch.Tensor:

@@ -7,13 +7,14 @@ runs the vision tower on a dummy input so that every rank uses its parameters an
 transformers >= 5 the tower returns a `BaseModelOutputWithPooling`, which verl unpacks everywhere else
 (`verl.utils.transformers_compat.unpack_visual_output`) but not there, so the actor's forward raises
 ``AttributeError: 'BaseModelOutputWithPooling' object has no attribute 'mean'`` (verl's qwen3_vl.py
-unpacks it). IVR-R1's join and aux_nll modes add demonstration rows to a batch, hence padding rows, and
-the CPU smoke run met such a micro-batch.
+unpacks it). verl appends padding rows whenever a step's rows do not divide by its batch multiple
+(`upsample_batch_to_divisible_size`, padding_utils.py: e.g. 6 or 12 GPUs, or IVR-R1's added demonstration
+rows, which the IVR-R1 CPU smoke run met), and a micro-batch of padding rows alone has no image.
 
 `install()` wraps verl's function: a call without pixel values gets a view of the model whose
 ``visual(...)`` returns the unpacked embeddings; every other call, and all of verl's code, is unchanged.
-Imported (and installed) with `recipe.ivr_r1.losses`, which every Ray worker of an IVR-R1 run imports
-(``VERL_USE_EXTERNAL_MODULES``).
+Importing this module installs it: both recipes' yaml name it (or `recipe.ivr_r1.losses`, which imports it)
+in ``VERL_USE_EXTERNAL_MODULES`` for every Ray worker, which verl imports on ``import verl``.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import functools
 import inspect
 from typing import Any
 
-_MARK = "_ivr_r1_unpacks_dummy_visual"
+_MARK = "_recipe_unpacks_dummy_visual"
 
 
 class _UnpackingView:
@@ -59,3 +60,6 @@ def install() -> None:
 
     setattr(get_input_embeds, _MARK, True)
     qwen2_vl._get_input_embeds = get_input_embeds
+
+
+install()
