@@ -1,9 +1,10 @@
 """`BackgroundLoop`: one asyncio event loop in a daemon thread, for synchronous callers of async code.
 
 Used where a synchronous API must drive the async judge client: `reward_score.compute_score` with a
-judge configured (one loop per process) and the trainer's step stage (`recipe.ivgr.trainer`, one loop
-for the whole run). Keeping one loop alive keeps the judge client's connection pool and response
-cache alive across calls; `run` blocks the calling thread until the coroutine is done.
+judge configured and the trainer's step stage (`recipe.ivgr.trainer`). Both use `process_loop()`, the
+one such loop of the process, so judge clients see one loop (one HTTP session each) there. Keeping
+the loop alive keeps the judge clients' connection pools and response caches alive across calls;
+`run` blocks the calling thread until the coroutine is done.
 """
 
 from __future__ import annotations
@@ -25,3 +26,16 @@ class BackgroundLoop:
     def run(self, coro: Coroutine) -> Any:
         """The coroutine's result (or its exception), computed on the background loop."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+
+_process_loop: BackgroundLoop | None = None
+_process_lock = threading.Lock()
+
+
+def process_loop() -> BackgroundLoop:
+    """The process's background loop (thread `ivgr-judge-loop`), started on the first call."""
+    global _process_loop
+    with _process_lock:
+        if _process_loop is None:
+            _process_loop = BackgroundLoop("ivgr-judge-loop")
+        return _process_loop

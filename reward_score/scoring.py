@@ -2,12 +2,13 @@
 
 Components (paper defaults; weights in `RewardConfig.weights`):
 - grounded: format + box_valid + IoU + accuracy            (range 0..4)
-- textual:  format + accuracy (+ consistency, added later by the step stage; range 0..3)
+- textual:  format + accuracy + consistency (consistency 0 here; the step stage sets it with
+            `reward_score.result.with_consistency`; range 0..3)
 - single:   format + 1.5·accuracy                          (range 0..2.5)
 
-Every call returns the same keys for every stream (verl turns them into `reward_extra_info`):
-`score, format, acc, acc_undecided, iou, box_valid, num_boxes, invalid_boxes, duplicate_boxes,
-consistency, gt_error, math_timeout, acc_judge`. `gt_error` is 1 when the row's ground truth is unusable
+The result is a `reward_score.result.RewardScore` (`score_rollout`, `score_rollout_async`);
+verl's entry points `compute_score` / `compute_score_async` return it as a dict (`RewardScore.as_dict`:
+the same keys for every stream, which verl turns into `reward_extra_info`). `gt_error` is 1 when the row's ground truth is unusable
 (a malformed box, an empty reference answer: scored 0 there, never sent to the judge). Box counts refer to the whole response; IoU is
 computed in the model's frame (see `reward_score.frames`). `acc_judge` is 0 when no accuracy judge
 call was made, else the code of its outcome (`reward_score.judge.JudgeOutcome.code`); the step stage
@@ -19,29 +20,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
-import threading
 import time
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any, NamedTuple
 
-from reward_score.answers import Verdict, acceptable_answers, contains_answer, resolve_math, rule_verdict
-from reward_score.background import BackgroundLoop
+from reward_score.answers import Verdict, contains_answer, resolve_math, rule_verdict
+from reward_score.background import process_loop
 from reward_score.config import RewardConfig, reward_config
 from reward_score.families import DEFAULT_FAMILY
 from reward_score.format import format_reward
 from reward_score.frames import to_model_frame
 from reward_score.iou import box_scores
 from reward_score.parsing import Box, ParsedResponse, parse_boxes, parse_response
-from reward_score.streams import STREAMS
+from reward_score.result import RESULT_KEYS, RewardInput, RewardScore, stream_score  # noqa: F401 (re-export)
 
 logger = logging.getLogger(__name__)
 _gt_errors = 0
 
 EMPTY_REFERENCE = "empty_reference"  # Verdict.rule of a row whose reference answer is empty (acc 0, gt_error 1)
 JUDGE_DEADLINE = "judge_deadline"  # setting: time.monotonic() after which accuracy-judge calls are cancelled
-
-RESULT_KEYS = ("score", "format", "acc", "acc_undecided", "iou", "box_valid", "num_boxes",
-               "invalid_boxes", "duplicate_boxes", "consistency", "gt_error", "math_timeout", "acc_judge")
 
 
 def _clean_gt_boxes(raw: Any) -> list[Box]:
@@ -72,34 +70,25 @@ def gt_boxes_in_model_frame(extra_info: Mapping[str, Any], default_frame: str = 
                           extra_info.get("min_pixels"), extra_info.get("max_pixels"))
 
 
-def _stream_of(extra_info: Mapping[str, Any]) -> str:
-    stream = extra_info.get("stream") or "single"
-    if stream not in STREAMS:
-        raise ValueError(f"extra_info.stream must be one of {STREAMS}, got {stream!r}")
-    return stream
-
-
-def _answer_free_terms(solution_str: str, parsed: ParsedResponse, stream: str, extra_info: Mapping[str, Any],
-                       cfg: RewardConfig) -> dict[str, float]:
+def _answer_free_terms(solution_str: str, parsed: ParsedResponse, row: RewardInput,
+                       cfg: RewardConfig) -> RewardScore:
     """Every term that does not depend on the reference answer, computed once per rollout: format and
-    box terms (IoU in the model's frame). The accuracy keys stay 0 (`_finish` sets them)."""
-    result = dict.fromkeys(RESULT_KEYS, 0.0)
-    if stream == "grounded":
-        all_boxes = parse_boxes(solution_str, max_boxes=cfg.max_boxes, strict=cfg.box_syntax == "strict")
-        result["format"] = format_reward(parsed, stream, all_boxes, cfg.format_rule)
-        try:
-            gt = _model_frame_gt(extra_info, cfg.default_box_frame)
-        except (ValueError, TypeError) as err:
-            _log_gt_error(err, extra_info)
-            gt, result["gt_error"] = [], 1.0
-        num_invalid = sum(all_boxes.invalid.values())
-        box_valid, iou, duplicates = box_scores(all_boxes.valid, num_invalid, gt,
-                                                variant=cfg.iou_variant, duplicate_penalty=cfg.duplicate_penalty)
-        result.update(box_valid=box_valid, iou=iou, num_boxes=float(all_boxes.total),
-                      invalid_boxes=float(num_invalid), duplicate_boxes=float(duplicates))
-    else:
-        result["format"] = format_reward(parsed, stream, rule=cfg.format_rule)
-    return result
+    box terms (IoU in the model's frame). Score and accuracy stay 0 (`_finish` sets them)."""
+    if row.stream != "grounded":
+        return RewardScore(format=format_reward(parsed, row.stream, rule=cfg.format_rule))
+    all_boxes = parse_boxes(solution_str, max_boxes=cfg.max_boxes, strict=cfg.box_syntax == "strict")
+    gt_error = 0.0
+    try:
+        gt = _model_frame_gt(row.extra_info, cfg.default_box_frame)
+    except (ValueError, TypeError) as err:
+        _log_gt_error(err, row.extra_info)
+        gt, gt_error = [], 1.0
+    num_invalid = sum(all_boxes.invalid.values())
+    box_valid, iou, duplicates = box_scores(all_boxes.valid, num_invalid, gt,
+                                            variant=cfg.iou_variant, duplicate_penalty=cfg.duplicate_penalty)
+    return RewardScore(format=format_reward(parsed, row.stream, all_boxes, cfg.format_rule), box_valid=box_valid,
+                       iou=iou, num_boxes=float(all_boxes.total), invalid_boxes=float(num_invalid),
+                       duplicate_boxes=float(duplicates), gt_error=gt_error)
 
 
 def _model_frame_gt(extra_info: Mapping[str, Any], default_frame: str) -> list[Box]:
@@ -121,15 +110,13 @@ def gt_boxes_for_reward(extra_info: Mapping[str, Any], default_frame: str = DEFA
         return None
 
 
-def _rule_verdict(parsed: ParsedResponse, answer: Any, extra_info: Mapping[str, Any], cfg: RewardConfig) -> Verdict:
+def _rule_verdict(parsed: ParsedResponse, answer: Any, row: RewardInput, cfg: RewardConfig) -> Verdict:
     """The rules' verdict on the rollout's answer against ONE acceptable answer."""
     reference = "" if answer is None else str(answer)
     if not reference.strip():  # a row without a reference answer: counted, never sent to the judge
-        _log_gt_error(ValueError("empty reference answer"), extra_info)
+        _log_gt_error(ValueError("empty reference answer"), row.extra_info)
         return Verdict(False, EMPTY_REFERENCE)
-    question = extra_info.get("question")
-    return rule_verdict(parsed.answer, reference, extra_info.get("answer_type"), extra_info.get("choices"),
-                        question=str(question) if question is not None else None,
+    return rule_verdict(parsed.answer, reference, row.answer_type, row.choices, question=row.question,
                         number_rel_tol=cfg.number_rel_tol, max_answer_chars=cfg.max_answer_chars)
 
 
@@ -183,34 +170,23 @@ def _rule_accuracy(parsed: ParsedResponse, verdict: Verdict, answer: Any, cfg: R
     return _Accuracy(_fallback_acc(parsed, answer, cfg), True, timed_out)
 
 
-def _finish(result: dict[str, float], stream: str, accuracy: _Accuracy, cfg: RewardConfig) -> dict[str, float]:
-    w = cfg.weights
-    acc = accuracy.acc
-    result["acc"] = acc
-    result["acc_undecided"] = 1.0 if accuracy.undecided else 0.0
-    result["math_timeout"] = 1.0 if accuracy.math_timeout else 0.0
-    result["acc_judge"] = accuracy.judge_code
-    if accuracy.empty_reference:
-        result["gt_error"] = 1.0
-    if stream == "grounded":
-        result["score"] = (w.format * result["format"] + w.box_valid * result["box_valid"]
-                           + w.iou * result["iou"] + w.accuracy * acc)
-    elif stream == "textual":
-        result["score"] = w.format * result["format"] + w.accuracy * acc
-    else:
-        result["score"] = w.single_format * result["format"] + w.single_accuracy * acc
-    return result
-
-
-def _answers_of(ground_truth: Any, extra_info: Mapping[str, Any] | None) -> list[str]:
-    """The sample's acceptable answers (`reward_score.answers.acceptable_answers`): the ground truth
-    first, then `extra_info["answers"]` (data_prep's list)."""
-    return acceptable_answers(ground_truth, (extra_info or {}).get("answers"))
+def _finish(terms: RewardScore, stream: str, accuracy: _Accuracy, cfg: RewardConfig) -> RewardScore:
+    """The rollout's reward: the answer-free `terms` plus the accuracy, weighted into `score`."""
+    result = replace(terms, acc=accuracy.acc, acc_undecided=1.0 if accuracy.undecided else 0.0,
+                     math_timeout=1.0 if accuracy.math_timeout else 0.0, acc_judge=accuracy.judge_code,
+                     gt_error=1.0 if accuracy.empty_reference else terms.gt_error)
+    return replace(result, score=stream_score(stream, result, cfg.weights))
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: Any,
                   extra_info: Mapping[str, Any] | None = None, **settings: Any) -> dict[str, float]:
-    """verl custom reward function: rule-only score of one rollout (no network).
+    """verl custom reward function: `score_rollout` as the dict verl reads (`RewardScore.as_dict`)."""
+    return score_rollout(solution_str, ground_truth, extra_info, **settings).as_dict()
+
+
+def score_rollout(solution_str: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None,
+                  **settings: Any) -> RewardScore:
+    """Rule-only reward of one rollout (no network unless a judge is configured, see below).
 
     `extra_info` keys: `stream` ("grounded" | "textual" | "single", default single), `gt_boxes`
     (ORIGINAL pixels), `image_size` ([width, height], original), `box_frame` ("qwen2_5_vl" |
@@ -228,16 +204,16 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any,
     if judge_settings and judge_settings.get("base_url"):
         # the same judge policy as compute_score_async (undecided answers, `judge_all`), on one
         # background event loop per process so the connection pool and cache are shared
-        return _sync_loop().run(compute_score_async(data_source, solution_str, ground_truth, extra_info, **settings))
+        result, _parsed = process_loop().run(score_rollout_async(solution_str, ground_truth, extra_info, **settings))
+        return result
     settings.pop(JUDGE_DEADLINE, None)
     cfg = reward_config(settings)
-    extra_info = extra_info if extra_info is not None else {}
-    stream = _stream_of(extra_info)
+    row = RewardInput.from_row(ground_truth, extra_info)
     parsed = parse_response(solution_str)
-    result = _answer_free_terms(solution_str, parsed, stream, extra_info, cfg)
+    terms = _answer_free_terms(solution_str, parsed, row, cfg)
     best = None
-    for answer in _answers_of(ground_truth, extra_info):
-        verdict = _rule_verdict(parsed, answer, extra_info, cfg)
+    for answer in row.answers:
+        verdict = _rule_verdict(parsed, answer, row, cfg)
         timed_out = False
         if verdict.pending is not None:
             verdict = resolve_math(verdict, _math_check(verdict, cfg))
@@ -245,7 +221,7 @@ def compute_score(data_source: str, solution_str: str, ground_truth: Any,
         best = _better(best, _rule_accuracy(parsed, verdict, answer, cfg, timed_out))
         if best.decisive_match:
             break
-    return _finish(result, stream, best, cfg)
+    return _finish(terms, row.stream, best, cfg)
 
 
 async def compute_score_async(data_source: str, solution_str: str, ground_truth: Any,
@@ -257,15 +233,16 @@ async def compute_score_async(data_source: str, solution_str: str, ground_truth:
     call's outcome. `settings["judge_deadline"]` (`time.monotonic()` seconds) cancels a judge call still
     open then (outcome `cancelled`): the per-step judge budget of the trainer. math-verify runs in a
     worker thread (waiting on the math process pool; cached verdicts without one), so the event loop
-    keeps serving in-flight judge requests."""
+    keeps serving in-flight judge requests. Returns `score_rollout_async`'s result as the dict verl
+    reads (`RewardScore.as_dict`)."""
     result, _parsed = await score_rollout_async(solution_str, ground_truth, extra_info, **settings)
-    return result
+    return result.as_dict()
 
 
 async def score_rollout_async(solution_str: str, ground_truth: Any, extra_info: Mapping[str, Any] | None = None,
-                              **settings: Any) -> tuple[dict[str, float], ParsedResponse]:
-    """`compute_score_async`'s result plus the parsed response, so a caller that needs the `<think>`
-    text does not parse the rollout a second time.
+                              **settings: Any) -> tuple[RewardScore, ParsedResponse]:
+    """`compute_score_async`'s reward, typed, plus the parsed response, so a caller that needs the
+    `<think>` text does not parse the rollout a second time.
 
     Order, for a step's rollouts scored at once on one event loop: parse and decide accuracy first
     (a judge request goes out right away), then, one loop iteration later, the format and box terms,
@@ -275,27 +252,26 @@ async def score_rollout_async(solution_str: str, ground_truth: Any, extra_info: 
     judge_settings = settings.pop("judge", None)
     deadline = settings.pop(JUDGE_DEADLINE, None)
     cfg = reward_config(settings)
-    extra_info = extra_info if extra_info is not None else {}
+    row = RewardInput.from_row(ground_truth, extra_info)
     client = shared_judge_client(judge_settings)
-    stream = _stream_of(extra_info)
     parsed = parse_response(solution_str)
     loop = asyncio.get_running_loop()
     best = None
-    for answer in _answers_of(ground_truth, extra_info):
-        best = _better(best, await _answer_accuracy(parsed, answer, extra_info, cfg, client, loop, deadline))
+    for answer in row.answers:
+        best = _better(best, await _answer_accuracy(parsed, answer, row, cfg, client, loop, deadline))
         if best.decisive_match:
             break
     if client is not None:
         await asyncio.sleep(0)  # let the requests just started go out before this CPU work
-    result = _answer_free_terms(solution_str, parsed, stream, extra_info, cfg)
-    return _finish(result, stream, best, cfg), parsed
+    terms = _answer_free_terms(solution_str, parsed, row, cfg)
+    return _finish(terms, row.stream, best, cfg), parsed
 
 
-async def _answer_accuracy(parsed: ParsedResponse, answer: Any, extra_info: Mapping[str, Any], cfg: RewardConfig,
+async def _answer_accuracy(parsed: ParsedResponse, answer: Any, row: RewardInput, cfg: RewardConfig,
                            client, loop: asyncio.AbstractEventLoop, deadline: float | None = None) -> _Accuracy:
     """Accuracy against one acceptable answer: the rules (math-verify in a worker thread), then the
     judge for an undecided verdict (or for every non-empty answer with `judge_all`)."""
-    verdict = _rule_verdict(parsed, answer, extra_info, cfg)
+    verdict = _rule_verdict(parsed, answer, row, cfg)
     timed_out = False
     if verdict.pending is not None:
         from reward_score.mathcheck import math_pool
@@ -310,7 +286,7 @@ async def _answer_accuracy(parsed: ParsedResponse, answer: Any, extra_info: Mapp
     if client is not None:
         from reward_score.judge import JudgeOutcome, judge_answer
 
-        question = str(extra_info.get("question") or "")
+        question = row.question or ""
         judged = await _before(deadline, judge_answer(client, question, str(answer), parsed.answer or ""))
         code = float(JudgeOutcome(judged.outcome).code)
         if judged.value is not None:
@@ -335,18 +311,6 @@ async def _before(deadline: float | None, call):
         return await asyncio.wait_for(call, left)
     except asyncio.TimeoutError:
         return JudgeResult(None, OUTCOME_CANCELLED, 0, left, None)
-
-
-_loop_thread: BackgroundLoop | None = None
-_loop_lock = threading.Lock()
-
-
-def _sync_loop() -> BackgroundLoop:
-    global _loop_thread
-    with _loop_lock:
-        if _loop_thread is None:
-            _loop_thread = BackgroundLoop("reward-judge-loop")
-        return _loop_thread
 
 
 _clients: dict[tuple, Any] = {}

@@ -31,6 +31,7 @@ from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage
 from recipe.ivgr.trainer import add_bonus, records_from_rows
 from reward_score.background import BackgroundLoop
 from reward_score.judge import JudgeClient, JudgeConfig
+from reward_score.result import RewardScore
 
 TARGET = 1.25  # x ceil(requests / concurrency) x latency
 
@@ -55,10 +56,13 @@ def make_rows(num_textual: int, n: int, step: int, seed: int = 0, dup_share: flo
                 else:
                     thinks.append(f"step {step} sample {sample} {stream} rollout {k}: {THINK}")
                 acc = float(rng.random() < 0.6)
-                reward = {"score": 1 + acc, "format": 1.0, "acc": acc, "acc_undecided": 0.0, "think": thinks[-1]}
                 if stream == "grounded":
                     iou = rng.random()
-                    reward.update(iou=iou, box_valid=1.0, num_boxes=2.0, score=2 + iou + acc)
+                    result = RewardScore(score=2 + iou + acc, format=1.0, acc=acc, iou=iou, box_valid=1.0,
+                                         num_boxes=2.0)
+                else:
+                    result = RewardScore(score=1 + acc, format=1.0, acc=acc)
+                reward = {**result.as_dict(), "think": thinks[-1]}
                 infos.append({"sample_id": sid, "stream": stream, "question": f"What is left of the window? ({sid})"})
                 fields.append({"reward_extra_info": reward})
     return infos, fields

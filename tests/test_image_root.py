@@ -83,10 +83,11 @@ def test_validate_and_inspect_without_image_root(path_mode, tmp_path, capsys):
 def test_dump_renderer_without_image_root(path_mode, tmp_path):
     from recipe.ivgr.dump import render, write_step_dump
     from recipe.ivgr.stage import RolloutRecord
+    from reward_score.result import RewardScore
 
     row = pq.read_table(path_mode["file"]).to_pylist()[0]
     info = {"gt_boxes": row["gt_boxes"], "image_size": row["image_size"], "box_frame": "qwen2_5_vl"}
-    record = RolloutRecord(row["sample_id"], "grounded", row["question"], "x", {"iou": 0.5}, info)
+    record = RolloutRecord(row["sample_id"], "grounded", row["question"], "x", RewardScore(iou=0.5), info)
     dump = write_step_dump(str(tmp_path / "dumps"), 1, [record], ["<think><box>[1,1,20,20]</box></think>"], [0.0],
                            None)
     assert render(dump, str(path_mode["file"]), str(tmp_path / "html")) == 1
@@ -100,6 +101,7 @@ def test_distill_without_image_root(path_mode, judge_server, tmp_path):
     from recipe.ivgr.dump import write_step_dump
     from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage, RolloutRecord
     from recipe.ivgr.trainer import save_stage_states
+    from reward_score.result import RewardScore
 
     rows = {r["sample_id"]: r for r in pq.read_table(path_mode["file"]).to_pylist()}
     sid = path_mode["ids"][0]
@@ -108,7 +110,7 @@ def test_distill_without_image_root(path_mode, judge_server, tmp_path):
     run = tmp_path / "ckpt"
     save_stage_states([ConsistencyStage(ConsistencySettings(), archive)], str(run / "global_step_2"))
     (run / "latest_checkpointed_iteration.txt").write_text("2")
-    record = RolloutRecord(sid, "textual", rows[sid]["question"], "x", {"acc": 0.0, "format": 1.0},
+    record = RolloutRecord(sid, "textual", rows[sid]["question"], "x", RewardScore(acc=0.0, format=1.0),
                            {"min_pixels": 3136, "max_pixels": 512 * 28 * 28})
     write_step_dump(str(run / "rollout_dumps"), 2, [record], ["<think>a</think><answer>b</answer>"], [0.0], archive)
     answer = rows[sid]["answer"]

@@ -30,6 +30,7 @@ def run(tmp_path_factory):
     from recipe.ivgr.dump import write_step_dump
     from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage, RolloutRecord
     from recipe.ivgr.trainer import save_stage_states
+    from reward_score.result import RewardScore
 
     base = tmp_path_factory.mktemp("distill_run")
     assert synthetic.main(["--out", str(base / "data"), "--num", "10", "--seed", "0", "--quiet"]) == 0
@@ -51,13 +52,13 @@ def run(tmp_path_factory):
         for sid in ids[:9]:
             accs = [1.0, 1.0, 0.2, 0.4] if (sid == ids[7] and step == 2) else textual_acc[sid]
             for acc in accs:
-                records.append(RolloutRecord(sid, "textual", info[sid]["question"], "x", {"acc": acc, "format": 1.0},
+                records.append(RolloutRecord(sid, "textual", info[sid]["question"], "x", RewardScore(acc=acc, format=1.0),
                                              RUN_BOUNDS))
                 responses.append(_valid("no", "A guess."))
             if sid == ids[5] and step == 6:
                 think = f"The object <box>[30,40,130,240]</box> settles it: {info[sid]['answer']}."
                 records.append(RolloutRecord(sid, "grounded", info[sid]["question"], think,
-                                             {"acc": 1.0, "format": 1.0, "box_valid": 1.0, "iou": 0.5}, RUN_BOUNDS))
+                                             RewardScore(acc=1.0, format=1.0, box_valid=1.0, iou=0.5), RUN_BOUNDS))
                 responses.append(_valid(info[sid]["answer"], think))
         write_step_dump(str(run_dir / "rollout_dumps"), step, records, responses, [0.0] * len(records), archive)
     with open(run_dir / "rollout_dumps" / "step_6.jsonl", "a", encoding="utf-8") as handle:

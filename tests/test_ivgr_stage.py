@@ -6,24 +6,28 @@ import re
 import pytest
 from judge_server import Reply, ok, status
 
+from dataclasses import replace
+
 from recipe.ivgr.archive import Reference, RolloutArchive
-from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage, RolloutRecord
+from recipe.ivgr.stage import ConsistencySettings, ConsistencyStage, RolloutRecord, StageOutput, apply_stage_outputs
+from reward_score.config import RewardWeights
 from reward_score.judge import JudgeClient, JudgeConfig
+from reward_score.result import RewardScore
 
 
 def grounded(sample_id, acc, iou, think="the cup <box>[1,2,30,40]</box> is red", fmt=1.0):
     return RolloutRecord(sample_id, "grounded", "What colour is the cup?", think,
-                         {"score": fmt + 1 + iou + acc, "format": fmt, "acc": acc, "iou": iou, "box_valid": 1.0,
-                          "num_boxes": 1.0})
+                         RewardScore(score=fmt + 1 + iou + acc, format=fmt, acc=acc, iou=iou, box_valid=1.0,
+                                     num_boxes=1.0))
 
 
 def textual(sample_id, think="the cup is red", acc=1.0):
     return RolloutRecord(sample_id, "textual", "What colour is the cup?", think,
-                         {"score": 1 + acc, "format": 1.0, "acc": acc})
+                         RewardScore(score=1 + acc, format=1.0, acc=acc))
 
 
 def single(sample_id):
-    return RolloutRecord(sample_id, "single", "2+2?", "four", {"score": 2.5, "format": 1.0, "acc": 1.0})
+    return RolloutRecord(sample_id, "single", "2+2?", "four", RewardScore(score=2.5, format=1.0, acc=1.0))
 
 
 def score_by_target(body):
@@ -96,7 +100,7 @@ def test_archive_state_round_trip_keeps_string_keys():
 
 
 def test_consistency_lands_on_textual_rows_only(judge):
-    stage = ConsistencyStage(ConsistencySettings(weight=2.0), RolloutArchive(), judge)
+    stage = ConsistencyStage(ConsistencySettings(weights=RewardWeights(consistency=2.0)), RolloutArchive(), judge)
     records = [grounded("s1", 1.0, 0.8), textual("s1", "red say=0.7"), textual("s1", "blue say=0.0"),
                single("s9"), textual("s2", "no reference say=1.0")]
     out = run(stage, records)
@@ -207,8 +211,8 @@ def test_accuracy_judge_outcomes_and_undecided_answers_reach_the_step_metrics(ca
     from reward_score.judge import OUTCOME_CODES
 
     def with_judge(record, outcome, undecided):
-        record.reward.update(acc_judge=float(OUTCOME_CODES[outcome]) if outcome else 0.0,
-                             acc_undecided=float(undecided))
+        record.reward = replace(record.reward, acc_judge=float(OUTCOME_CODES[outcome]) if outcome else 0.0,
+                                acc_undecided=float(undecided))
         return record
 
     records = [with_judge(grounded("s1", 1.0, 0.9), None, 0), with_judge(grounded("s1", 0.0, 0.9), "timeout", 1),
@@ -279,3 +283,22 @@ def test_a_reward_worker_never_imports_the_step_stage():
     code = ("import sys, recipe.ivgr.reward_manager as m; "
             "assert 'recipe.ivgr.stage' not in sys.modules, 'the reward worker imported the step stage'")
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_the_consistency_weight_is_applied_with_the_other_weights_and_the_terms_land_in_the_reward(judge):
+    """Textual = w_format * format + w_accuracy * acc + w_consistency * consistency (the paper's sum with its
+    weights 1); the record's reward after `apply_stage_outputs` carries the term and the final score."""
+    weights = RewardWeights(format=0.5, accuracy=2.0, consistency=3.0)
+    stage = ConsistencyStage(ConsistencySettings(weights=weights), RolloutArchive(), judge)
+    records = [grounded("s1", 1.0, 0.8), textual("s1", "red say=0.7", acc=1.0)]
+    out = run(stage, records)
+    apply_stage_outputs(records, [out])
+    assert records[1].reward.consistency == pytest.approx(0.7)
+    assert records[1].reward.score == pytest.approx(0.5 * 1.0 + 2.0 * 1.0 + 3.0 * 0.7)
+    assert records[0].reward == grounded("s1", 1.0, 0.8).reward  # grounded rewards untouched
+
+
+def test_a_stage_term_that_is_no_reward_field_fails_loudly():
+    records = [textual("s1")]
+    with pytest.raises(TypeError):
+        apply_stage_outputs(records, [StageOutput([0.0], terms={0: {"consistancy": 0.7}})])

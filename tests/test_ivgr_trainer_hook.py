@@ -22,6 +22,7 @@ from verl.utils.tensordict_utils import list_of_dict_to_tensordict  # noqa: E402
 
 from recipe.ivgr.trainer import IVGRTrainer, build_stages, load_stage_states, save_stage_states  # noqa: E402
 from reward_score.background import BackgroundLoop  # noqa: E402
+from reward_score.result import RESULT_KEYS, RewardScore  # noqa: E402
 
 CONFIG_DIR = os.path.join(os.path.dirname(__file__), "..", "recipe", "ivgr", "config")
 N = 4  # rollouts per row
@@ -83,11 +84,12 @@ def make_trainer(config, tmp_path):
 
 
 def g(acc, iou):
-    return {"score": 1 + 1 + iou + acc, "format": 1.0, "acc": acc, "iou": iou, "box_valid": 1.0, "num_boxes": 1.0}
+    """A grounded rollout's reward_extra_info as the reward worker writes it (every RewardScore key)."""
+    return RewardScore(score=1 + 1 + iou + acc, format=1.0, acc=acc, iou=iou, box_valid=1.0, num_boxes=1.0).as_dict()
 
 
 def t(acc):
-    return {"score": 1 + acc, "format": 1.0, "acc": acc}
+    return RewardScore(score=1 + acc, format=1.0, acc=acc).as_dict()
 
 
 def test_stage_writes_consistency_into_textual_rewards_and_grpo_uses_it(transfer_queue, judge_server, tmp_path):
@@ -132,16 +134,19 @@ def test_stage_writes_consistency_into_textual_rewards_and_grpo_uses_it(transfer
     tq.kv_clear(keys=batch.keys, partition_id="train")
 
 
-def test_the_dump_the_step_metrics_and_rm_scores_agree_on_every_reward(transfer_queue, judge_server, tmp_path):
+@pytest.mark.parametrize("weight", [1.0, 2.0])
+def test_the_dump_the_step_metrics_and_rm_scores_agree_on_every_reward(transfer_queue, judge_server, tmp_path,
+                                                                       weight):
     """The three places a user reads a rollout's reward: the recipe's rollout dump, the ivgr/ step metrics and
-    the rm_scores verl's GRPO reads. The textual reward includes the consistency term in all three."""
+    the rm_scores verl's GRPO reads. The textual reward includes the consistency term, weighted by
+    `ivgr.reward.weights.consistency`, in all three."""
     import json
 
     judge_server.reset()
     judge_server.responder = consistency_from_target
     config = compose_config(f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=1",
                             "ivgr.judge.backoff_s=0.001", f"trainer.default_local_dir={tmp_path}",
-                            "data.train_batch_size=2")
+                            "data.train_batch_size=2", f"ivgr.reward.weights.consistency={weight}")
     trainer = make_trainer(config, tmp_path)
     trainer._dump_every = 1
 
@@ -163,8 +168,11 @@ def test_the_dump_the_step_metrics_and_rm_scores_agree_on_every_reward(transfer_
     trained = [float(r.sum()) for r in data["rm_scores"].unbind()]
     dumped = [json.loads(line) for line in (tmp_path / "rollout_dumps" / "step_1.jsonl").read_text().splitlines()]
     assert [row["reward"]["score"] for row in dumped] == pytest.approx(trained)
-    assert trained[4:] == pytest.approx([3.0, 2.7, 1.3, 1.0])  # format + acc + consistency (weight 1)
-    assert [row["reward"]["consistency"] for row in dumped[4:]] == pytest.approx([1.0, 0.7, 0.3, 0.0])
+    consistency = [1.0, 0.7, 0.3, 0.0]
+    # format + acc + weight x consistency (the judge's scores written in the reasoning)
+    assert trained[4:] == pytest.approx([1 + acc + weight * c for acc, c in zip([1, 1, 0, 0], consistency)])
+    assert [row["reward"]["consistency"] for row in dumped[4:]] == pytest.approx(consistency)
+    assert all(tuple(row["reward"]) == RESULT_KEYS for row in dumped)
     assert metrics["ivgr/textual/score"] == pytest.approx(sum(trained[4:]) / 4)
     assert metrics["ivgr/grounded/score"] == pytest.approx(sum(trained[:4]) / 4)
     tq.kv_clear(keys=batch.keys, partition_id="train")

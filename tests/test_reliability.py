@@ -113,6 +113,7 @@ def test_a_hung_judge_costs_the_step_at_most_its_judge_budget(transfer_queue, ju
     with a judge that never answers (timeout 30 s x 2 attempts per call), the step waits ~budget, not minutes."""
     from recipe.ivgr.reward_manager import reward_settings, score_response
     from recipe.ivgr.trainer import records_from_rows
+    from reward_score.result import RewardScore
 
     judge_server.reset()
     judge_server.default = hang(60)
@@ -139,7 +140,7 @@ def test_a_hung_judge_costs_the_step_at_most_its_judge_budget(transfer_queue, ju
 
     # the stage: the reward waits already used the budget, so consistency calls get what is left (~0)
     trainer = make_trainer(config, tmp_path)
-    reference = {"score": 4.0, "format": 1.0, "acc": 1.0, "iou": 0.9, "box_valid": 1.0, "num_boxes": 1.0}
+    reference = RewardScore(score=4.0, format=1.0, acc=1.0, iou=0.9, box_valid=1.0, num_boxes=1.0).as_dict()
     records = records_from_rows(
         [{"sample_id": "s9", "stream": "grounded", "question": "colour?"}] * N
         + [{"sample_id": "s9", "stream": "textual", "question": "colour?"}] * N,
@@ -354,6 +355,7 @@ def test_bad_rows_are_reason_lines_in_validate_and_the_preflight(tmp_path):
 def test_an_empty_reference_never_reaches_the_judge_and_a_nan_box_is_a_step_metric(judge_server):
     from recipe.ivgr.stage import RolloutRecord, reward_metrics
     from reward_score import compute_score_async
+    from reward_score.result import RewardScore
 
     judge_server.reset()
     judge = {"base_url": judge_server.url, "max_retries": 0}
@@ -365,5 +367,6 @@ def test_an_empty_reference_never_reaches_the_judge_and_a_nan_box_is_a_step_metr
     assert judge_server.count == 0
     assert (empty["acc"], empty["acc_undecided"], empty["gt_error"]) == (0.0, 0.0, 1.0)
     assert nan_box["gt_error"] == 1.0 and nan_box["iou"] == 0.0
-    records = [RolloutRecord("a", "textual", "q", "x", empty), RolloutRecord("b", "grounded", "q", "x", nan_box)]
+    records = [RolloutRecord("a", "textual", "q", "x", RewardScore.from_extra_info(empty)),
+               RolloutRecord("b", "grounded", "q", "x", RewardScore.from_extra_info(nan_box))]
     assert reward_metrics(records, 1)["ivgr/data/gt_error"] == 2.0

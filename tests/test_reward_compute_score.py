@@ -84,6 +84,34 @@ def test_every_stream_returns_the_same_keys():
         assert tuple(compute_score("s", "junk", "x", extra)) == RESULT_KEYS
 
 
+def test_the_dict_verl_reads_is_the_typed_result_and_a_renamed_key_fails_loudly():
+    from reward_score import RewardScore, score_rollout
+
+    text = "<think>It is red.</think><answer>red</answer>"
+    typed = score_rollout(text, "red", {"stream": "textual"})
+    assert isinstance(typed, RewardScore) and (typed.score, typed.format, typed.acc) == (2.0, 1.0, 1.0)
+    assert compute_score("s", text, "red", {"stream": "textual"}) == typed.as_dict()
+    assert RewardScore.from_extra_info({**typed.as_dict(), "think": "It is red."}) == typed
+    renamed = typed.as_dict()
+    renamed["accuracy"] = renamed.pop("acc")
+    with pytest.raises(KeyError, match="acc"):
+        RewardScore.from_extra_info(renamed)
+    with pytest.raises(TypeError):
+        RewardScore(accuracy=1.0)
+
+
+def test_consistency_joins_the_textual_score_with_the_reward_weights():
+    """The paper's textual reward: format + accuracy + consistency, each weight 1 by default."""
+    from reward_score import RewardScore, RewardWeights, with_consistency
+
+    textual = RewardScore.from_extra_info(compute_score("s", "<think>x</think><answer>red</answer>", "red",
+                                                        {"stream": "textual"}))
+    assert (textual.score, textual.consistency) == (2.0, 0.0)
+    assert with_consistency(textual, 0.7, RewardWeights()).score == pytest.approx(2.7)
+    final = with_consistency(textual, 0.7, RewardWeights(consistency=2.0))
+    assert (final.consistency, final.score) == (0.7, pytest.approx(3.4))
+
+
 def test_undecided_answer_is_flagged_and_fallback_is_switchable():
     text = "<think>x</think><answer>It is the blue one on the left</answer>"
     zero = compute_score("s", text, "blue", {"stream": "textual"})

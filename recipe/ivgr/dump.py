@@ -46,7 +46,7 @@ def write_step_dump(folder: str, step: int, records: Sequence[RolloutRecord], re
             reference = archive.get(record.sample_id) if archive is not None and record.stream == "textual" else None
             row = {
                 "step": step, "sample_id": record.sample_id, "stream": record.stream, "question": record.question,
-                "response": response, "reward": record.reward, "consistency_bonus": extra,
+                "response": response, "reward": record.reward.as_dict(), "consistency_bonus": extra,
                 "reference": None if reference is None else
                 {"think": reference.think, "iou": reference.iou, "acc": reference.acc, "step": reference.step},
                 "extra_info": {k: _plain(record.extra_info.get(k)) for k in _INFO_KEYS if k in record.extra_info},
@@ -66,6 +66,7 @@ def render(dump_path: str, data_path: str, out_dir: str, image_root: str | None 
     from reward_score.families import DEFAULT_FAMILY
     from reward_score.frames import to_original_pixels
     from reward_score.parsing import parse_boxes
+    from reward_score.result import RewardScore
 
     rows = [json.loads(line) for line in open(dump_path, encoding="utf-8")]
     rows = [r for r in rows if r["stream"] == "grounded"][:limit]
@@ -101,10 +102,10 @@ def render(dump_path: str, data_path: str, out_dir: str, image_root: str | None 
         name = f"{i:04d}.png"
         image.save(os.path.join(out_dir, name))
         written += 1
-        reward = row["reward"]
+        reward = RewardScore.from_extra_info(row["reward"])
         cards.append(
             f"<div class=c><img src='{name}'><p><b>{html.escape(row['sample_id'])}</b> "
-            f"iou {reward.get('iou', 0):.2f} acc {reward.get('acc', 0):.0f} format {reward.get('format', 0):.0f}</p>"
+            f"iou {reward.iou:.2f} acc {reward.acc:.0f} format {reward.format:.0f}</p>"
             f"<p>{html.escape(row['question'])}</p><pre>{html.escape(row['response'])}</pre></div>")
     with open(os.path.join(out_dir, "index.html"), "w", encoding="utf-8") as f:
         f.write("<html><head><meta charset=utf-8><style>.c{display:inline-block;width:480px;vertical-align:top;"

@@ -40,7 +40,7 @@ def reward_settings(config: Any) -> dict[str, Any]:
 async def score_response(text: str, data_source: str, ground_truth: Any, extra_info: dict | None,
                          settings: dict[str, Any]) -> dict:
     """verl's reward-loop result for one decoded response: ``{"reward_score", "reward_extra_info"}``
-    (every `compute_score_async` key, the `<think>` text as ``think`` and ``reward_wait_s``, the
+    (the `RewardScore` as its dict, the `<think>` text as ``think`` and ``reward_wait_s``, the
     seconds this scoring took). Shared with the IVR-R1 agent loop, which scores its own outputs with it
     so the judge is asked once per answer.
 
@@ -54,10 +54,10 @@ async def score_response(text: str, data_source: str, ground_truth: Any, extra_i
     if budget is not None:
         settings[JUDGE_DEADLINE] = start + float(budget)
     result, parsed = await score_rollout_async(text, ground_truth, dict(extra_info or {}), **settings)
-    info: dict[str, Any] = dict(result)
+    info: dict[str, Any] = result.as_dict()
     info["think"] = parsed.think or ""  # from the reward's own parse: the text is parsed once
     info[REWARD_WAIT] = time.monotonic() - start
-    return {"reward_score": result["score"], "reward_extra_info": info}
+    return {"reward_score": result.score, "reward_extra_info": info}
 
 
 class IVGRRewardManager(RewardManagerBase):

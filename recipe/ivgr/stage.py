@@ -1,7 +1,8 @@
 """The iVGR step stage: once per step, after every rollout has its per-rollout reward and before
 advantages. Picks each sample's reference (best grounded rollout), updates the archive, has the judge
-score every textual rollout's reasoning against the reference, and returns the consistency term to
-add to the textual rewards plus the step's `ivgr/` metrics.
+score every textual rollout's reasoning against the reference, and returns each textual rollout's
+final reward (the consistency term weighted in by `reward_score.result.with_consistency`) plus the
+step's `ivgr/` metrics.
 
 Pure asyncio over plain records: no verl, no TransferQueue (the trainer adapts). This is also the
 extension point for other step-level methods (IVR-R1): subclass `StepStage`, implement `run`.
@@ -15,11 +16,13 @@ import time
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from recipe.ivgr.archive import Reference, RolloutArchive
+from reward_score.config import RewardWeights
 from reward_score.judge.policy import JUDGE_POLICY_KEYS, JudgePolicy, split_judge_settings  # noqa: F401 (re-export)
+from reward_score.result import RewardScore, with_consistency
 
 logger = logging.getLogger(__name__)
 
@@ -32,24 +35,26 @@ SINGLE_KEYS = ("score", "format", "acc", "acc_undecided")
 class RolloutRecord:
     """One finished rollout as the stage sees it.
 
-    `reward` is the per-rollout reward_extra_info (compute_score keys: score, format, acc, iou, …);
+    `reward` is the per-rollout reward (`RewardScore`, read back from the row's reward_extra_info);
     `think` is the `<think>` text (None when missing), boxes in the model frame; `extra_info` is the
-    dataset row's extra_info (GT boxes, image size, frame), kept for dumps.
+    dataset row's extra_info (GT boxes, image size, frame), kept for dumps; `reward_wait_s` is the wall
+    time, seconds, the reward worker spent scoring it (judge calls included).
     """
 
     sample_id: str
     stream: str
     question: str
     think: str | None
-    reward: dict[str, float]
+    reward: RewardScore
     extra_info: dict = field(default_factory=dict)
+    reward_wait_s: float = 0.0
 
 
 @dataclass
 class StageOutput:
-    """`bonus[i]` is added to record i's reward (0 for rows the stage leaves alone); `terms[i]` are the
-    reward terms the stage decided for record i (e.g. `{"consistency": 0.7}`, unweighted), written into
-    the rollout's reward next to its final score (`apply_stage_outputs`)."""
+    """`bonus[i]` is what the stage adds to record i's score (0 for rows it leaves alone); `terms[i]` are
+    the reward terms it decided for record i (e.g. `{"consistency": 0.7}`, unweighted; `RewardScore`
+    field names), written into the rollout's reward next to its final score (`apply_stage_outputs`)."""
 
     bonus: list[float]
     metrics: dict[str, float] = field(default_factory=dict)
@@ -58,16 +63,17 @@ class StageOutput:
 
 def apply_stage_outputs(records: Sequence[RolloutRecord], outputs: Sequence[StageOutput]) -> list[float]:
     """Make each record's `reward` the one the actor trains on: every stage's terms set, every bonus added
-    to `score` (what verl's `rm_scores` then holds). Returns the total bonus per record."""
+    to `score` (what verl's `rm_scores` then holds). A term that is no `RewardScore` field raises
+    TypeError. Returns the total bonus per record."""
     total = [0.0] * len(records)
     for out in outputs:
         total = [a + b for a, b in zip(total, out.bonus)]
     for i, record in enumerate(records):
-        reward = dict(record.reward)
+        terms: dict[str, float] = {}
         for out in outputs:
-            reward.update(out.terms.get(i, {}))
-        reward["score"] = float(reward.get("score", 0.0)) + total[i]
-        record.reward = reward
+            terms.update(out.terms.get(i, {}))
+        if terms or total[i]:
+            record.reward = replace(record.reward, **terms, score=record.reward.score + total[i])
     return total
 
 
@@ -110,12 +116,13 @@ def saved_state(states: dict, stage: StepStage | type[StepStage]) -> dict | None
 class ConsistencySettings:
     """`reference_iou_threshold`: a grounded rollout qualifies as reference when acc == 1 and IoU >= this
     (paper: 0.3); `reference_requires_format`: also require format == 1 (paper figure; the official code
-    does not check it); `weight`: multiplier of the consistency term (paper: 1); `judge`: deadline,
+    does not check it); `weights`: the reward's weights (`ivgr.reward.weights`; the consistency term is
+    weighted with the others by `reward_score.result.with_consistency`, paper: 1); `judge`: deadline,
     circuit breaker and warning threshold of the step's judge calls."""
 
     reference_iou_threshold: float = 0.3
     reference_requires_format: bool = False
-    weight: float = 1.0
+    weights: RewardWeights = field(default_factory=RewardWeights)
     judge: JudgePolicy = field(default_factory=JudgePolicy)
 
 
@@ -138,10 +145,10 @@ class ConsistencyStage(StepStage):
     def _qualifies(self, record: RolloutRecord) -> bool:
         r = record.reward
         return (
-            r.get("acc", 0.0) >= 1.0
-            and r.get("iou", 0.0) >= self.settings.reference_iou_threshold
+            r.acc >= 1.0
+            and r.iou >= self.settings.reference_iou_threshold
             and bool((record.think or "").strip())
-            and (not self.settings.reference_requires_format or r.get("format", 0.0) >= 1.0)
+            and (not self.settings.reference_requires_format or r.format >= 1.0)
         )
 
     def update_archive(self, records: Sequence[RolloutRecord], step: int) -> int:
@@ -151,11 +158,11 @@ class ConsistencyStage(StepStage):
         for record in records:
             if record.stream == "grounded" and self._qualifies(record):
                 current = best.get(record.sample_id)
-                if current is None or record.reward["iou"] > current.reward["iou"]:
+                if current is None or record.reward.iou > current.reward.iou:
                     best[record.sample_id] = record
         stored = 0
         for sample_id, record in best.items():
-            candidate = Reference(record.think or "", record.reward["acc"], record.reward["iou"], step)
+            candidate = Reference(record.think or "", record.reward.acc, record.reward.iou, step)
             stored += self.archive.offer(sample_id, candidate)
         return stored
 
@@ -190,7 +197,7 @@ class ConsistencyStage(StepStage):
         asked = sum(len(rows) for rows, _ in calls)
         counts["judge_shared"] = asked - len(calls)
         # the accuracy calls already spent part of the step's judge budget: at most the longest reward wait
-        reward_wait = max((r.reward.get("reward_wait_s", 0.0) for r in records), default=0.0)
+        reward_wait = max((r.reward_wait_s for r in records), default=0.0)
         budget = max(0.0, self.settings.judge.step_deadline_s - reward_wait)
         if calls:
             results = await self._bounded(calls, counts, step, budget)
@@ -204,7 +211,8 @@ class ConsistencyStage(StepStage):
                     else:
                         consistency[i] = float(result.value)
         for i, value in consistency.items():
-            bonus[i] = self.settings.weight * value
+            reward = records[i].reward
+            bonus[i] = with_consistency(reward, value, self.settings.weights).score - reward.score
 
         metrics = stream_metrics(records, consistency, bonus)
         textual = counts["textual"]
@@ -320,13 +328,14 @@ def reward_metrics(records: Sequence[RolloutRecord], step: int, warn_failure_rat
     outcomes = dict.fromkeys(JudgeOutcome, 0)
     undecided = math_timeouts = gt_errors = substituted = 0
     for record in records:
-        gt_errors += record.reward.get("gt_error", 0.0) >= 1.0
+        reward = record.reward
+        gt_errors += reward.gt_error >= 1.0
         substituted += bool(record.extra_info.get("substituted_for"))
-        outcome = JudgeOutcome.from_code(record.reward.get("acc_judge", 0))
+        outcome = JudgeOutcome.from_code(reward.acc_judge)
         if outcome is not None:
             outcomes[outcome] += 1
-        undecided += record.reward.get("acc_undecided", 0.0) >= 1.0
-        math_timeouts += record.reward.get("math_timeout", 0.0) >= 1.0
+        undecided += reward.acc_undecided >= 1.0
+        math_timeouts += reward.math_timeout >= 1.0
     calls = sum(n for o, n in outcomes.items() if o != OUTCOME_DISABLED)
     ok = sum(outcomes[o] for o in SUCCESS_OUTCOMES)
     failed = sum(outcomes[o] for o in FAILURE_OUTCOMES)
@@ -354,7 +363,8 @@ def reward_metrics(records: Sequence[RolloutRecord], step: int, warn_failure_rat
 
 def stream_metrics(records: Sequence[RolloutRecord], consistency: dict[int, float],
                    bonus: Sequence[float]) -> dict[str, float]:
-    """Means per stream of the reward components; textual `score` includes the consistency bonus."""
+    """Means per stream of the reward components (`RewardScore` fields: a misspelt key raises
+    AttributeError); textual `score` includes the consistency bonus."""
     sums: dict[str, float] = defaultdict(float)
     counts: dict[str, int] = defaultdict(int)
     for i, record in enumerate(records):
@@ -366,9 +376,9 @@ def stream_metrics(records: Sequence[RolloutRecord], consistency: dict[int, floa
             if key == "consistency":
                 value = consistency.get(i, 0.0)
             elif key == "score":
-                value = record.reward.get("score", 0.0) + bonus[i]
+                value = record.reward.score + bonus[i]
             else:
-                value = record.reward.get(key, 0.0)
+                value = getattr(record.reward, key)
             sums[f"ivgr/{record.stream}/{key}"] += float(value)
     out = {}
     for name, total in sums.items():

@@ -22,10 +22,13 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 
 from recipe.ivgr import integrity
 from recipe.ivgr.archive import RolloutArchive
+from recipe.ivgr.reward_manager import REWARD_WAIT
 from recipe.ivgr.sampler import epochs_for_steps
 from recipe.ivgr.stage import (ConsistencySettings, ConsistencyStage, RewardMetricsStage, RolloutRecord, StageOutput,
                                StepStage, apply_stage_outputs, saved_state, split_judge_settings, stage_key)
-from reward_score.background import BackgroundLoop
+from reward_score.background import process_loop
+from reward_score.config import reward_config
+from reward_score.result import RewardScore
 from reward_score.streams import KIND_STREAMS, parse_streams
 
 logger = logging.getLogger(__name__)
@@ -48,26 +51,27 @@ def build_stages(config) -> list[StepStage]:
         judge = JudgeClient(JudgeConfig.from_mapping(judge_settings))
     else:
         logger.warning("ivgr.judge.base_url is not set: consistency stays 0 (counted as ivgr/textual/judge_disabled)")
-    weights = ivgr["reward"].get("weights") or {}
     settings = ConsistencySettings(
         reference_iou_threshold=ivgr["consistency"]["reference_iou_threshold"],
         reference_requires_format=ivgr["consistency"]["reference_requires_format"],
-        weight=weights.get("consistency", 1.0),
+        weights=reward_config(ivgr["reward"]).weights,  # the reward workers' weights (the same section)
         judge=policy,
     )
     return [ConsistencyStage(settings, RolloutArchive(enabled=ivgr["archive"]["enable"]), judge)]
 
 
 def records_from_rows(extra_infos: list[dict], extra_fields: list[dict]) -> list[RolloutRecord]:
-    """Stage records from TransferQueue rows (dataset `extra_info` + the reward's `reward_extra_info`)."""
+    """Stage records from TransferQueue rows (dataset `extra_info` + the reward's `reward_extra_info`, as
+    `recipe.ivgr.reward_manager.score_response` writes it: a row without every `RewardScore` key raises
+    KeyError)."""
     records = []
     for info, fields in zip(extra_infos, extra_fields):
-        reward = dict((fields or {}).get("reward_extra_info") or {})
-        think = reward.pop("think", None)
-        numeric = {k: float(v) for k, v in reward.items() if isinstance(v, (int, float))}
+        reward = (fields or {}).get("reward_extra_info") or {}
         records.append(RolloutRecord(
             sample_id=str(info.get("sample_id")), stream=str(info.get("stream", "single")),
-            question=str(info.get("question") or ""), think=think, reward=numeric, extra_info=dict(info)))
+            question=str(info.get("question") or ""), think=reward.get("think"),
+            reward=RewardScore.from_extra_info(reward), extra_info=dict(info),
+            reward_wait_s=float(reward.get(REWARD_WAIT, 0.0))))
     return records
 
 
@@ -98,7 +102,7 @@ class IVGRTrainer(PPOTrainerSync):
         super().__init__(config)
         default_tensorboard_dir(config)
         self.stages: list[StepStage] = build_stages(config)
-        self._stage_loop = BackgroundLoop("ivgr-stage-loop") if self.stages else None
+        self._stage_loop = process_loop() if self.stages else None
         self._dump_every = int(config.ivgr.dump.every_k_steps or 0)
 
     # ---------------------------------------------------------------- data order
