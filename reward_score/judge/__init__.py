@@ -3,7 +3,10 @@
 Light to import (no torch/transformers; aiohttp is imported on the first network call).
 """
 
-from .client import (
+from .calls import judge_answer, judge_consistency
+from .client import JudgeClient
+from .config import JudgeConfig, backoff_delay
+from .outcomes import (
     FAILURE_OUTCOMES,
     OUTCOME_BAD_REPLY,
     OUTCOME_CACHED,
@@ -17,13 +20,8 @@ from .client import (
     OUTCOME_TIMEOUT,
     OUTCOMES,
     SUCCESS_OUTCOMES,
-    JudgeClient,
-    JudgeConfig,
     JudgeOutcome,
     JudgeResult,
-    backoff_delay,
-    judge_answer,
-    judge_consistency,
 )
 from .prompts import (
     RUBRIC,

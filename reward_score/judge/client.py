@@ -1,9 +1,14 @@
 """Async client for an OpenAI-compatible chat-completions judge (vLLM, SGLang, ...).
 
-Every call ends with a defined outcome (see ``OUTCOME_*``); the client never raises for network or
+Every call ends with a defined outcome (`JudgeOutcome`); the client never raises for network or
 server trouble and never retries without bound. Failures are counted, logged (rate-limited, without the
 API key and with prompts cut to 200 characters) and returned as ``JudgeResult(value=None, outcome=...)``
 so the caller decides what a failure is worth.
+
+This module is the call policy (request body, cache key, retries, in-flight sharing, logging); its
+parts live beside it: `outcomes` (outcome enum, result type), `config` (JudgeConfig, backoff),
+`stats` (counters), `cache` (response cache), `transport` (per-loop HTTP sessions, the POST); the
+reward's two judge calls are in `calls`. Outcome and config names are re-exported here, their former home.
 
 aiohttp is imported lazily, on the first network call, so importing this module is cheap.
 """
@@ -12,193 +17,45 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import dataclasses
-import enum
 import hashlib
 import json
 import logging
-import math
 import os
 import random
 import threading
 import time
 import weakref
-from email.utils import parsedate_to_datetime
-from collections import OrderedDict, deque
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
-from typing import Any, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any
 
-from .prompts import answer_equivalence_messages, consistency_messages, parse_consistency, parse_equivalence
+from .cache import ResponseCache, copy_value
+from .config import JudgeConfig, backoff_delay  # noqa: F401 (re-export)
+from .outcomes import (  # noqa: F401 (re-export)
+    FAILURE_OUTCOMES,
+    OUTCOME_BAD_REPLY,
+    OUTCOME_CACHED,
+    OUTCOME_CANCELLED,
+    OUTCOME_CODES,
+    OUTCOME_CONNECTION_ERROR,
+    OUTCOME_DISABLED,
+    OUTCOME_HTTP_ERROR,
+    OUTCOME_OK,
+    OUTCOME_SERVER_ERROR,
+    OUTCOME_TIMEOUT,
+    OUTCOMES,
+    SUCCESS_OUTCOMES,
+    JudgeOutcome,
+    JudgeResult,
+    T,
+)
+from .stats import CallStats
+from .transport import LoopSession, choice_texts, drop_sessions, open_session, post, retire
 
 logger = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-class JudgeOutcome(str, enum.Enum):
-    """How a judge call ended: the one definition of the outcome names and of their numeric codes.
-
-    Members are strings (`JudgeOutcome.OK == "ok"`), so metrics names and log lines use them as they
-    are; `code` is the number a rollout's `reward_extra_info["acc_judge"]` carries (verl keeps only numbers
-    there; 0 = no judge call) and `from_code` reads it back."""
-
-    OK = "ok"  # reply received and parsed
-    CACHED = "cached"  # value served from the response cache or from an identical in-flight call
-    TIMEOUT = "timeout"  # last attempt got no complete reply within timeout_s
-    CONNECTION_ERROR = "connection_error"  # last attempt could not connect / connection broke
-    HTTP_ERROR = "http_error"  # non-retryable HTTP status (4xx other than 429); no retry
-    SERVER_ERROR = "server_error"  # 5xx or 429 on the last attempt
-    BAD_REPLY = "bad_reply"  # 2xx but body not JSON / no choices / no choice parsed / over the size cap
-    CANCELLED = "cancelled"  # the caller cancelled the call (step deadline, circuit breaker)
-    DISABLED = "disabled"  # judge not configured (base_url is None); no network
-
-    def __str__(self) -> str:
-        return self.value
-
-    @property
-    def code(self) -> int:
-        """1-based position in declaration order (stable: new outcomes are appended)."""
-        return list(JudgeOutcome).index(self) + 1
-
-    @classmethod
-    def from_code(cls, code: float | int | None) -> JudgeOutcome | None:
-        """The outcome of a numeric code, None for 0 (no call) or an unknown code."""
-        members = list(cls)
-        index = int(code or 0) - 1
-        return members[index] if 0 <= index < len(members) else None
-
-
-OUTCOME_OK = JudgeOutcome.OK
-OUTCOME_CACHED = JudgeOutcome.CACHED
-OUTCOME_TIMEOUT = JudgeOutcome.TIMEOUT
-OUTCOME_CONNECTION_ERROR = JudgeOutcome.CONNECTION_ERROR
-OUTCOME_HTTP_ERROR = JudgeOutcome.HTTP_ERROR
-OUTCOME_SERVER_ERROR = JudgeOutcome.SERVER_ERROR
-OUTCOME_BAD_REPLY = JudgeOutcome.BAD_REPLY
-OUTCOME_CANCELLED = JudgeOutcome.CANCELLED
-OUTCOME_DISABLED = JudgeOutcome.DISABLED
-SUCCESS_OUTCOMES = (OUTCOME_OK, OUTCOME_CACHED)
-FAILURE_OUTCOMES = (
-    OUTCOME_TIMEOUT,
-    OUTCOME_CONNECTION_ERROR,
-    OUTCOME_HTTP_ERROR,
-    OUTCOME_SERVER_ERROR,
-    OUTCOME_BAD_REPLY,
-    OUTCOME_CANCELLED,
-)
-OUTCOMES = tuple(JudgeOutcome)
-# numeric code of each outcome in per-rollout reward_extra_info (`acc_judge`); 0 = no judge call
-OUTCOME_CODES = {outcome: outcome.code for outcome in JudgeOutcome}
 
 _PREVIEW_CHARS = 200
 _LOG_FIRST = 10
 _LOG_EVERY = 100
-_LATENCY_WINDOW = 10_000
-
-
-@dataclass
-class JudgeConfig:
-    """Judge endpoint and call policy. The API key itself is never stored, only the env var's name.
-
-    Times are in seconds. ``max_retries`` counts extra attempts after the first one. ``samples`` > 1
-    asks for that many choices in one request (``n``) and averages them (consistency judge); it needs
-    ``temperature`` > 0 to give different samples.
-    """
-
-    base_url: str | None = None  # OpenAI-compatible root, e.g. "http://127.0.0.1:8000/v1"; None = disabled
-    model: str = "judge"
-    api_key_env: str = "JUDGE_API_KEY"
-    max_concurrency: int = 64
-    timeout_s: float = 60.0
-    max_retries: int = 3
-    backoff_s: float = 0.5
-    backoff_max_s: float = 8.0
-    temperature: float = 0.0
-    top_p: float = 1.0
-    max_tokens: int = 256
-    samples: int = 1
-    seed: int | None = 0
-    cache_size: int = 100_000
-    max_reply_bytes: int = 1_000_000  # a longer reply body is not read further: bad_reply
-
-    def __post_init__(self) -> None:
-        if self.base_url is not None:
-            self.base_url = str(self.base_url).strip().rstrip("/") or None
-        checks = {
-            "max_concurrency >= 1": self.max_concurrency >= 1,
-            "timeout_s > 0": self.timeout_s > 0,
-            "max_retries >= 0": self.max_retries >= 0,
-            "backoff_s >= 0": self.backoff_s >= 0,
-            "backoff_max_s >= 0": self.backoff_max_s >= 0,
-            "temperature >= 0": self.temperature >= 0,
-            "0 < top_p <= 1": 0 < self.top_p <= 1,
-            "max_tokens >= 1": self.max_tokens >= 1,
-            "samples >= 1": self.samples >= 1,
-            "cache_size >= 0": self.cache_size >= 0,
-            "max_reply_bytes >= 1": self.max_reply_bytes >= 1,
-        }
-        bad = [name for name, ok in checks.items() if not ok]
-        if bad:
-            raise ValueError(f"invalid JudgeConfig: need {', '.join(bad)}")
-
-    @classmethod
-    def from_mapping(cls, m: Mapping[str, Any] | None) -> JudgeConfig:
-        """Build from a dict or an omegaconf DictConfig; unknown keys raise ValueError naming them."""
-        data = dict(m.items()) if m is not None else {}
-        known = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise ValueError(f"unknown judge config keys: {unknown}; known: {sorted(known)}")
-        return cls(**data)
-
-    @property
-    def enabled(self) -> bool:
-        return self.base_url is not None
-
-
-@dataclass(frozen=True)
-class JudgeResult(Generic[T]):
-    """Outcome of one logical judge call. ``value`` is None unless ``outcome`` is ok/cached.
-
-    ``attempts`` = HTTP requests this call sent (0 when cached or disabled); ``latency_s`` = wall time
-    of the call in seconds, retries and backoff included; ``raw`` = last reply text (may be cut).
-    """
-
-    value: T | None
-    outcome: str
-    attempts: int
-    latency_s: float
-    raw: str | None = None
-
-    @property
-    def ok(self) -> bool:
-        return self.outcome in SUCCESS_OUTCOMES
-
-
-def backoff_delay(retry: int, base_s: float, cap_s: float, rand: Callable[[], float] = random.random) -> float:
-    """Seconds to wait before retry number ``retry`` (1-based): uniform in [d/2, d], d = min(cap, base*2^(retry-1))."""
-    d = min(cap_s, base_s * 2.0 ** min(max(retry - 1, 0), 60))
-    return d * (0.5 + 0.5 * rand())
-
-
-def _percentile(sorted_values: list[float], q: float) -> float:
-    """Linear-interpolated percentile, q in [0, 1]; 0.0 for no data."""
-    if not sorted_values:
-        return 0.0
-    pos = q * (len(sorted_values) - 1)
-    lo = math.floor(pos)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (pos - lo)
-
-
-@dataclass
-class _LoopState:
-    """Everything bound to one event loop: the HTTP session, the semaphore, in-flight calls."""
-
-    loop: asyncio.AbstractEventLoop
-    session: Any  # aiohttp.ClientSession
-    sem: asyncio.Semaphore
-    inflight: dict[str, asyncio.Task] = field(default_factory=dict)
 
 
 class JudgeClient:
@@ -214,59 +71,29 @@ class JudgeClient:
 
     def __init__(self, config: JudgeConfig) -> None:
         self.config = config
-        self._states: dict[asyncio.AbstractEventLoop, _LoopState] = {}
-        self._lock = threading.Lock()  # states, cache and counters are shared across threads
-        self._cache: OrderedDict[str, tuple[Any, str | None]] = OrderedDict()
+        self._states: dict[asyncio.AbstractEventLoop, LoopSession] = {}
+        self._lock = threading.Lock()  # the per-loop sessions are shared across threads
+        self._cache = ResponseCache(config.cache_size)
+        self._stats = CallStats()
         self._rng = random.Random()
         self._fail_seen: dict[str, int] = {}  # lifetime failure counts, for log rate-limiting
-        self._reset_stats()
         _LIVE_CLIENTS.add(self)
         # a client dropped without aclose()/close(): its sessions are closed when it is collected
         # (aiohttp would log "Unclosed client session" for each); not at exit, `_close_all_clients` does that
-        weakref.finalize(self, _drop_sessions, self._states).atexit = False
+        weakref.finalize(self, drop_sessions, self._states).atexit = False
 
     def __repr__(self) -> str:
         c = self.config
         return f"JudgeClient(base_url={c.base_url!r}, model={c.model!r}, max_concurrency={c.max_concurrency})"
 
     # ----------------------------------------------------------------------------------------- stats
-    def _reset_stats(self) -> None:
-        self._calls = 0
-        self._attempts = 0
-        self._cache_hits = 0
-        self._short_replies = 0
-        self._failures = dict.fromkeys(FAILURE_OUTCOMES, 0)
-        self._latencies: deque[float] = deque(maxlen=_LATENCY_WINDOW)
-
-    def _count_failure(self, outcome: str) -> None:
-        with self._lock:
-            self._failures[outcome] += 1
-
     def stats(self, reset: bool = False) -> dict[str, float]:
-        """Counters since the last reset: logical ``calls`` (cache hits included), HTTP ``attempts``,
-        ``cache_hits``, ``failures`` (+ ``failures/<outcome>``), ``short_replies`` (replies with fewer
-        choices than the ``n`` asked for; the mean uses those present), and ``latency_p50``/
-        ``latency_p95`` in seconds over recent network calls (0.0 when none)."""
-        with self._lock:
-            lat = sorted(self._latencies)
-            out: dict[str, float] = {
-                "calls": float(self._calls),
-                "attempts": float(self._attempts),
-                "cache_hits": float(self._cache_hits),
-                "failures": float(sum(self._failures.values())),
-                "short_replies": float(self._short_replies),
-                "latency_p50": _percentile(lat, 0.50),
-                "latency_p95": _percentile(lat, 0.95),
-            }
-            out.update({f"failures/{k}": float(v) for k, v in self._failures.items()})
-            if reset:
-                self._reset_stats()
-        return out
+        """`CallStats.snapshot`: calls, attempts, cache hits, failures per outcome, short replies and
+        latency percentiles (seconds) since the last reset."""
+        return self._stats.snapshot(reset)
 
     # ------------------------------------------------------------------------------------ lifecycle
-    def _loop_state(self) -> _LoopState:
-        import aiohttp
-
+    def _loop_state(self) -> LoopSession:
         loop = asyncio.get_running_loop()
         st = self._states.get(loop)
         if st is not None and not st.session.closed:
@@ -275,43 +102,9 @@ class JudgeClient:
             # sessions of loops that no longer run (finished asyncio.run, idle loops) are closed;
             # loops running in other threads keep theirs
             for other in [o for o in self._states if o is not loop and (o.is_closed() or not o.is_running())]:
-                self._retire(self._states.pop(other))
-            connector = aiohttp.TCPConnector(limit=self.config.max_concurrency)
-            # per-attempt timeout on the session: no extra task per request, unlike asyncio.wait_for
-            session = aiohttp.ClientSession(connector=connector,
-                                            timeout=aiohttp.ClientTimeout(total=self.config.timeout_s))
-            st = self._states[loop] = _LoopState(loop, session, asyncio.Semaphore(self.config.max_concurrency))
+                retire(self._states.pop(other))
+            st = self._states[loop] = open_session(loop, self.config)
         return st
-
-    @staticmethod
-    def _retire(st: _LoopState, wait_s: float = 0.0, run_stopped: bool = True) -> None:
-        """Close a session that belongs to another event loop. A loop still running in another thread
-        closes it itself (waited for up to ``wait_s`` seconds); a stopped one is run until the session
-        is closed (``run_stopped``, only where no loop runs in this thread); otherwise the connector's
-        synchronous part of aiohttp's close() drops its connections here."""
-        if st.session.closed:
-            return
-        try:
-            current = asyncio.get_running_loop()
-        except RuntimeError:
-            current = None
-        if st.loop is not current and st.loop.is_running() and not st.loop.is_closed():
-            future = asyncio.run_coroutine_threadsafe(st.session.close(), st.loop)
-            if not wait_s:
-                return
-            try:
-                future.result(wait_s)
-                return
-            except Exception:  # noqa: BLE001 - a stuck loop: close its connections without it
-                logger.debug("judge session close on its own loop did not finish", exc_info=True)
-        if run_stopped and current is None and not st.loop.is_running() and not st.loop.is_closed():
-            try:  # a loop that stopped (not closed): let it close its session itself, now
-                st.loop.run_until_complete(st.session.close())
-                return
-            except Exception:  # noqa: BLE001
-                logger.debug("judge session close on its stopped loop failed", exc_info=True)
-        if st.session.connector is not None:
-            st.session.connector._close()
 
     def close(self, wait_s: float = 5.0) -> None:
         """Close every HTTP session of this client from synchronous code (not from inside a running
@@ -322,7 +115,7 @@ class JudgeClient:
             states = list(self._states.values())
             self._states.clear()
         for st in states:
-            self._retire(st, wait_s)
+            retire(st, wait_s)
 
     async def aclose(self) -> None:
         """Close this event loop's HTTP session and drop sessions of loops that no longer run (a later
@@ -333,7 +126,7 @@ class JudgeClient:
             st = self._states.pop(loop, None)
             stale = [self._states.pop(o) for o in list(self._states) if o.is_closed() or not o.is_running()]
         for other in stale:
-            self._retire(other)
+            retire(other)
         if st is not None:
             await st.session.close()
 
@@ -379,16 +172,14 @@ class JudgeClient:
             return JudgeResult(None, OUTCOME_DISABLED, 0, 0.0, None)
         if n < 1:
             raise ValueError(f"n must be >= 1, got {n}")
-        with self._lock:
-            self._calls += 1
+        self._stats.call()
         body = self._body(messages, n)
         key = self._key(body, parse)
 
-        hit = self._cache_get(key)
+        hit = self._cache.get(key)
         if hit is not None:
-            with self._lock:
-                self._cache_hits += 1
-            return JudgeResult(_copy(hit[0]), OUTCOME_CACHED, 0, time.perf_counter() - t0, hit[1])
+            self._stats.cache_hit()
+            return JudgeResult(copy_value(hit[0]), OUTCOME_CACHED, 0, time.perf_counter() - t0, hit[1])
 
         st = self._loop_state()
         task = st.inflight.get(key)
@@ -400,7 +191,7 @@ class JudgeClient:
         try:
             result = await asyncio.shield(task)
         except asyncio.CancelledError:
-            self._count_failure(OUTCOME_CANCELLED)
+            self._stats.failure(OUTCOME_CANCELLED)
             me = asyncio.current_task()
             if me is not None and me.cancelling():  # our caller cancelled us: stop the request too
                 if leader:
@@ -410,14 +201,13 @@ class JudgeClient:
             return JudgeResult(None, OUTCOME_CANCELLED, 0, time.perf_counter() - t0, None)
         if not leader:
             if result.ok:
-                with self._lock:
-                    self._cache_hits += 1
-                result = JudgeResult(_copy(result.value), OUTCOME_CACHED, 0, time.perf_counter() - t0, result.raw)
+                self._stats.cache_hit()
+                result = JudgeResult(copy_value(result.value), OUTCOME_CACHED, 0, time.perf_counter() - t0, result.raw)
             else:
-                self._count_failure(result.outcome)
+                self._stats.failure(result.outcome)
         return result
 
-    async def _fetch(self, st: _LoopState, messages: list[dict], parse: Callable, n: int, key: str,
+    async def _fetch(self, st: LoopSession, messages: list[dict], parse: Callable, n: int, key: str,
                      body: bytes) -> JudgeResult:
         """Send the request with retries; cache and count the result (run once per in-flight key).
 
@@ -435,17 +225,15 @@ class JudgeClient:
                 await asyncio.sleep(max(delay, min(wait_hint, c.timeout_s)))
             wait_hint = 0.0
             attempts += 1
-            with self._lock:
-                self._attempts += 1
+            self._stats.attempt()
             try:
                 async with st.sem:
                     sent = time.perf_counter()
                     try:
-                        status, text, retry_after = await self._post(st, body)
+                        status, text, retry_after = await post(st, c, body, self._api_key())
                     finally:
                         # server latency of this attempt (queueing for a slot excluded)
-                        with self._lock:
-                            self._latencies.append(time.perf_counter() - sent)
+                        self._stats.latency(time.perf_counter() - sent)
             except asyncio.TimeoutError:
                 outcome, detail = OUTCOME_TIMEOUT, f"no complete reply within {c.timeout_s}s"
                 continue
@@ -462,13 +250,12 @@ class JudgeClient:
             if not 200 <= status < 300:
                 outcome, detail = OUTCOME_HTTP_ERROR, f"HTTP {status}"
                 break
-            texts = _choice_texts(text)
+            texts = choice_texts(text)
             if texts is None:
                 outcome, detail = OUTCOME_BAD_REPLY, "body is not a chat completion with choices"
                 continue
             if len(texts) < n:
-                with self._lock:
-                    self._short_replies += 1
+                self._stats.short_reply()
             raw = texts[0] if n == 1 else json.dumps(texts, ensure_ascii=False)
             values = [v for v in (_safe_parse(parse, t) for t in texts[:n]) if v is not None]
             if not values:
@@ -477,36 +264,13 @@ class JudgeClient:
                 continue
             value = values[0] if n == 1 else values
             latency = time.perf_counter() - t0
-            self._cache_put(key, value, raw)
-            return JudgeResult(_copy(value), OUTCOME_OK, attempts, latency, raw)
+            self._cache.put(key, value, raw)
+            return JudgeResult(copy_value(value), OUTCOME_OK, attempts, latency, raw)
 
         latency = time.perf_counter() - t0
-        self._count_failure(outcome)
+        self._stats.failure(outcome)
         self._log_failure(outcome, attempts, latency, detail, messages)
         return JudgeResult(None, outcome, attempts, latency, raw)
-
-    async def _post(self, st: _LoopState, body: bytes) -> tuple[int, str | None, float]:
-        """(status, body text or None when over ``max_reply_bytes``, Retry-After seconds or 0)."""
-        headers = {"Content-Type": "application/json"}
-        key = self._api_key()
-        if key:
-            headers["Authorization"] = f"Bearer {key}"
-        url = f"{self.config.base_url}/chat/completions"
-        cap = self.config.max_reply_bytes
-        async with st.session.post(url, data=body, headers=headers) as resp:
-            retry_after = _retry_after_s(resp.headers.get("Retry-After"))
-            if (resp.content_length or 0) > cap:
-                return resp.status, None, retry_after
-            chunks, size = [], 0
-            while size <= cap:
-                chunk = await resp.content.read(cap + 1 - size)
-                if not chunk:
-                    break
-                chunks.append(chunk)
-                size += len(chunk)
-            if size > cap:
-                return resp.status, None, retry_after
-            return resp.status, b"".join(chunks).decode(resp.get_encoding() or "utf-8", errors="replace"), retry_after
 
     def _log_failure(self, outcome: str, attempts: int, latency_s: float, detail: str, messages: list[dict]) -> None:
         count = self._fail_seen[outcome] = self._fail_seen.get(outcome, 0) + 1
@@ -521,36 +285,8 @@ class JudgeClient:
             )
         )
 
-    # ----------------------------------------------------------------------------------------- cache
-    def _cache_get(self, key: str) -> tuple[Any, str | None] | None:
-        with self._lock:
-            hit = self._cache.get(key)
-            if hit is not None:
-                self._cache.move_to_end(key)
-            return hit
-
-    def _cache_put(self, key: str, value: Any, raw: str | None) -> None:
-        if self.config.cache_size <= 0:
-            return
-        with self._lock:
-            self._cache[key] = (_copy(value), raw)
-            self._cache.move_to_end(key)
-            while len(self._cache) > self.config.cache_size:
-                self._cache.popitem(last=False)
-
 
 _LIVE_CLIENTS: weakref.WeakSet[JudgeClient] = weakref.WeakSet()
-
-
-def _drop_sessions(states: dict) -> None:
-    """Finalizer of a collected client (any thread, any moment): close its sessions without waiting
-    and without running a loop."""
-    for st in list(states.values()):
-        try:
-            JudgeClient._retire(st, run_stopped=False)
-        except Exception:  # noqa: BLE001 - a finalizer must not raise
-            pass
-    states.clear()
 
 
 @atexit.register
@@ -564,24 +300,6 @@ def _close_all_clients() -> None:
             logger.debug("closing a judge client at exit failed", exc_info=True)
 
 
-def _retry_after_s(value: str | None) -> float:
-    """Seconds from a Retry-After header (delta-seconds or an HTTP date); 0 when absent or unusable."""
-    if not value:
-        return 0.0
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        pass
-    try:
-        return max(0.0, parsedate_to_datetime(value).timestamp() - time.time())
-    except (TypeError, ValueError, IndexError, OverflowError):
-        return 0.0
-
-
-def _copy(value: Any) -> Any:
-    return list(value) if isinstance(value, list) else value
-
-
 def _safe_parse(parse: Callable[[str], Any], text: str) -> Any:
     """A parser that raises is treated like one that returns None (unusable reply)."""
     try:
@@ -589,30 +307,3 @@ def _safe_parse(parse: Callable[[str], Any], text: str) -> Any:
     except Exception:  # noqa: BLE001 - a buggy parser must not kill the batch
         logger.debug("judge parser raised", exc_info=True)
         return None
-
-
-def _choice_texts(text: str) -> list[str] | None:
-    """Message contents of a chat-completion body; None if the body is not one (or has no choices)."""
-    try:
-        data = json.loads(text)
-        choices = data["choices"]
-        if not isinstance(choices, list) or not choices:
-            return None
-        return [str(ch["message"].get("content") or "") for ch in choices]
-    except (ValueError, KeyError, TypeError, AttributeError):
-        return None
-
-
-# --------------------------------------------------------------------------------------- convenience
-async def judge_answer(client: JudgeClient, question: str, ground_truth: str, prediction: str) -> JudgeResult[bool]:
-    """Accuracy judge: value True/False (same answer or not), None on failure. Always one sample."""
-    return await client.complete(answer_equivalence_messages(question, ground_truth, prediction), parse_equivalence)
-
-
-async def judge_consistency(client: JudgeClient, question: str, reference: str, target: str) -> JudgeResult[float]:
-    """Consistency judge: value in [0, 1] = mean of the parsed rubric scores over ``config.samples``."""
-    n = client.config.samples
-    result = await client.complete(consistency_messages(question, reference, target), parse_consistency, n=n)
-    if n > 1 and result.value is not None:
-        result = dataclasses.replace(result, value=sum(result.value) / len(result.value))
-    return result
