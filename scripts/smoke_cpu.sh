@@ -147,11 +147,8 @@ if [[ "$SMOKE_ROLLOUT" == vllm ]]; then
         "++actor_rollout_ref.rollout.enable_sleep_mode=false"   # a RolloutConfig field the yaml does not list
         "actor_rollout_ref.rollout.enforce_eager=true"
         "++ray_kwargs.ray_init.runtime_env.env_vars.VLLM_CPU_KVCACHE_SPACE='1'"
-        # vLLM's API server imports model_hosting_container_standards, which sets the root logger and its
-        # handlers to this variable's level at import time (default ERROR: logging_config.py
-        # configure_root_logger): in every process that imports verl's vLLM server module (the trainer,
-        # its workers) the recipe's INFO and WARNING lines would vanish, the smoke report's evidence with them
-        "++ray_kwargs.ray_init.runtime_env.env_vars.SAGEMAKER_CONTAINER_LOG_LEVEL=INFO"
+        # (the recipe yamls set SAGEMAKER_CONTAINER_LOG_LEVEL=INFO, without which vLLM's imports drop the
+        # INFO/WARNING lines the smoke report reads)
     )
 fi
 # iVGR: a correct grounded rollout is a reference whatever its IoU (the tiny model's boxes are rarely

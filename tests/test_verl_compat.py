@@ -49,3 +49,33 @@ def test_every_ray_worker_of_either_recipe_installs_the_fix(config_dir, config_n
                          timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.vllm
+@pytest.mark.timeout(2400)
+@pytest.mark.parametrize("config_dir, config_name", [("recipe/ivgr/config", "ivgr_trainer"),
+                                                     ("recipe/ivr_r1/config", "ivr_r1_trainer")])
+def test_importing_verls_vllm_server_keeps_the_recipes_info_lines(config_dir, config_name, vllm_python):
+    """vLLM's API server imports model_hosting_container_standards, which sets the root logger to
+    SAGEMAKER_CONTAINER_LOG_LEVEL (default ERROR) on import. A Ray worker with the recipe's runtime_env
+    imports verl's vLLM server module and must still emit INFO lines."""
+    import os
+    import subprocess
+    from pathlib import Path
+
+    from recipe.ivgr.preflight import compose_config
+
+    root = Path(__file__).resolve().parents[1]
+    env_vars = compose_config([], config_dir=root / config_dir, config_name=config_name).ray_kwargs.ray_init.runtime_env.env_vars
+    env = {k: v for k, v in os.environ.items() if k not in ("SAGEMAKER_CONTAINER_LOG_LEVEL", "LOG_LEVEL")}
+    env.update({k: str(v) for k, v in env_vars.items()})
+    env["VERL_PLATFORM"] = "cpu"  # vLLM's Qwen2-VL import needs the CPU backend's torchvision stand-in here
+    env["VERL_USE_EXTERNAL_MODULES"] = f"{env['VERL_USE_EXTERNAL_MODULES']},recipe.cpu_backend"
+    code = ("import logging\nlogging.basicConfig(level=logging.INFO)\n"
+            "import verl.workers.rollout.vllm_rollout.vllm_async_server\n"
+            "import model_hosting_container_standards  # noqa: F401 (the importer in question)\n"
+            "print(logging.getLogger('recipe.ivgr.trainer').isEnabledFor(logging.INFO))")
+    out = subprocess.run([str(vllm_python), "-c", code], env=env, cwd=root, capture_output=True, text=True,
+                         timeout=400)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "True"
