@@ -197,7 +197,7 @@ sft_stage() {
         GPUS_PER_NODE=1 \
         TRAIN_BATCH_SIZE=4 MAX_LENGTH=1024 MAX_TOKENS_PER_GPU=2048 EPOCHS=1 NUM_WORKERS=0 SAVE_FREQ=-1 \
         LOGGER=console PREFLIGHT=1 bash scripts/sft_ivgr_7b.sh \
-        "trainer.device=cpu" "model.use_remove_padding=false" "model.enable_gradient_checkpointing=false" \
+        "trainer.device=cpu" "engine.strategy=fsdp2" "model.use_remove_padding=false" "model.enable_gradient_checkpointing=false" \
         "+model.override_config.attn_implementation=sdpa" "optim.lr=${SMOKE_SFT_LR:-1e-3}" \
         "optim.lr_warmup_steps_ratio=0" "trainer.total_training_steps=$steps" > "$SMOKE_DIR/sft.log" 2>&1
 }

@@ -92,6 +92,39 @@ def test_platform_and_patches_reach_verls_own_classes(tiny_checkpoint):
     assert out["image_processor"] == "Qwen2VLImageProcessorPil"
 
 
+def test_verls_processor_loads_a_folder_a_processor_saved_without_torchvision(tiny_checkpoint, tmp_path):
+    """verl's checkpoints save the processor next to the weights (`huggingface/`, the SFT stage's hf_final):
+    its processor_config.json then holds `"video_processor": {}`, which transformers' lookup (every video
+    processor mapped to None without torchvision) fails on with an AttributeError rather than the ImportError
+    of a base model's folder. The saved folder must load like the base one and size images the same."""
+    import shutil
+
+    saved = tmp_path / "huggingface"
+    shutil.copytree(tiny_checkpoint, saved)
+    out = _python(f"""
+        import json
+        from PIL import Image
+        from verl.utils import hf_processor
+        hf_processor({str(tiny_checkpoint)!r}).save_pretrained({str(saved)!r})
+        saved = json.load(open({str(saved / "processor_config.json")!r}))
+        grids = {{}}
+        for name, path in (("base", {str(tiny_checkpoint)!r}), ("saved", {str(saved)!r})):
+            processor = hf_processor(path)
+            grids[name] = None if processor is None else processor.image_processor(
+                images=[Image.new("RGB", (200, 90))], return_tensors="pt")["image_grid_thw"][0].tolist()
+        print(json.dumps({{"video_processor": saved.get("video_processor"), "grids": grids}}))
+    """)
+    from PIL import Image
+    from transformers.models.qwen2_vl.image_processing_pil_qwen2_vl import Qwen2VLImageProcessorPil
+
+    from recipe.cpu_backend.tiny_model import MAX_PIXELS, MIN_PIXELS
+
+    expected = Qwen2VLImageProcessorPil(min_pixels=MIN_PIXELS, max_pixels=MAX_PIXELS)(
+        images=[Image.new("RGB", (200, 90))], return_tensors="pt")["image_grid_thw"][0].tolist()
+    assert out["video_processor"] == {}  # the layout verl's checkpoint writes, the case under test
+    assert out["grids"] == {"base": expected, "saved": expected}
+
+
 def test_verls_sft_dataset_reads_image_rows_without_torchvision(tiny_checkpoint, tmp_path):
     """verl's MultiTurnSFTDataset resizes images with `process_image` -> `qwen_vl_utils` (torchvision): with the
     CPU backend the item comes out at the size Qwen2.5-VL's own image processor gives the same bounds; without

@@ -97,11 +97,17 @@ def _image_only_video_processor(video_auto: ModuleType) -> None:
     original = auto.from_pretrained.__func__
 
     def from_pretrained(cls, *args, **kwargs):
+        from transformers.utils import is_torchvision_available
+
+        if is_torchvision_available():
+            return original(cls, *args, **kwargs)
+        # Without torchvision transformers maps every model type to no video processor, and how the lookup
+        # fails depends on the folder: an ImportError or ValueError naming torchvision for a base model's
+        # preprocessor_config.json, an AttributeError on `None.__module__` for a folder a processor saved itself
+        # (processor_config.json with `"video_processor": {}`, as in verl's checkpoints' huggingface/ folder).
         try:
             return original(cls, *args, **kwargs)
-        except ImportError as err:
-            if "orchvision" not in str(err):
-                raise
+        except (ImportError, ValueError, AttributeError):
             return image_only_video_processor()
 
     auto.from_pretrained = classmethod(from_pretrained)
