@@ -289,6 +289,44 @@ def test_an_incomplete_checkpoint_is_never_resumed_and_the_preflight_says_so(tmp
     assert "PROBLEM: checkpoints:" in out.getvalue() and "no complete checkpoint is left" in out.getvalue()
 
 
+def ivr_r1_checkpoint_trainer(tmp_path, *overrides):
+    """IVRR1Trainer as `checkpoint_trainer` builds IVGRTrainer: its own composed config, the same workers."""
+    from test_ivr_r1_agent_loop import compose_config as compose_ivr_r1
+    from verl.trainer.ppo.checkpoint_callback import CheckpointCallback
+
+    from recipe.ivr_r1.trainer import IVRR1Trainer
+
+    trainer = IVRR1Trainer.__new__(IVRR1Trainer)
+    trainer.config = compose_ivr_r1(f"trainer.default_local_dir={tmp_path}", *overrides)
+    trainer.global_steps = 1
+    trainer.actor_rollout_wg = CheckpointWorkers()
+    trainer.use_critic = False
+    trainer.trainer_mode = "sync"
+    trainer.train_dataloader = Loader()
+    trainer.checkpoint_callback = CheckpointCallback(trainer.config)
+    return trainer
+
+
+def test_ivr_r1_runs_get_the_same_crash_safe_checkpoints(tmp_path):
+    trainer = ivr_r1_checkpoint_trainer(tmp_path, "trainer.max_actor_ckpt_to_keep=1")
+    trainer._save_checkpoint()
+    trainer.global_steps = 2
+    trainer.train_dataloader.crash = True
+    with pytest.raises(KeyboardInterrupt):
+        trainer._save_checkpoint()
+    # killed inside verl's save window: step 1 is still latest and whole, and the resume loads it
+    assert (tmp_path / "latest_checkpointed_iteration.txt").read_text() == "1"
+    assert integrity_module().verify_checkpoint(tmp_path / "global_step_1") == []
+    resumed = ivr_r1_checkpoint_trainer(tmp_path)
+    resumed._load_checkpoint()
+    assert resumed.global_steps == 1 and resumed.actor_rollout_wg.loaded == [str(tmp_path / "global_step_1" / "actor")]
+
+    shard = tmp_path / "global_step_1" / "actor" / "model_world_size_1_rank_0.pt"
+    shard.write_bytes(shard.read_bytes()[: shard.stat().st_size // 2])  # a half-written shard
+    with pytest.raises(RuntimeError, match="cannot resume"):
+        ivr_r1_checkpoint_trainer(tmp_path)._load_checkpoint()
+
+
 def test_an_incomplete_save_moves_the_tracker_back(tmp_path):
     trainer = checkpoint_trainer(tmp_path)
     trainer.global_steps = 1

@@ -27,6 +27,7 @@ from verl.trainer.ppo.v1 import trainer_base
 from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from verl.utils import tensordict_utils as tu
 
+from recipe.ivgr.checkpointing import VerifiedCheckpoints
 from recipe.ivr_r1.settings import AGENT_NAME, DEMO_FIELD, EXTRA_ROW_MODES, GROUP_N_FIELD
 
 logger = logging.getLogger(__name__)
@@ -191,7 +192,10 @@ def _rows(value) -> list:
     return list(value.tolist()) if hasattr(value, "tolist") else list(value)
 
 
-class IVRR1Trainer(PPOTrainerSync):
+class IVRR1Trainer(VerifiedCheckpoints, PPOTrainerSync):
+    """verl's sync trainer plus IVR-R1's demonstrations (see the module docstring); checkpoints saved and
+    resumed the verified way (`recipe.ivgr.checkpointing`)."""
+
     def __init__(self, config):
         super().__init__(config)
         ivr = config.ivr_r1
