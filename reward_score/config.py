@@ -1,7 +1,8 @@
 """Reward settings. Defaults reproduce the iVGR paper; every deviation is a named switch.
 
 Built from verl's `reward.custom_reward_function.reward_kwargs` (a flat or nested mapping), e.g.
-`+reward.custom_reward_function.reward_kwargs.iou_variant=hungarian`.
+`+reward.custom_reward_function.reward_kwargs.iou_variant=hungarian`, or from the recipes' `reward_score:`
+config section (the same keys, read by `recipe.ivgr.reward_manager`).
 """
 
 from __future__ import annotations
@@ -50,7 +51,10 @@ class RewardConfig:
     # when rules cannot decide and no judge answers: "zero" (acc 0, counted as undecided) or
     # "contains" (normalized ground truth appears as whole words in the answer)
     undecided_fallback: str = "zero"
-    # compute_score_async only: send every non-empty answer to the judge, as the official code does
+    # ask the judge (settings["judge"], when it has a base_url) about answers the rules cannot decide;
+    # false: undecided answers score the fallback even with a judge configured
+    judge_accuracy: bool = True
+    # send every non-empty answer to the judge, as the official code does
     judge_all: bool = False
     # box frame used when extra_info carries none: "qwen2_5_vl" or "qwen3_vl"
     default_box_frame: str = DEFAULT_FAMILY

@@ -201,7 +201,7 @@ def score_rollout(solution_str: str, ground_truth: Any, extra_info: Mapping[str,
     included.
     """
     judge_settings = settings.get("judge")
-    if judge_settings and judge_settings.get("base_url"):
+    if judge_settings and judge_settings.get("base_url") and settings.get("judge_accuracy", True):
         # the same judge policy as compute_score_async (undecided answers, `judge_all`), on one
         # background event loop per process so the connection pool and cache are shared
         result, _parsed = process_loop().run(score_rollout_async(solution_str, ground_truth, extra_info, **settings))
@@ -253,7 +253,7 @@ async def score_rollout_async(solution_str: str, ground_truth: Any, extra_info: 
     deadline = settings.pop(JUDGE_DEADLINE, None)
     cfg = reward_config(settings)
     row = RewardInput.from_row(ground_truth, extra_info)
-    client = shared_judge_client(judge_settings)
+    client = shared_judge_client(judge_settings) if cfg.judge_accuracy else None
     parsed = parse_response(solution_str)
     loop = asyncio.get_running_loop()
     best = None

@@ -158,14 +158,14 @@ ivgr_build_overrides() {
         "trainer.experiment_name=$(ivgr_quote "$EXPERIMENT")"
         "trainer.logger=$(ivgr_logger_list "$LOGGER")"
         # pinned here (null = no judge): the preflight and every Ray process see the same endpoint
-        "ivgr.judge.base_url=$judge_url"
+        "reward_score.judge.base_url=$judge_url"
     )
     if [[ -n "${MODEL_PATH:-}" ]]; then
         model=$MODEL_PATH
         [[ -e "$(ivgr_abspath "$model")" ]] && model=$(ivgr_abspath "$model")
         IVGR_OVERRIDES+=("actor_rollout_ref.model.path=$(ivgr_quote "$model")")
     fi
-    [[ -n "${JUDGE_MODEL:-}" ]] && IVGR_OVERRIDES+=("ivgr.judge.model=$(ivgr_quote "$JUDGE_MODEL")")
+    [[ -n "${JUDGE_MODEL:-}" ]] && IVGR_OVERRIDES+=("reward_score.judge.model=$(ivgr_quote "$JUDGE_MODEL")")
     [[ -n "${PROJECT:-}" ]] && IVGR_OVERRIDES+=("trainer.project_name=$(ivgr_quote "$PROJECT")")
     if [[ -n "$CKPT_DIR" ]]; then
         IVGR_OVERRIDES+=("trainer.default_local_dir=$(ivgr_quote "$CKPT_DIR")")

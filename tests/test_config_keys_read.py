@@ -4,7 +4,8 @@ verl 0.9.1 accepts keys that nothing reads any more (`actor.grad_clip`, whose en
 `optim.clip_grad`; `actor.freeze_vision_tower`): a setting there composes, validates and does
 nothing. The consumer of a key is found in the code that would read it: verl's package outside its
 config definitions (`verl/trainer/config/`, `verl/workers/config/`, where a field is declared, not
-used) for verl keys, and the recipe's own packages for `ivgr.*` and the dataset's `data.ivgr_*` keys.
+used) for verl keys, and the recipe's own packages for `ivgr.*`, `ivr_r1.*`, `reward_score.*` and the dataset's
+`data.ivgr_*` keys.
 A key counts as read when its name appears as an attribute, a subscript or a `.get("name")`.
 """
 
@@ -45,7 +46,7 @@ def _is_read(name: str, source: str) -> bool:
 def _consumer(key: str) -> tuple[str, str]:
     """(who reads it, their source) for a dotted key."""
     leaf = key.rsplit(".", 1)[-1]
-    if key.startswith(("ivgr.", "ivr_r1.")) or leaf.startswith("ivgr_") or key == "data.image_root":
+    if key.startswith(("ivgr.", "ivr_r1.", "reward_score.")) or leaf.startswith("ivgr_") or key == "data.image_root":
         return "the recipe", _sources(tuple(RECIPE_PACKAGES))
     return "verl 0.9.1", _sources((VERL,), DECLARATIONS)
 

@@ -66,7 +66,7 @@ def test_reward_manager_in_verl_reward_workers(ray_cluster, tokenizer_dir, judge
     with initialize_config_dir(config_dir=os.path.abspath(CONFIG_DIR), version_base=None):
         config = compose(config_name="ivgr_trainer", overrides=[
             f"actor_rollout_ref.model.path={tokenizer_dir}", "reward.num_workers=2",
-            f"ivgr.judge.base_url={judge_server.url}"])
+            f"reward_score.judge.base_url={judge_server.url}"])
     manager = RewardLoopManager(config)
     data = batch(build_tokenizer())
     out = manager.compute_rm_score(data)

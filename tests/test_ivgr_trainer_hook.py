@@ -95,8 +95,8 @@ def t(acc):
 def test_stage_writes_consistency_into_textual_rewards_and_grpo_uses_it(transfer_queue, judge_server, tmp_path):
     judge_server.reset()
     judge_server.responder = consistency_from_target
-    config = compose_config(f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=1",
-                            "ivgr.judge.backoff_s=0.001", f"trainer.default_local_dir={tmp_path}",
+    config = compose_config(f"reward_score.judge.base_url={judge_server.url}", "reward_score.judge.max_retries=1",
+                            "reward_score.judge.backoff_s=0.001", f"trainer.default_local_dir={tmp_path}",
                             "data.train_batch_size=4")
     trainer = make_trainer(config, tmp_path)
     rows = [
@@ -139,14 +139,14 @@ def test_the_dump_the_step_metrics_and_rm_scores_agree_on_every_reward(transfer_
                                                                        weight):
     """The three places a user reads a rollout's reward: the recipe's rollout dump, the ivgr/ step metrics and
     the rm_scores verl's GRPO reads. The textual reward includes the consistency term, weighted by
-    `ivgr.reward.weights.consistency`, in all three."""
+    `reward_score.weights.consistency`, in all three."""
     import json
 
     judge_server.reset()
     judge_server.responder = consistency_from_target
-    config = compose_config(f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=1",
-                            "ivgr.judge.backoff_s=0.001", f"trainer.default_local_dir={tmp_path}",
-                            "data.train_batch_size=2", f"ivgr.reward.weights.consistency={weight}")
+    config = compose_config(f"reward_score.judge.base_url={judge_server.url}", "reward_score.judge.max_retries=1",
+                            "reward_score.judge.backoff_s=0.001", f"trainer.default_local_dir={tmp_path}",
+                            "data.train_batch_size=2", f"reward_score.weights.consistency={weight}")
     trainer = make_trainer(config, tmp_path)
     trainer._dump_every = 1
 
@@ -181,8 +181,8 @@ def test_the_dump_the_step_metrics_and_rm_scores_agree_on_every_reward(transfer_
 def test_judge_outage_is_bounded_and_counted(transfer_queue, judge_server, tmp_path):
     judge_server.reset()
     judge_server.responder = lambda body: status(503)
-    config = compose_config(f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=2",
-                            "ivgr.judge.backoff_s=0.001", "ivgr.judge.backoff_max_s=0.002", "data.train_batch_size=2")
+    config = compose_config(f"reward_score.judge.base_url={judge_server.url}", "reward_score.judge.max_retries=2",
+                            "reward_score.judge.backoff_s=0.001", "reward_score.judge.backoff_max_s=0.002", "data.train_batch_size=2")
     trainer = make_trainer(config, tmp_path)
     batch = put_step([("ge", "grounded", "s3", [(g(1, 0.8), "ref")] * N),
                       ("tf", "textual", "s3", [(t(1), f"say=1.0 #{i}") for i in range(N)])])
@@ -198,7 +198,7 @@ def test_judge_outage_is_bounded_and_counted(transfer_queue, judge_server, tmp_p
 def test_archive_survives_checkpoint_round_trip_and_resumed_run_scores_the_same(transfer_queue, judge_server, tmp_path):
     judge_server.reset()
     judge_server.responder = consistency_from_target
-    overrides = (f"ivgr.judge.base_url={judge_server.url}", f"trainer.default_local_dir={tmp_path}",
+    overrides = (f"reward_score.judge.base_url={judge_server.url}", f"trainer.default_local_dir={tmp_path}",
                  "data.train_batch_size=1")
     first = make_trainer(compose_config(*overrides), tmp_path)
     batch = put_step([("gg", "grounded", "s4", [(g(1, 0.9), "reference from step 1")] * N)])
@@ -274,7 +274,7 @@ def test_accuracy_judge_outage_and_undecided_answers_reach_the_step_metrics(tran
     rewards = asyncio.run(score())
     assert [r["acc_undecided"] for r in rewards] == [0.0, 1.0, 1.0, 0.0]
     for disabled in (False, True):
-        config = compose_config(f"ivgr.judge.base_url={judge_server.url}", f"trainer.default_local_dir={tmp_path}",
+        config = compose_config(f"reward_score.judge.base_url={judge_server.url}", f"trainer.default_local_dir={tmp_path}",
                                 "data.train_batch_size=1", *(["ivgr.consistency.enable=false"] if disabled else []))
         trainer = make_trainer(config, tmp_path)
         batch = put_step([("ta", "textual", "s5", [(r, "look") for r in rewards])])

@@ -163,6 +163,19 @@ def test_config_composition_and_preflight():
                         ).rereason.prefix_mask == 1
 
 
+def test_the_reward_settings_need_no_ivgr_section():
+    """IVR-R1's yaml carries the reward's own `reward_score:` section (the judge for undecided answers), no
+    `ivgr:` section of the other recipe; the reward manager reads it from there."""
+    from recipe.ivgr.reward_manager import JUDGE_BUDGET, reward_settings
+
+    config = compose_config("reward_score.judge.base_url=http://127.0.0.1:1/v1", "+reward_score.judge_all=true")
+    assert "ivgr" not in config
+    settings = reward_settings(config)
+    assert settings["judge"]["base_url"] == "http://127.0.0.1:1/v1" and settings["judge_all"] is True
+    assert "step_deadline_s" not in settings["judge"] and settings[JUDGE_BUDGET] == 600
+    assert "judge" not in reward_settings(compose_config())  # no base_url: no judge
+
+
 def test_aux_nll_mode_adds_the_demonstration_before_the_flawed_rollout(judge_server, tokenizer):
     from recipe.ivr_r1.settings import DEMO_FIELD
 
@@ -337,7 +350,7 @@ def test_undecided_answers_are_judged_once_and_the_reward_is_handed_to_verl(judg
     judge_server.responder = _route(json.dumps({"step": 1, "reason": "x"}), verdicts={0: 0, 1: 1, 2: 1, 3: 1})
     try:
         config = loop_config(f"ivr_r1.attributor.judge.base_url={judge_server.url}",
-                             f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.max_retries=0",
+                             f"reward_score.judge.base_url={judge_server.url}", "reward_score.judge.max_retries=0",
                              "ivr_r1.optimization.mode=replace")
         answers = [f"<think>The cup is dark.</think><answer>a crimson one (s{i})</answer>" for i in range(N)]
         server = Server(tokenizer, lambda text, p: "It is red.</think><answer>red</answer>" if text.endswith(CUE)

@@ -64,7 +64,7 @@ PAPER_7B = {
 # what a launch script may pass with no variable set: the model group, the data, the run's name,
 # checkpoint folder and logger, the judge endpoint (pinned so that preflight and run see the same)
 NAMING_KEYS = {"model", "data.train_files", "data.val_files", "trainer.experiment_name", "trainer.logger",
-               "trainer.default_local_dir", "ivgr.judge.base_url"}
+               "trainer.default_local_dir", "reward_score.judge.base_url"}
 SFT_NAMING_KEYS = {"model.path", "data.train_files", "trainer.experiment_name", "trainer.logger",
                    "trainer.default_local_dir",
                    # no validation files: verl would validate on the last step (sft_trainer.py:417), so off
@@ -158,7 +158,7 @@ def test_model_groups_select_the_models_facts(composed):
     for script, (frame, patch, path, nnodes) in expected.items():
         config = composed[script][1]
         assert (config.ivgr.box_frame, config.data.image_patch_size) == (frame, patch), script
-        assert config.data.ivgr_box_frame == frame and config.ivgr.reward.default_box_frame == frame
+        assert config.data.ivgr_box_frame == frame and config.reward_score.default_box_frame == frame
         assert get_frame(frame).resize_factor == 2 * patch  # merge 2x2
         assert (config.actor_rollout_ref.model.path, config.trainer.nnodes) == (path, nnodes)
 
@@ -227,7 +227,7 @@ def test_every_variable_reaches_its_key(tmp_path, composed):
     config = compose_config(_overrides("train_ivgr_7b.sh", _env(
         DATA_DIR=str(tmp_path), MODEL_PATH="org/model", JUDGE_BASE_URL="http://10.0.0.5:8000/v1", JUDGE_MODEL="j",
         PROJECT="p", EXPERIMENT="e", TENSORBOARD_DIR="/tb")))
-    assert (config.actor_rollout_ref.model.path, config.ivgr.judge.base_url, config.ivgr.judge.model) == \
+    assert (config.actor_rollout_ref.model.path, config.reward_score.judge.base_url, config.reward_score.judge.model) == \
         ("org/model", "http://10.0.0.5:8000/v1", "j")
     assert config.trainer.default_local_dir == str(ROOT / "checkpoints" / "p" / "e")
     assert config.ray_kwargs.ray_init.runtime_env.env_vars.TENSORBOARD_DIR == "/tb"

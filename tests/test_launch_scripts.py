@@ -123,7 +123,7 @@ def test_every_script_overrides_compose_and_validate(tmp_path, data):
                 config.actor_rollout_ref.rollout.n) == (512, 128, 5)
         assert (config.data.max_prompt_length, config.data.max_response_length) == (8192, 4096)
         assert config.trainer.resume_mode == "auto" and os.path.isabs(config.trainer.default_local_dir)
-        assert config.ivgr.judge.base_url == "http://10.0.0.5:8000/v1" and config.ivgr.judge.model == "qwen72b"
+        assert config.reward_score.judge.base_url == "http://10.0.0.5:8000/v1" and config.reward_score.judge.model == "qwen72b"
         assert list(config.data.train_files) == [str(data[_frame(script)] / "train.parquet")]
         assert config.actor_rollout_ref.rollout.limit_images == 1
     # extra arguments are appended after the script's own, so they win
@@ -132,7 +132,7 @@ def test_every_script_overrides_compose_and_validate(tmp_path, data):
     assert config.trainer.total_training_steps == 20 and config.actor_rollout_ref.rollout.n == 8
     assert config.data.image_root == str(ROOT / "img")  # relative paths become absolute
     no_judge = compose_config(script_overrides("train_ivgr_7b.sh", data["qwen2_5_vl"], tmp_path / "c"))
-    assert no_judge.ivgr.judge.base_url is None
+    assert no_judge.reward_score.judge.base_url is None
 
 
 def test_relative_ckpt_dir_is_refused(data):
@@ -270,7 +270,7 @@ def test_judge_serving_another_model_and_the_right_one(tmp_path, data):
                                  JUDGE_MODEL="judge", **SMALL)
         code, out = preflight(wrong)
         assert code == 1
-        assert "serves ['Qwen2.5-72B-Instruct'] but ivgr.judge.model='judge'" in out
+        assert "serves ['Qwen2.5-72B-Instruct'] but reward_score.judge.model='judge'" in out
         right = script_overrides("train_ivgr_7b.sh", data["qwen2_5_vl"], tmp_path / "ckpt", JUDGE_BASE_URL=server.url,
                                  JUDGE_MODEL="Qwen2.5-72B-Instruct", **SMALL)
         code, out = preflight(right)

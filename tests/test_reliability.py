@@ -57,7 +57,7 @@ def test_a_step_with_missing_rollouts_or_a_missing_stream_is_refused_before_the_
     """A killed reward worker left 1 of a row's rollouts (and lost the textual row of its sample):
     verl would pad and train on the rest; the stage refuses the step, with the counts, and writes nothing."""
     judge_server.reset()
-    config = compose_config(f"ivgr.judge.base_url={judge_server.url}", "data.train_batch_size=4")
+    config = compose_config(f"reward_score.judge.base_url={judge_server.url}", "data.train_batch_size=4")
     trainer = make_trainer(config, tmp_path)
     batch = put_rows([("ga", "grounded", "s1", "grounded", [g(1, 0.9)] * N),
                       ("tb", "textual", "s1", "grounded", [t(1)] * N),
@@ -109,7 +109,7 @@ def test_a_dead_rollout_server_ends_with_the_recipes_advice(transfer_queue, tmp_
 
 # --------------------------------------------------------------------------- the judge budget
 def test_a_hung_judge_costs_the_step_at_most_its_judge_budget(transfer_queue, judge_server, tmp_path):
-    """Accuracy calls in the reward path and consistency calls in the stage share ivgr.judge.step_deadline_s:
+    """Accuracy calls in the reward path and consistency calls in the stage share reward_score.judge.step_deadline_s:
     with a judge that never answers (timeout 30 s x 2 attempts per call), the step waits ~budget, not minutes."""
     from recipe.ivgr.reward_manager import reward_settings, score_response
     from recipe.ivgr.trainer import records_from_rows
@@ -118,8 +118,8 @@ def test_a_hung_judge_costs_the_step_at_most_its_judge_budget(transfer_queue, ju
     judge_server.reset()
     judge_server.default = hang(60)
     budget = 2.0
-    config = compose_config(f"ivgr.judge.base_url={judge_server.url}", "ivgr.judge.timeout_s=30",
-                            "ivgr.judge.max_retries=1", f"ivgr.judge.step_deadline_s={budget}",
+    config = compose_config(f"reward_score.judge.base_url={judge_server.url}", "reward_score.judge.timeout_s=30",
+                            "reward_score.judge.max_retries=1", f"reward_score.judge.step_deadline_s={budget}",
                             "data.train_batch_size=2")
     settings = reward_settings(config)
 

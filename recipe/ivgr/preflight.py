@@ -8,11 +8,11 @@ with the same overrides (`recipe/ivgr/config/ivgr_trainer.yaml`), then checks, c
 problem instead of stopping at the first:
 
 - config: Hydra composition, `recipe.ivgr.main.check_config` (verl's `validate_config` plus the
-  recipe's invariants), the `ivgr.reward` and `ivgr.judge` settings, `reward.reward_model` unused;
+  recipe's invariants), the `reward_score` settings and its `judge`, `reward.reward_model` unused;
 - data: every train/val Parquet exists and passes `data_prep.validate` (schema, every row, images
   and boxes decoded for a sample of rows); box frames and image patch size agree with the model;
   images per sample within `rollout.limit_images`; enough rows for one step;
-- judge: `GET {ivgr.judge.base_url}/models` answers and lists `ivgr.judge.model` (or "not configured");
+- judge: `GET {reward_score.judge.base_url}/models` answers and lists `reward_score.judge.model` (or "not configured");
 - sizes: batch sizes divisible by each other and by the data-parallel world, rollout TP divides the
   GPUs of a node, token budgets hold one full sequence, `rollout.n >= 2`;
 - checkpoints: absolute `trainer.default_local_dir`; the checkpoint the run would resume from
@@ -151,18 +151,18 @@ def check_recipe_settings(config, findings: Findings) -> None:
     from reward_score.judge import JudgeConfig
 
     try:
-        reward_config(plain(select(config, "ivgr.reward", {})))
+        reward_config(plain(select(config, "reward_score", {})))
     except (ValueError, TypeError) as err:
-        findings.problem(f"ivgr.reward: {err}")
+        findings.problem(f"reward_score: {err}")
     try:
         from reward_score.judge.policy import split_judge_settings  # the step policy keys beside the client's
 
-        JudgeConfig.from_mapping(split_judge_settings(plain(select(config, "ivgr.judge", {})))[0])
+        JudgeConfig.from_mapping(split_judge_settings(plain(select(config, "reward_score.judge", {})))[0])
     except (ValueError, TypeError) as err:
-        findings.problem(f"ivgr.judge: {err}")
+        findings.problem(f"reward_score.judge: {err}")
     if select(config, "reward.reward_model.enable", False):
         findings.problem("reward.reward_model.enable=true: the iVGR recipe does not read verl's reward model; its "
-                         "judge is ivgr.judge.base_url (an OpenAI-compatible server, scripts/serve_judge.sh). See "
+                         "judge is reward_score.judge.base_url (an OpenAI-compatible server, scripts/serve_judge.sh). See "
                          "scripts/README.md 'Judge inside the Ray cluster?'")
     if select(config, "reward.custom_reward_function.path") is not None:
         findings.warn("reward.custom_reward_function.path is set but the recipe's IVGRRewardManager ignores it")
@@ -383,14 +383,15 @@ def check_model(config, findings: Findings) -> None:
 
 # --------------------------------------------------------------------------- judge
 def check_judge(config, findings: Findings, timeout_s: float) -> str:
-    """Probe the iVGR judge (`ivgr.judge`); returns a one-line status for the summary."""
-    if not select(config, "ivgr.judge.base_url"):
-        if bool(select(config, "ivgr.consistency.enable", True)) or bool(select(config, "ivgr.judge_accuracy", True)):
-            findings.warn("judge: not configured (ivgr.judge.base_url / JUDGE_BASE_URL unset): the consistency "
-                          "reward stays 0 and undecided answers score ivgr.reward.undecided_fallback; start one with "
-                          "scripts/serve_judge.sh")
+    """Probe the reward's judge (`reward_score.judge`); returns a one-line status for the summary."""
+    if not select(config, "reward_score.judge.base_url"):
+        if bool(select(config, "ivgr.consistency.enable", True)) or bool(select(config, "reward_score.judge_accuracy",
+                                                                                 True)):
+            findings.warn("judge: not configured (reward_score.judge.base_url / JUDGE_BASE_URL unset): the "
+                          "consistency reward stays 0 and undecided answers score reward_score.undecided_fallback; "
+                          "start one with scripts/serve_judge.sh")
         return "not configured"
-    return check_endpoint(config, findings, timeout_s, "ivgr.judge", "judge")
+    return check_endpoint(config, findings, timeout_s, "reward_score.judge", "judge")
 
 
 def check_endpoint(config, findings: Findings, timeout_s: float, prefix: str, label: str) -> str:

@@ -3,7 +3,7 @@
 Plugged in with `reward.reward_manager.source=importlib`, `reward.reward_manager.name=IVGRRewardManager`,
 `reward.reward_manager.module.path=pkg://recipe.ivgr.reward_manager`. Scores format, rule accuracy,
 box validity and IoU with `reward_score`; answers the rules cannot decide go to the judge
-(`ivgr.judge`, when `ivgr.judge_accuracy` is true) asynchronously. Consistency is not computed here:
+(`reward_score.judge`, when `reward_score.judge_accuracy` is true) asynchronously. Consistency is not computed here:
 it needs the whole step (see `recipe.ivgr.stage`).
 """
 
@@ -23,15 +23,25 @@ REWARD_WAIT = "reward_wait_s"  # reward_extra_info: wall seconds of one rollout'
 
 
 JUDGE_BUDGET = "judge_budget_s"  # key of `reward_settings`: the step's judge budget, seconds
+# the config section of the per-rollout reward and its judge, in every recipe that uses this manager
+# (iVGR and IVR-R1): `reward_score.RewardConfig` fields plus `judge` (JudgeConfig keys and the step policy)
+REWARD_SECTION = "reward_score"
+
+
+def reward_section(config: Any) -> dict[str, Any]:
+    """The `reward_score:` section of the recipe config as a plain dict ({} when absent)."""
+    if REWARD_SECTION not in config:
+        return {}
+    return dict(OmegaConf.to_container(config[REWARD_SECTION], resolve=True) or {})
 
 
 def reward_settings(config: Any) -> dict[str, Any]:
-    """reward_score settings from the recipe config: `ivgr.reward` plus `ivgr.judge` when the judge
-    is to resolve undecided answers, with the step's judge budget (`ivgr.judge.step_deadline_s`)."""
-    ivgr = OmegaConf.to_container(config.ivgr, resolve=True) if "ivgr" in config else {}
-    settings = dict(ivgr.get("reward") or {})
-    judge, step_policy = split_judge_settings(ivgr.get("judge"))
-    if ivgr.get("judge_accuracy", True) and judge.get("base_url"):
+    """reward_score settings from the recipe config: the `reward_score:` section, its `judge` reduced to
+    the client's keys and given only when it has a `base_url`, with the step's judge budget
+    (`reward_score.judge.step_deadline_s`)."""
+    settings = reward_section(config)
+    judge, step_policy = split_judge_settings(settings.pop("judge", None))
+    if judge.get("base_url"):
         settings["judge"] = judge
         settings[JUDGE_BUDGET] = step_policy.step_deadline_s
     return settings

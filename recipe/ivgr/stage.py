@@ -116,7 +116,7 @@ def saved_state(states: dict, stage: StepStage | type[StepStage]) -> dict | None
 class ConsistencySettings:
     """`reference_iou_threshold`: a grounded rollout qualifies as reference when acc == 1 and IoU >= this
     (paper: 0.3); `reference_requires_format`: also require format == 1 (paper figure; the official code
-    does not check it); `weights`: the reward's weights (`ivgr.reward.weights`; the consistency term is
+    does not check it); `weights`: the reward's weights (`reward_score.weights`; the consistency term is
     weighted with the others by `reward_score.result.with_consistency`, paper: 1); `judge`: deadline,
     circuit breaker and warning threshold of the step's judge calls."""
 

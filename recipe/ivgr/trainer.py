@@ -21,7 +21,7 @@ from verl.trainer.ppo.v1.trainer_sync import PPOTrainerSync
 from recipe.ivgr import integrity
 from recipe.ivgr.checkpointing import VerifiedCheckpoints
 from recipe.ivgr.archive import RolloutArchive
-from recipe.ivgr.reward_manager import REWARD_WAIT
+from recipe.ivgr.reward_manager import REWARD_WAIT, reward_section
 from recipe.ivgr.sampler import epochs_for_steps
 from recipe.ivgr.stage import (ConsistencySettings, ConsistencyStage, RewardMetricsStage, RolloutRecord, StageOutput,
                                StepStage, apply_stage_outputs, saved_state, split_judge_settings, stage_key)
@@ -38,9 +38,11 @@ NO_TRAJECTORIES = "Sync replay buffer selected terminal groups with no materiali
 
 
 def build_stages(config) -> list[StepStage]:
-    """The step stages the `ivgr` config asks for (consistency, unless disabled; else reward metrics only)."""
+    """The step stages the `ivgr` config asks for (consistency, unless disabled; else reward metrics only),
+    with the reward's weights and judge from the `reward_score:` section the reward workers read."""
     ivgr = OmegaConf.to_container(config.ivgr, resolve=True)
-    judge_settings, policy = split_judge_settings(ivgr["judge"])
+    reward = reward_section(config)
+    judge_settings, policy = split_judge_settings(reward.get("judge"))
     if not ivgr["consistency"]["enable"]:
         return [RewardMetricsStage(policy.warn_failure_rate)]
     judge = None
@@ -49,11 +51,12 @@ def build_stages(config) -> list[StepStage]:
 
         judge = JudgeClient(JudgeConfig.from_mapping(judge_settings))
     else:
-        logger.warning("ivgr.judge.base_url is not set: consistency stays 0 (counted as ivgr/textual/judge_disabled)")
+        logger.warning("reward_score.judge.base_url is not set: consistency stays 0 (counted as "
+                       "ivgr/textual/judge_disabled)")
     settings = ConsistencySettings(
         reference_iou_threshold=ivgr["consistency"]["reference_iou_threshold"],
         reference_requires_format=ivgr["consistency"]["reference_requires_format"],
-        weights=reward_config(ivgr["reward"]).weights,  # the reward workers' weights (the same section)
+        weights=reward_config(reward).weights,  # the reward workers' weights (the same section)
         judge=policy,
     )
     return [ConsistencyStage(settings, RolloutArchive(enabled=ivgr["archive"]["enable"]), judge)]

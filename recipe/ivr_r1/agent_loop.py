@@ -7,7 +7,7 @@ registers the class under ``ivr_r1_agent``; `recipe.ivr_r1.trainer.IVRR1Trainer`
 measures the policy, never a rectified output.
 
 Verdicts and rewards: each output is scored in the session with the recipe's reward
-(`recipe.ivgr.reward_manager.score_response`: rules, then the `ivgr.judge` for undecided answers);
+(`recipe.ivgr.reward_manager.score_response`: rules, then the `reward_score.judge` for undecided answers);
 the verdict is that score's accuracy (``acc_undecided`` = undecided). When the configured reward
 manager is the recipe's `IVGRRewardManager`, the session hands the score to verl as the output's
 ``reward_score`` / ``reward_extra_info``, so verl's reward workers skip it (`_compute_score` runs only
@@ -178,7 +178,7 @@ class IVRR1AgentLoop(SingleTurnAgentLoop):
 
     # ------------------------------------------------------------------ pieces
     async def _score(self, text: str, kwargs: dict) -> dict:
-        """The recipe's reward of one response (rules, then `ivgr.judge` for undecided answers)."""
+        """The recipe's reward of one response (rules, then `reward_score.judge` for undecided answers)."""
         gt = (kwargs.get("reward_model") or {}).get("ground_truth", "")
         return await score_response(text, str(kwargs.get("data_source") or ""), gt, kwargs.get("extra_info"),
                                     self.reward_settings)

@@ -4,7 +4,7 @@ the iVGR preflight's checks on the IVR-R1 config, without Ray or GPUs.
 Composes `config/ivr_r1_trainer.yaml` with the launch overrides, runs `recipe.ivr_r1.main.check_config`
 (verl's validate_config plus the IVR-R1 rules), validates the data files, checks sizes, checkpoints and
 logger like `recipe.ivgr.preflight`, and probes the attributor, the teacher (`rereason.teacher`, when
-configured) and the judge (`ivgr.judge`, which serves both the reward and the screening verdict;
+configured) and the judge (`reward_score.judge`, which serves both the reward and the screening verdict;
 `GET /models`). Exit 1 with one line per problem.
 """
 
@@ -17,7 +17,7 @@ from pathlib import Path
 from recipe.ivgr import preflight as shared
 
 CONFIG_DIR = Path(__file__).resolve().parent / "config"
-ENDPOINTS = (("ivr_r1.attributor.judge", "attributor"), ("ivgr.judge", "judge"), ("ivr_r1.rereason.teacher", "teacher"))
+ENDPOINTS = (("ivr_r1.attributor.judge", "attributor"), ("reward_score.judge", "judge"), ("ivr_r1.rereason.teacher", "teacher"))
 
 
 def run(overrides: Sequence[str], decode: str = "sample", sample_rows: int = 64, timeout_s: float = 5.0,

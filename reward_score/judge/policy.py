@@ -1,8 +1,8 @@
-"""The step-level judge policy: the keys under `ivgr.judge` that are not the client's own
+"""The step-level judge policy: the keys under `reward_score.judge` that are not the client's own
 (`reward_score.judge.JudgeConfig`): the step's judge budget, the circuit breaker and the warning threshold.
 
 A leaf module: the reward workers (`recipe.ivgr.reward_manager`), the step stage and the preflight all
-split `ivgr.judge` here, so a reward worker never imports the step stage.
+split `reward_score.judge` here, so a reward worker never imports the step stage.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from typing import Any
 
 @dataclass(frozen=True)
 class JudgePolicy:
-    """Step-level judge policy (keys under `ivgr.judge` next to the client's `JudgeConfig` keys).
+    """Step-level judge policy (keys under `reward_score.judge` next to the client's `JudgeConfig` keys).
 
     `step_deadline_s`: the step's judge budget in seconds. Each rollout's accuracy-judge calls in the
     reward workers are cancelled that long after its scoring began (`acc_judge` outcome `cancelled`),
@@ -33,14 +33,14 @@ class JudgePolicy:
 
     def __post_init__(self) -> None:
         if self.step_deadline_s <= 0 or not 0 <= self.breaker_failure_rate <= 1 or self.breaker_min_calls < 1:
-            raise ValueError(f"invalid ivgr.judge step policy: {self}")
+            raise ValueError(f"invalid reward_score.judge step policy: {self}")
 
 
 JUDGE_POLICY_KEYS = tuple(f.name for f in fields(JudgePolicy))
 
 
 def split_judge_settings(judge: Mapping[str, Any] | None) -> tuple[dict[str, Any], JudgePolicy]:
-    """`ivgr.judge` -> (the client's JudgeConfig mapping, the step policy)."""
+    """`reward_score.judge` -> (the client's JudgeConfig mapping, the step policy)."""
     judge = dict(judge or {})
     policy = {k: judge.pop(k) for k in JUDGE_POLICY_KEYS if k in judge}
     return judge, JudgePolicy(**policy)
