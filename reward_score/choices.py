@@ -1,7 +1,7 @@
 """Multiple-choice options and the option an answer names: the one choice parser of the project.
 
-The reward (`reward_score.answers`), the eval (`recipe.ivgr.eval.scoring`, `.benchmarks`,
-`.reasoning_benchmarks`) and data_prep (`data_prep.prompts` renders the options) import from here.
+The reward (`reward_score.answers`), the eval (`recipe.ivgr.eval.scoring`, `.sources` and the
+benchmark modules under `.benchmarks`) and data_prep (`data_prep.prompts` renders the options) import from here.
 
 Options. A record's `choices` are the option TEXTS in shown order, lettered A, B, C, ... by
 position (`LETTERS`); `render_options` writes them as "A. text" lines. A source that kept its own

@@ -12,7 +12,7 @@ from eval_helpers import MAX_PIXELS, MIN_PIXELS, ScriptedBackend, tiny_qwen
 from PIL import Image
 
 from recipe.ivgr.eval.backends import GenerationRequest, SamplingSettings, TransformersBackend, VLLMBackend
-from recipe.ivgr.eval.runner import _content_lists, prompt_messages
+from recipe.ivgr.eval.items import _content_lists, prompt_messages
 
 ROW = {"item_id": "b:1", "question": "What colour is the car?", "choices": ["red", "blue"]}
 

@@ -24,14 +24,10 @@ from eval_helpers import (
 )
 from PIL import Image
 
-from recipe.ivgr.eval import benchmarks
-from recipe.ivgr.eval.benchmarks import (
-    EVAL_SCHEMA,
-    convert,
-    iter_eval_rows,
-    shuffle_order,
-    split_embedded_options,
-)
+from recipe.ivgr.eval import converter
+from recipe.ivgr.eval.converter import convert, shuffle_order
+from recipe.ivgr.eval.schema import EVAL_SCHEMA, iter_eval_rows
+from recipe.ivgr.eval.sources import split_embedded_options
 
 
 def rows(path):
@@ -208,10 +204,10 @@ def test_embedded_option_parsing():
 
 
 def test_cli_lists_and_converts(tmp_path, capsys):
-    assert benchmarks.main(["--list"]) == 0
+    assert converter.main(["--list"]) == 0
     assert "hrbench8k" in capsys.readouterr().out
     src = make_treebench_tsv(tmp_path / "tree.tsv")
-    assert benchmarks.main(["treebench", "--input", str(src), "--out", str(tmp_path / "t.parquet"),
+    assert converter.main(["treebench", "--input", str(src), "--out", str(tmp_path / "t.parquet"),
                             "--no-shuffle"]) == 0
     assert [r["choice_order"] for r in rows(tmp_path / "t.parquet")] == [[0, 1, 2, 3], [0, 1, 2, 3, 4]]
     with pytest.raises(FileNotFoundError):
@@ -221,7 +217,7 @@ def test_cli_lists_and_converts(tmp_path, capsys):
 
 def test_converter_shows_a_progress_bar_and_caps_row_groups_in_bytes(tmp_path, capsys):
     src = make_pope_parquet(tmp_path / "pope.parquet")
-    assert benchmarks.main(["pope", "--input", str(src), "--out", str(tmp_path / "p.parquet")]) == 0
+    assert converter.main(["pope", "--input", str(src), "--out", str(tmp_path / "p.parquet")]) == 0
     err = capsys.readouterr().err
     assert "pope: 100%" in err and "4/4" in err  # total known from the Parquet footer
     # a 1-byte cap gives one item per row group

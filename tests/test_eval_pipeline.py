@@ -22,9 +22,11 @@ from eval_helpers import (
 )
 
 from recipe.ivgr.eval.backends import GenerationResult, SamplingSettings, TransformersBackend
-from recipe.ivgr.eval.benchmarks import convert, iter_eval_rows
+from recipe.ivgr.eval.config import FAILURES, MODES, EvalConfig
+from recipe.ivgr.eval.converter import convert
 from recipe.ivgr.eval.main import BenchInput, main, run_eval
-from recipe.ivgr.eval.runner import FAILURES, MODES, EvalConfig, read_records
+from recipe.ivgr.eval.record import read_records
+from recipe.ivgr.eval.schema import iter_eval_rows
 from reward_score.frames import resized_size, to_model_frame
 
 BOUNDS = (MIN_PIXELS, MAX_PIXELS)

@@ -16,11 +16,13 @@ import pyarrow.parquet as pq
 import pytest
 from eval_helpers import ScriptedBackend, b64, image_bytes, write_tsv
 
-from recipe.ivgr.eval.benchmarks import convert, iter_eval_rows
+from recipe.ivgr.eval.benchmarks.chartqa import relaxed_correctness
+from recipe.ivgr.eval.config import EvalConfig
+from recipe.ivgr.eval.converter import convert
 from recipe.ivgr.eval.main import BenchInput, run_eval
 from recipe.ivgr.eval.report import render_markdown
-from recipe.ivgr.eval.runner import EvalConfig
-from recipe.ivgr.eval.scoring import relaxed_correctness, score_answer
+from recipe.ivgr.eval.schema import iter_eval_rows
+from recipe.ivgr.eval.scoring import score_answer
 
 
 def rows(path):

@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from recipe.ivgr.eval import reference
-from recipe.ivgr.eval.benchmarks import BENCHMARKS
+from recipe.ivgr.eval.benchmarks import BENCHMARKS, REFERENCE_RULES
+from recipe.ivgr.eval.benchmarks.chartqa import vlmeval_relaxed
+from recipe.ivgr.eval.scoring import reference_score
 
 TABLE = json.loads((Path(__file__).parent / "data" / "reference_rules.json").read_text(encoding="utf-8"))
 RULES = {"vlmeval_mcq": reference.vlmeval_mcq, "vlmeval_regex": reference.vlmeval_regex,
@@ -27,17 +29,17 @@ def test_table_names_the_reference_commit():
     assert set(TABLE["families"]) == set(RULES)
 
 
-@pytest.mark.parametrize("benchmark", sorted(reference.REFERENCE_RULES))
+@pytest.mark.parametrize("benchmark", sorted(REFERENCE_RULES))
 def test_each_benchmark_reproduces_its_reference_table(benchmark):
     """Through the registry (`reference_score`), every benchmark reproduces the rows of its family."""
-    rule = reference.REFERENCE_RULES[benchmark].score
+    rule = REFERENCE_RULES[benchmark].score
     family = next((name for name, fn in RULES.items() if fn is rule), None)
     if family is None:  # ChartQA: relaxed accuracy, pinned by tests/test_eval_reasoning.py
-        assert rule is reference.vlmeval_relaxed
+        assert rule is vlmeval_relaxed
         return
     for row in _rows(family):
         item = {"benchmark": benchmark, "choices": row.get("choices"), "answer": row["truth"]}
-        verdict = reference.reference_score(item, row["answer"], bool(row.get("tagged", False)))
+        verdict = reference_score(item, row["answer"], bool(row.get("tagged", False)))
         assert (verdict.correct, verdict.extracted) == (row["hit"], row["extracted"]), row
 
 
@@ -55,13 +57,13 @@ def test_reference_rule_reproduces_every_row(family):
 
 def test_every_benchmark_has_a_rule_or_is_declared_without_one():
     no_reference = {"mmk12", "generic"}
-    assert set(reference.REFERENCE_RULES) == set(BENCHMARKS) - no_reference
+    assert set(REFERENCE_RULES) == set(BENCHMARKS) - no_reference
     for name in no_reference:
-        assert reference.reference_score({"benchmark": name, "answer": "x"}, "x", True) is None
+        assert reference_score({"benchmark": name, "answer": "x"}, "x", True) is None
 
 
 def test_rule_families_per_benchmark():
-    rules = reference.REFERENCE_RULES
+    rules = REFERENCE_RULES
     assert rules["pope"].score is reference.vlmeval_yorn
     assert rules["wemath"].score is reference.vlmeval_wemath
     assert rules["treebench"].score is rules["mme_realworld_lite"].score is reference.vlmeval_regex
@@ -69,7 +71,7 @@ def test_rule_families_per_benchmark():
 
 
 def test_no_answer_is_wrong():
-    assert reference.reference_score({"benchmark": "vstar", "answer": "A", "choices": ["x", "y"]}, None, False) \
+    assert reference_score({"benchmark": "vstar", "answer": "A", "choices": ["x", "y"]}, None, False) \
         == reference.ReferenceVerdict(False, None)
 
 

@@ -296,7 +296,7 @@ def test_a_held_out_split_converts_and_evaluates_with_the_tiny_checkpoint(tmp_pa
     """Your own held-out split, both as data_prep lines and as the record Parquet data_prep made of them, into
     the eval schema (stored image root found, options lettered, GT boxes kept), then `python -m recipe.ivgr.eval`
     on it with the tiny checkpoint (transformers backend, CPU)."""
-    from recipe.ivgr.eval import benchmarks, tiny_checkpoint
+    from recipe.ivgr.eval import converter, tiny_checkpoint
     from recipe.ivgr.eval.main import main as eval_main
 
     _images(tmp_path / "images")
@@ -309,7 +309,7 @@ def test_a_held_out_split_converts_and_evaluates_with_the_tiny_checkpoint(tmp_pa
     assert _convert("--input", str(heldout), "--image-root", str(tmp_path / "images"), "--out", str(record)) == 0
 
     eval_from_record = tmp_path / "eval" / "mine.parquet"
-    assert benchmarks.main(["generic", "--input", str(record), "--out", str(eval_from_record), "--no-shuffle",
+    assert converter.main(["generic", "--input", str(record), "--out", str(eval_from_record), "--no-shuffle",
                             "--quiet"]) == 0  # no --image-root: the record's stored root is used
     rows = {r["item_id"]: r for r in pq.read_table(eval_from_record).to_pylist()}
     assert set(rows) == {"generic:generic:0", "generic:generic:1", "generic:generic:2"}
@@ -320,7 +320,7 @@ def test_a_held_out_split_converts_and_evaluates_with_the_tiny_checkpoint(tmp_pa
     assert rows["generic:generic:2"]["gt_boxes"] == [[10.0, 20.0, 110.0, 140.0]]
 
     eval_from_lines = tmp_path / "eval" / "lines.parquet"
-    assert benchmarks.main(["generic", "--input", str(heldout), "--image-root", str(tmp_path / "images"),
+    assert converter.main(["generic", "--input", str(heldout), "--image-root", str(tmp_path / "images"),
                             "--out", str(eval_from_lines), "--no-shuffle", "--quiet"]) == 0
     from_lines = {r["item_id"].split(":")[-1]: r for r in pq.read_table(eval_from_lines).to_pylist()}
     for key, row in rows.items():

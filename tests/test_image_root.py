@@ -128,9 +128,9 @@ def test_distill_without_image_root(path_mode, judge_server, tmp_path):
 def test_eval_of_a_path_mode_benchmark_without_image_root(tmp_path):
     from eval_helpers import MAX_PIXELS, MIN_PIXELS, ScriptedBackend, make_vstar
 
-    from recipe.ivgr.eval.benchmarks import convert
+    from recipe.ivgr.eval.converter import convert
     from recipe.ivgr.eval.main import main
-    from recipe.ivgr.eval.runner import read_records
+    from recipe.ivgr.eval.record import read_records
 
     source = make_vstar(tmp_path / "downloads" / "vstar_bench")
     data = tmp_path / "eval_data" / "vstar.parquet"

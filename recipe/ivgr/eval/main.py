@@ -27,9 +27,12 @@ from pathlib import Path
 from typing import Any
 
 from recipe.ivgr.eval.backends import Backend, SamplingSettings
-from recipe.ivgr.eval.benchmarks import BENCHMARKS, check_eval_file, convert
+from recipe.ivgr.eval.benchmarks import BENCHMARKS
+from recipe.ivgr.eval.config import MODES, EvalConfig, resolve_bounds
+from recipe.ivgr.eval.converter import convert
 from recipe.ivgr.eval.report import build_summary, render_markdown, write_summary
-from recipe.ivgr.eval.runner import MODES, BenchmarkRun, EvalConfig, resolve_bounds, timestamp
+from recipe.ivgr.eval.runner import BenchmarkRun, timestamp
+from recipe.ivgr.eval.schema import check_eval_file
 from reward_score.families import DEFAULT_FAMILY, FAMILY_NAMES
 
 logger = logging.getLogger("recipe.ivgr.eval")

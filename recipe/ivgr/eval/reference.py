@@ -8,7 +8,7 @@ functions on the same answers). Every rule reads the answer text OUR extraction 
 reference's exact-matching mode would see as `prediction`, with no LLM judge (VLMEvalKit's
 `exact_matching` policy: an answer it cannot read counts as wrong).
 
-Rule families (one callable per family, the registry maps benchmark -> rule, no string dispatch):
+Rule families (one callable per family; each benchmark's spec names its `ReferenceRule`, no string dispatch):
 - `vlmeval_mcq`: `vlmeval/utils/matching_util.py` `can_infer` = `can_infer_option` (a lone option
   letter among the answer's tokens, in the last five tokens; "answer is X" regex) then
   `can_infer_text` (exactly one option text as a SUBSTRING of the lower-cased answer). Used by
@@ -22,8 +22,8 @@ Rule families (one callable per family, the registry maps benchmark -> rule, no 
 - `vlmeval_wemath`: `vlmeval/dataset/utils/wemath.py` `load_and_process_data`, the path WeMath's
   `evaluate` takes under exact matching (it skips `mcq_vanilla_eval` without a judge): the first
   character after the last "Answer", if a capital A-H.
-- `vlmeval_relaxed`: `vlmeval/dataset/utils/vqa_eval.py` `relaxed_correctness`, best over the
-  acceptable answers (ChartQA); the same rule as `scoring.relaxed_correctness`.
+- ChartQA's `vlmeval/dataset/utils/vqa_eval.py` `relaxed_correctness` lives with the benchmark
+  (`benchmarks.chartqa.vlmeval_relaxed`): it is the same rule as its graded one.
 """
 
 from __future__ import annotations
@@ -34,8 +34,6 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from recipe.ivgr.eval.scoring import relaxed_correctness
-from reward_score.answers import acceptable_answers
 from reward_score.choices import LETTERS
 
 REFERENCE = "open-compass/VLMEvalKit"
@@ -203,57 +201,28 @@ def wemath_letter(answer: str) -> str | None:
 
 def vlmeval_wemath(answer: str, item: Mapping[str, Any], tagged: bool) -> ReferenceVerdict:
     """WeMath: hit iff `wemath_letter` equals the ground-truth letter (We-Math's four-dimensional
-    aggregate is `report.wemath_scores` over these verdicts)."""
+    aggregate is `benchmarks.wemath.wemath_scores` over these verdicts)."""
     got = wemath_letter(answer)
     return ReferenceVerdict(got is not None and got == str(item.get("answer") or "").strip(), got)
 
 
-def vlmeval_relaxed(answer: str, item: Mapping[str, Any], tagged: bool) -> ReferenceVerdict:
-    """ChartQA: relaxed accuracy, best over the acceptable answers."""
-    golds = acceptable_answers(item.get("answer"), item.get("answers"))
-    return ReferenceVerdict(any(relaxed_correctness(answer, g) for g in golds), None)
-
-
-# ---------------------------------------------------------------------------------- registry
+# ---------------------------------------------------------------------------------- rules
 @dataclass(frozen=True)
 class ReferenceRule:
-    """Where a benchmark's published numbers come from and the callable that reproduces it."""
+    """Where a benchmark's published numbers come from and the callable that reproduces it; each
+    benchmark module (`recipe.ivgr.eval.benchmarks.<name>`) names its rule in its spec."""
 
     source: str  # implementation, file and function
     score: Callable[[str, Mapping[str, Any], bool], ReferenceVerdict]
 
 
-_MCQ = ReferenceRule("VLMEvalKit vlmeval/dataset/utils/multiple_choice.py mcq_vanilla_eval -> "
-                     "vlmeval/utils/matching_util.py can_infer", vlmeval_mcq)
-_REGEX = ReferenceRule("VLMEvalKit vlmeval/dataset/image_mcq.py {}.evaluate -> "
-                       "vlmeval/dataset/utils/multiple_choice.py extract_characters_regex", vlmeval_regex)
-REFERENCE_RULES: dict[str, ReferenceRule] = {
-    "vstar": _MCQ,  # VStarBench (ImageMCQDataset)
-    "hrbench4k": _MCQ,  # HRBenchDataset.evaluate
-    "hrbench8k": _MCQ,
-    "mme_realworld_lite": ReferenceRule(_REGEX.source.format("MMERealWorld"), vlmeval_regex),
-    "pope": ReferenceRule("VLMEvalKit vlmeval/dataset/image_yorn.py ImageYORNDataset.evaluate -> "
-                          "vlmeval/dataset/utils/yorn.py YOrN_Extraction, POPE_rating", vlmeval_yorn),
-    "realworldqa": _MCQ,
-    "cvbench2d": _MCQ,  # CVBench.evaluate
-    "cvbench3d": _MCQ,
-    "treebench": ReferenceRule(_REGEX.source.format("TreeBench"), vlmeval_regex),
-    "chartqa": ReferenceRule("VLMEvalKit vlmeval/dataset/utils/vqa_eval.py relaxed_correctness", vlmeval_relaxed),
-    "ai2d": _MCQ,  # AI2D_TEST
-    "wemath": ReferenceRule("VLMEvalKit vlmeval/dataset/image_mcq.py WeMath.evaluate (exact matching) -> "
-                            "vlmeval/dataset/utils/wemath.py load_and_process_data", vlmeval_wemath),
-    "mmstar": _MCQ,
-    "mmmu": _MCQ,  # MMMUDataset, MMMU_preproc for open questions
-    # mmk12 (MM-Eureka's own math_verify scorer) and generic (your split) have no reference rule.
-}
-
-
-def reference_score(item: Mapping[str, Any], answer: str | None, tagged: bool) -> ReferenceVerdict | None:
-    """The reference protocol's verdict on an extracted answer; None when the benchmark has no
-    reference rule. No answer at all is wrong (the reference would have nothing to read either)."""
-    rule = REFERENCE_RULES.get(str(item.get("benchmark")))
-    if rule is None:
-        return None
-    if answer is None:
-        return ReferenceVerdict(False, None)
-    return rule.score(answer, item, tagged)
+_REGEX_SOURCE = ("VLMEvalKit vlmeval/dataset/image_mcq.py {}.evaluate -> "
+                 "vlmeval/dataset/utils/multiple_choice.py extract_characters_regex")
+MCQ = ReferenceRule("VLMEvalKit vlmeval/dataset/utils/multiple_choice.py mcq_vanilla_eval -> "
+                    "vlmeval/utils/matching_util.py can_infer", vlmeval_mcq)
+REGEX_MME_REALWORLD = ReferenceRule(_REGEX_SOURCE.format("MMERealWorld"), vlmeval_regex)
+REGEX_TREEBENCH = ReferenceRule(_REGEX_SOURCE.format("TreeBench"), vlmeval_regex)
+YORN_POPE = ReferenceRule("VLMEvalKit vlmeval/dataset/image_yorn.py ImageYORNDataset.evaluate -> "
+                          "vlmeval/dataset/utils/yorn.py YOrN_Extraction, POPE_rating", vlmeval_yorn)
+WEMATH = ReferenceRule("VLMEvalKit vlmeval/dataset/image_mcq.py WeMath.evaluate (exact matching) -> "
+                       "vlmeval/dataset/utils/wemath.py load_and_process_data", vlmeval_wemath)

@@ -1,15 +1,15 @@
 """Summary of an evaluation run: per benchmark x mode scores, IoU, failure counts (JSON + Markdown).
 
-Scores follow each benchmark's official aggregation (`benchmarks.BenchmarkSpec.metric`):
-`accuracy` (micro), `subset_mean` (mean of per-subset accuracies: HR-Bench FSP/FCP, CV-Bench-2D
-ADE20K/COCO) or `f1` (POPE: F1 of "yes", unknown answers count as "no", as VLMEvalKit does; the
+Scores follow each benchmark's official aggregate (`spec.BenchmarkSpec.metric`, owned by the benchmark's
+module): `accuracy` (micro), `subset_mean` (mean of per-subset accuracies: HR-Bench FSP/FCP, CV-Bench-2D
+ADE20K/COCO), `f1` (POPE: F1 of "yes", unknown answers count as "no", as VLMEvalKit does; the
 accuracy is reported next to it) or `wemath` (We-Math's strict score, loose score beside it).
 Every item counts: an item whose image is missing or whose
 output is unparsable is wrong, never dropped from the denominator.
 
 Two protocols per benchmark and mode (README, "Protocols"): `graded` (the careful grader,
 `scoring.score_answer`: the top-level `score` / `accuracy`) and `reference` (the answer matching of
-the implementation the benchmark's published numbers come from, `reference.REFERENCE_RULES`;
+the implementation the benchmark's published numbers come from, the spec's `reference` rule;
 `reference_score`, None for a benchmark without one). Both go through the same aggregation;
 `protocol_gap` = graded - reference (fraction) and `protocols_differ` flags |gap| > `GAP_FLAG`.
 """
@@ -24,85 +24,15 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from recipe.ivgr.eval.benchmarks import PAPER_MAIN, PAPER_REASONING, PAPER_TOOL, BenchmarkSpec, spec_of
-from recipe.ivgr.eval.reference import REFERENCE_RULES
-from recipe.ivgr.eval.runner import FAILURES, MODES, TOOL_MODES
+from recipe.ivgr.eval.benchmarks import PAPER_MAIN, PAPER_REASONING, PAPER_TOOL, spec_of
+from recipe.ivgr.eval.config import FAILURES, MODES, TOOL_MODES
+from recipe.ivgr.eval.spec import BenchmarkSpec, hits
 
-_DECIDED = ("rule", "lenient", "judge")
 GAP_FLAG = 0.01  # flag a benchmark x mode whose two protocols differ by more than 1 point
 
 
 def _mean(values: Sequence[float]) -> float | None:
     return sum(values) / len(values) if values else None
-
-
-def _f1(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    tp = fp = fn = 0
-    for r in records:
-        truth = str(r.get("ground_truth") or "").strip().lower() == "yes"
-        decided = r.get("decided_by") in _DECIDED
-        pred = decided and (truth == bool(r.get("correct")))
-        tp += truth and pred
-        fp += (not truth) and pred
-        fn += truth and not pred
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"f1": f1, "precision": precision, "recall": recall}
-
-
-def _reference_f1(records: Sequence[Mapping[str, Any]]) -> dict[str, float]:
-    """VLMEvalKit's POPE F1: predicted "yes" iff the reference read "Yes" (Unknown counts as no)."""
-    tp = fp = fn = 0
-    for r in records:
-        truth = str(r.get("ground_truth") or "").strip().lower() == "yes"
-        pred = r.get("reference_extracted") == "Yes"
-        tp += truth and pred
-        fp += (not truth) and pred
-        fn += truth and not pred
-    precision = tp / (tp + fp) if tp + fp else 0.0
-    recall = tp / (tp + fn) if tp + fn else 0.0
-    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
-    return {"f1": f1, "precision": precision, "recall": recall}
-
-
-def wemath_scores(records: Sequence[Mapping[str, Any]], field: str = "correct") -> dict[str, Any]:
-    """We-Math's four-dimensional metrics and scores over its multi-step problems.
-
-    A problem `ID` of N steps (N = 2, 3) has sub-problems keyed `{N}steps_1..N` and the composite
-    `{N}steps_multi` (item ids `wemath:<ID>@<key>`). Per complete problem: IK (insufficient
-    knowledge) = some sub-problem wrong and the composite wrong; IG (inadequate generalization) =
-    all sub-problems right, composite wrong; CM (complete mastery) = composite right and all
-    sub-problems right (strict) / at least one right (loose); RM (rote memorization) = composite
-    right and some sub-problem wrong (strict) / all wrong (loose). Score = (n - 0.5 IG - RM - IK) / n
-    over the n complete problems (n = 525 on testmini, lmms-eval's constant). Problems missing a
-    part are counted in `incomplete` and left out. `field`: the record field holding the item's
-    verdict (`correct`: graded protocol; `reference_correct`: reference protocol).
-    """
-    parts: dict[tuple[int, str], dict[str, bool]] = defaultdict(dict)
-    for r in records:
-        group, _, key = str(r.get("item_id") or "").split(":", 1)[-1].rpartition("@")
-        if key[:1].isdigit() and "steps_" in key:
-            parts[(int(key[0]), group)][key.split("_", 1)[1]] = bool(r.get(field))
-    counts = Counter()
-    for (steps, _), got in parts.items():
-        needed = [str(i) for i in range(1, steps + 1)] + ["multi"]
-        if any(k not in got for k in needed):
-            counts["incomplete"] += 1
-            continue
-        singles, multi = [got[str(i)] for i in range(1, steps + 1)], got["multi"]
-        counts["problems"] += 1
-        if not multi:
-            counts["IG" if all(singles) else "IK"] += 1
-        else:
-            counts["CM_strict" if all(singles) else "RM_strict"] += 1
-            counts["RM_loose" if not any(singles) else "CM_loose"] += 1
-    n = counts["problems"]
-    out = {k: counts.get(k, 0) for k in ("problems", "incomplete", "IK", "IG", "CM_strict", "RM_strict",
-                                         "CM_loose", "RM_loose")}
-    for kind in ("strict", "loose"):
-        out[f"score_{kind}"] = (n - 0.5 * counts["IG"] - counts[f"RM_{kind}"] - counts["IK"]) / n if n else None
-    return out
 
 
 def summarize_records(records: Sequence[Mapping[str, Any]], benchmark: str | None = None) -> dict[str, Any]:
@@ -111,7 +41,7 @@ def summarize_records(records: Sequence[Mapping[str, Any]], benchmark: str | Non
     spec = spec_of(name)
     n = len(records)
     correct = sum(bool(r.get("correct")) for r in records)
-    out: dict[str, Any] = {"benchmark": spec.name, "metric": spec.metric, "items": n, "correct": correct,
+    out: dict[str, Any] = {"benchmark": spec.name, "metric": spec.metric.name, "items": n, "correct": correct,
                            "accuracy": correct / n if n else None}
     groups: dict[str, dict[str, list]] = {"subsets": defaultdict(list), "categories": defaultdict(list)}
     for r in records:
@@ -120,16 +50,8 @@ def summarize_records(records: Sequence[Mapping[str, Any]], benchmark: str | Non
     for key, group in groups.items():
         out[key] = {k: {"items": len(v), "correct": sum(v), "accuracy": sum(v) / len(v)}
                     for k, v in sorted(group.items())}
-    if spec.metric == "subset_mean" and out["subsets"]:
-        out["score"] = _mean([g["accuracy"] for g in out["subsets"].values()])
-    elif spec.metric == "f1":
-        out.update(_f1(records))
-        out["score"] = out["f1"] if n else None
-    elif spec.metric == "wemath":
-        out["wemath"] = wemath_scores(records)
-        out["score"] = out["wemath"]["score_strict"]
-    else:
-        out["score"] = out["accuracy"]
+    out["score"], extra = spec.metric.score(records, "graded")
+    out.update(extra)
     failures = Counter(reason for r in records for reason in r.get("failures") or [])
     out["failures"] = {reason: failures.get(reason, 0) for reason in FAILURES}
     out["decided_by"] = dict(sorted(Counter(str(r.get("decided_by")) for r in records).items()))
@@ -166,34 +88,20 @@ def _reference_summary(records: Sequence[Mapping[str, Any]], spec: BenchmarkSpec
     """The reference protocol's score with the benchmark's aggregation, and its gap to `graded`.
     An item without a reference verdict (missing image) is wrong; records written before the
     protocol existed (no `reference_correct` field anywhere) give None."""
-    if spec.name not in REFERENCE_RULES or not records or not any("reference_correct" in r for r in records):
+    if spec.reference is None or not records or not any("reference_correct" in r for r in records):
         return {"reference_score": None, "reference_accuracy": None, "protocol_gap": None,
                 "protocols_differ": False}
-    hits = [bool(r.get("reference_correct")) for r in records]
-    accuracy = sum(hits) / len(hits)
-    extra: dict[str, Any] = {}
-    if spec.metric == "subset_mean":
-        subsets: dict[str, list[bool]] = defaultdict(list)
-        for r, hit in zip(records, hits):
-            subsets[str(r.get("subset") or "-")].append(hit)
-        score = _mean([sum(v) / len(v) for v in subsets.values()])
-    elif spec.metric == "f1":
-        extra["reference_f1"] = _reference_f1(records)
-        score = extra["reference_f1"]["f1"]
-    elif spec.metric == "wemath":
-        extra["reference_wemath"] = wemath_scores(records, field="reference_correct")
-        score = extra["reference_wemath"]["score_strict"]
-    else:
-        score = accuracy
+    accuracy = sum(hits(records, "reference")) / len(records)
+    score, extra = spec.metric.score(records, "reference")
     gap = graded - score if graded is not None and score is not None else None
     return {"reference_score": score, "reference_accuracy": accuracy, "protocol_gap": gap,
-            "protocols_differ": gap is not None and abs(gap) > GAP_FLAG, **extra}
+            "protocols_differ": gap is not None and abs(gap) > GAP_FLAG, **{f"reference_{k}": v for k, v in extra.items()}}
 
 
 def build_summary(out_dir: str | os.PathLike, benches: Iterable[str], modes: Iterable[str],
                   run: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Summary of every `<out>/<bench>/<mode>.jsonl` of this run."""
-    from recipe.ivgr.eval.runner import read_records
+    from recipe.ivgr.eval.record import read_records
 
     results: dict[str, dict[str, Any]] = {}
     for bench in benches:
@@ -282,7 +190,8 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
         for c, m in compared:
             s = results[c][m]
             flag = " ⚠" if s.get("protocols_differ") else ""
-            rule = REFERENCE_RULES[s["benchmark"]].source if s["benchmark"] in REFERENCE_RULES else "–"
+            reference = spec_of(s["benchmark"]).reference
+            rule = reference.source if reference is not None else "–"
             gap = "–" if s.get("protocol_gap") is None else f"{100 * s['protocol_gap']:+.1f}{flag}"
             lines.append(f"| {c} | {m} | {_pct(s['score'])} | {_pct(s['reference_score'])} | {gap} | {rule} |")
         lines.append("")

@@ -19,18 +19,20 @@ Matching, in order:
 4. otherwise wrong, counted `undecided`.
 
 An item with several acceptable answers (`answers`) is correct when the response matches any of
-them. A benchmark whose spec names its own rule replaces steps 1-2: ChartQA's relaxed accuracy
-(`relaxed_correctness`).
+them. A benchmark whose spec names its own `graded` rule replaces steps 1-2: ChartQA's relaxed accuracy
+(`benchmarks.chartqa.relaxed_correctness`).
+
+`reference_score` gives the other protocol's verdict: the spec's `reference` rule (`reference.py`).
 """
 
 from __future__ import annotations
 
-import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from recipe.ivgr.eval.reference import ReferenceVerdict
 from reward_score.answers import Verdict, acceptable_answers, best_verdict, contains_answer, match_answer
 from reward_score.choices import letter_of, named_options, options_from_choices
 from reward_score.iou import iou_matrix, iou_reward
@@ -99,29 +101,6 @@ def _lenient(pred: str, item: Mapping[str, Any]) -> Verdict:
     return Verdict(None, str(kind))
 
 
-def _to_number(text: str) -> float | None:
-    """A float, with a trailing % meaning hundredths (ChartQA's convention); None if not a number."""
-    text = text.strip()
-    scale = 1.0
-    if text.endswith("%"):
-        text, scale = text[:-1], 0.01
-    try:
-        value = float(text)
-    except ValueError:
-        return None
-    return value * scale if math.isfinite(value) else None
-
-
-def relaxed_correctness(prediction: str, target: str, tolerance: float = 0.05) -> bool:
-    """ChartQA's relaxed accuracy (Methani et al. 2020; the rule of pix2struct's metrics, which
-    VLMEvalKit and lmms-eval use): when both texts are numbers and the target is not 0, correct iff
-    the relative error is at most `tolerance`; otherwise a case-insensitive exact match."""
-    pred, gold = _to_number(prediction), _to_number(target)
-    if pred is not None and gold:
-        return abs(pred - gold) / abs(gold) <= tolerance
-    return prediction.strip().lower() == target.strip().lower()
-
-
 def score_answer(item: Mapping[str, Any], response: str | None, *, strict: bool = False,
                  lenient: bool = True) -> AnswerScore:
     """Rule-based score of `response` for an eval item (dict with the eval schema's columns)."""
@@ -130,10 +109,11 @@ def score_answer(item: Mapping[str, Any], response: str | None, *, strict: bool 
     answer, source = extract_answer(response, strict)
     if answer is None:
         return AnswerScore(None, source, False, "empty", "empty")
+    own_rule = spec_of(item.get("benchmark")).graded
+    if own_rule is not None:
+        verdict = own_rule(answer, item)
+        return AnswerScore(answer, source, bool(verdict.correct), verdict.rule, "rule")
     golds = acceptable_answers(item.get("answer"), item.get("answers"))
-    if spec_of(item.get("benchmark")).rule == "relaxed":
-        return AnswerScore(answer, source, any(relaxed_correctness(answer, g) for g in golds), "relaxed_accuracy",
-                           "rule")
     choices = list(item["choices"]) if item.get("choices") is not None else None
     question = str(item["question"]) if item.get("question") is not None else None
     verdict = best_verdict([match_answer(answer, gold, item.get("answer_type"), choices, question=question)
@@ -145,6 +125,19 @@ def score_answer(item: Mapping[str, Any], response: str | None, *, strict: bool 
         if second.decisive:
             return AnswerScore(answer, source, bool(second.correct), second.rule, "lenient")
     return AnswerScore(answer, source, False, verdict.rule, "undecided")
+
+
+def reference_score(item: Mapping[str, Any], answer: str | None, tagged: bool) -> ReferenceVerdict | None:
+    """The `reference` protocol's verdict on an extracted answer (the benchmark spec's `reference` rule);
+    None when the benchmark has none. No answer at all is wrong (the reference would read nothing either)."""
+    from recipe.ivgr.eval.benchmarks import spec_of
+
+    rule = spec_of(item.get("benchmark")).reference
+    if rule is None:
+        return None
+    if answer is None:
+        return ReferenceVerdict(False, None)
+    return rule.score(answer, item, tagged)
 
 
 def judge_reference(item: Mapping[str, Any]) -> str:

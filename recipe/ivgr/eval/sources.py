@@ -1,6 +1,6 @@
 """Reading benchmark sources: the raw item every reader yields, the row errors, and the file and text helpers
-the readers share (`recipe.ivgr.eval.benchmarks` for the perception benchmarks, `reasoning_benchmarks` for
-the chart and multidisciplinary ones). A leaf module: both import it, neither imports the other's readers.
+the readers share (one module per benchmark under `recipe.ivgr.eval.benchmarks`). A leaf module: every
+benchmark module imports it, no benchmark module imports another.
 """
 
 from __future__ import annotations
@@ -224,6 +224,60 @@ def _tsv_image(row: dict) -> list[Any]:
     if path is not None:
         return [str(path)]
     return []
+
+
+def _image_of(row: dict, path: Path, *keys: str) -> list[Any]:
+    """The item's image reference: a TSV's base64 `image`, else the first non-empty of `keys`."""
+    if path.suffix.lower() == ".tsv":
+        return _tsv_image(row)
+    for key in keys:
+        value = _clean(row.get(key))
+        if value is not None and value != "":
+            return [value]
+    return []
+
+
+def _list_of(value: Any) -> list[str] | None:
+    """A list column that may be stored as a Python / JSON list literal string."""
+    import ast
+
+    value = _clean(value)
+    if value is None:
+        return None
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.startswith("["):
+            return [text] if text else None
+        try:
+            value = json.loads(text)
+        except json.JSONDecodeError:
+            try:
+                value = ast.literal_eval(text)
+            except (ValueError, SyntaxError):
+                return [text]
+    return [str(v).strip() for v in value] if isinstance(value, (list, tuple)) else [str(value)]
+
+
+def _rel(path: Path, root: Path) -> str:
+    """`path` relative to the image root (how the eval schema stores an image path)."""
+    try:
+        return path.resolve().relative_to(root.resolve()).as_posix()
+    except ValueError:
+        raise RowError("image_outside_root", f"{path} is not under --image-root {root}") from None
+
+
+def _json_lines_or_list(path: Path) -> Iterator[dict]:
+    """Rows of a `.json` file that holds either a JSON list or JSON lines (the original POPE files)."""
+    text = path.read_text(encoding="utf-8").strip()
+    if text.startswith("["):
+        yield from (row for row in json.loads(text) if isinstance(row, dict))
+        return
+    for number, line in enumerate(text.split("\n"), 1):
+        if line.strip():
+            try:
+                yield json.loads(line)
+            except json.JSONDecodeError as err:
+                yield {"__error__": f"{path.name}:{number}: {err}"}
 
 
 def _mc_from_letter(options: list[str], answer: Any, row_id: str) -> int:
