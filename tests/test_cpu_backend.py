@@ -237,6 +237,45 @@ def test_server_generates_with_an_image_and_follows_weight_updates(tiny_checkpoi
     assert out["unknown"] is not None and "unknown" in out["unknown"]
 
 
+def test_sampling_with_top_k_off_reports_the_models_own_token_probabilities(tiny_checkpoint):
+    """verl sends top_k -1 (vLLM: no top-k) at temperature 1: vLLM's processed log-probs are then the full
+    softmax of the model's logits, which is what verl's actor computes for the same tokens. transformers
+    fills an unset top_k with its global default 50 (GenerationMixin._prepare_generation_config), which
+    made the CPU rollout a sharper policy than the actor's (rollout-vs-actor Pearson 0.6-0.8 in the smoke)."""
+    out = _python(f"""
+        import asyncio, json, torch
+        from omegaconf import OmegaConf
+        from PIL import Image
+        import verl
+        from verl.utils import hf_processor
+        from verl.workers.config import RolloutConfig
+        from recipe.cpu_backend.rollout import HFCPUServer
+        path = {str(tiny_checkpoint)!r}
+        config = RolloutConfig(name="hf_cpu", prompt_length=256, response_length=24, max_model_len=280)
+        server = HFCPUServer(config, OmegaConf.create({{"path": path}}), replica_rank=0)
+        processor = hf_processor(path)
+        messages = [{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": "What shape?"}}]}}]
+        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        image = Image.new("RGB", (112, 84), (10, 200, 30))
+        inputs = processor(text=[text], images=[image], return_tensors="pt")
+        ids = inputs["input_ids"][0].tolist()
+        worst = 0.0
+        for seed in range(4):
+            got = asyncio.run(server.generate(ids, {{"temperature": 1.0, "top_k": -1, "top_p": 1.0, "logprobs": True,
+                                                    "seed": seed}}, f"r{{seed}}", image_data=[image]))
+            full = torch.tensor([ids + got.token_ids])
+            with torch.no_grad():
+                logits = server.model(input_ids=full, attention_mask=torch.ones_like(full),
+                                      pixel_values=inputs["pixel_values"],
+                                      image_grid_thw=inputs["image_grid_thw"]).logits[0].float()
+            want = torch.log_softmax(logits[len(ids) - 1:-1], dim=-1).gather(1, torch.tensor(got.token_ids)[:, None])[:, 0]
+            worst = max(worst, (want - torch.tensor(got.log_probs)).abs().max().item())
+        print(json.dumps({{"worst": worst, "vocab": logits.shape[-1]}}))
+    """)
+    assert out["vocab"] > 50  # top-k 50 would cut the distribution
+    assert out["worst"] < 1e-3
+
+
 def test_fresh_servers_with_the_same_seed_sample_the_same_rollouts(tiny_checkpoint):
     """Two fresh hf_cpu servers (as two runs' step 1), the process RNG in different states and requests in
     another order: the same rollout seed gives the same rollouts per prompt; another seed others."""

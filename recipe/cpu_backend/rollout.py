@@ -73,7 +73,9 @@ def generation_config(params: dict[str, Any], max_new_tokens: int, eos_ids: list
         max_new_tokens=max_new_tokens, eos_token_id=None if params.get("ignore_eos") else stop_ids,
         pad_token_id=pad_id, do_sample=sampled, stop_strings=([stop] if isinstance(stop, str) else stop) or None,
         temperature=temperature if sampled else 1.0, top_p=float(params.get("top_p", 1.0)) if sampled else 1.0,
-        top_k=top_k if sampled and top_k > 0 else None,
+        # 0, not None, when off: generate() fills an unset top_k with transformers' global default 50
+        # (GenerationMixin._prepare_generation_config), a sharper policy than the one verl trains
+        top_k=top_k if sampled and top_k > 0 else 0,
         repetition_penalty=float(params.get("repetition_penalty") or 1.0),
         return_dict_in_generate=True, output_logits=True, output_scores=True,
     )
