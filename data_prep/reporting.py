@@ -92,12 +92,13 @@ def size_bucket(longest: int) -> str:
     return f">={SIZE_BUCKETS[-1]}"
 
 
-def draw_boxes(image, boxes) -> None:
+def draw_boxes(image, boxes, colour: tuple[int, int, int] = (255, 0, 255)) -> None:
+    """Draw xyxy `boxes` (in the image's pixels) on `image`, numbered, in `colour` (magenta by default)."""
     draw = ImageDraw.Draw(image)
     width = max(2, round(max(image.size) / 400))
     for number, box in enumerate(boxes or []):
-        draw.rectangle(box, outline=(255, 0, 255), width=width)
-        draw.text((box[0] + width, box[1] + width), str(number), fill=(255, 0, 255))
+        draw.rectangle(box, outline=colour, width=width)
+        draw.text((box[0] + width, box[1] + width), str(number), fill=colour)
 
 
 def prompt_html(messages: list[dict] | None) -> str:

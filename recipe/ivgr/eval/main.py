@@ -156,11 +156,13 @@ def run_eval(benches: Sequence[BenchInput], cfg: EvalConfig, out_dir: str | os.P
              backend: Backend | None = None, backend_factory: Callable[[tuple[int, int]], Backend] | None = None,
              model: str | None = None, resume: bool = False, overwrite: bool = False,
              judge: Any = None, progress: bool = True, argv: Sequence[str] | None = None,
-             box_frame_source: str | None = None) -> dict[str, Any]:
+             box_frame_source: str | None = None, gallery: int = 20) -> dict[str, Any]:
     """Evaluate `benches` in `cfg.modes`; returns the summary (also written to `out_dir`).
 
     Pass a ready `backend` (tests, notebooks) or a `backend_factory(bounds)` that builds one with
-    the given pixel bounds (the CLI; called only when something needs generating).
+    the given pixel bounds (the CLI; called only when something needs generating). Besides the
+    summary, writes its chart (`summary.png`) and, with `gallery` > 0, a gallery of that many items per
+    benchmark and mode (`gallery/index.html`).
     """
     if (backend is None) == (backend_factory is None):
         raise ValueError("pass exactly one of backend / backend_factory")
@@ -217,11 +219,34 @@ def run_eval(benches: Sequence[BenchInput], cfg: EvalConfig, out_dir: str | os.P
         run_info["new_records"] = written
         run_path.write_text(json.dumps(run_info, indent=2, default=str) + "\n", encoding="utf-8")
     summary = build_summary(out, [b.label for b in benches], cfg.modes, run_info)
+    summary["pictures"] = _pictures(out, summary, benches, cfg, gallery)
     write_summary(out, summary)
     if summary["protocol_flags"]:
         logger.warning("graded and reference protocols differ by more than 1 point on %s (summary.md, "
                        "'Protocols'); paper-table numbers use the reference protocol", summary["protocol_flags"])
     return summary
+
+
+def _pictures(out: Path, summary: dict[str, Any], benches: Sequence[BenchInput], cfg: EvalConfig,
+              gallery: int) -> dict[str, str]:
+    """The chart (`charts`) and, with `gallery` > 0, the per-item gallery (`gallery`), paths relative to `out`.
+    A picture that fails is logged, never fatal: the scores are written either way."""
+    from recipe.ivgr.eval.charts import write_chart
+    from recipe.ivgr.eval.gallery import write_gallery
+
+    pictures: dict[str, str] = {}
+    try:
+        pictures["chart"] = write_chart(out, summary, cfg.modes).relative_to(out).as_posix()
+    except Exception as err:  # noqa: BLE001  (e.g. matplotlib missing)
+        logger.error("no chart: %s: %s", type(err).__name__, err)
+    if gallery > 0:
+        try:
+            index = write_gallery(out, {b.label: b.path for b in benches}, cfg.modes, image_root=cfg.image_root,
+                                  per_mode=gallery)
+            pictures["gallery"] = index.relative_to(out).as_posix()
+        except Exception as err:  # noqa: BLE001
+            logger.error("no gallery: %s: %s", type(err).__name__, err)
+    return pictures
 
 
 def _judge_public(judge: dict | None) -> dict | None:
@@ -290,6 +315,8 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--enforce-eager", action="store_true")
     g = p.add_argument_group("run")
     g.add_argument("--resume", action="store_true", help="keep existing records and do only the missing items")
+    g.add_argument("--gallery", type=int, default=20, metavar="N",
+                   help="items per benchmark and mode in <out>/gallery/index.html (0: no gallery; default 20)")
     g.add_argument("--overwrite", action="store_true", help="replace existing records of these benches/modes")
     g.add_argument("--no-progress", "--quiet", dest="no_progress", action="store_true", help="no progress bar")
     g.add_argument("--offline-processor", action="store_true",
@@ -358,9 +385,11 @@ def main(argv: Sequence[str] | None = None, *, backend: Backend | None = None) -
     factory = None if backend is not None else make_backend_factory(args, sampling, max_images=args.max_crops + 3)
     summary = run_eval(benches, cfg, out, backend=backend, backend_factory=factory, model=args.model,
                        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress, argv=argv,
-                       box_frame_source=frame_source)
+                       box_frame_source=frame_source, gallery=args.gallery)
     print(render_markdown(summary))
-    print(f"[eval] wrote {out}/summary.md, {out}/summary.json and per-item JSONL under {out}/", file=sys.stderr)
+    pictures = ", ".join(f"{out}/{p}" for p in summary.get("pictures", {}).values())
+    print(f"[eval] wrote {out}/summary.md, {out}/summary.json, {pictures} and per-item JSONL under {out}/",
+          file=sys.stderr)
     return 0
 
 

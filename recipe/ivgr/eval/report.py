@@ -150,7 +150,12 @@ def render_markdown(summary: Mapping[str, Any]) -> str:
              ("sampling", (run.get("backend") or {}).get("sampling") or run.get("sampling")),
              ("finished", run.get("finished"))]
     lines += [f"- {k}: `{v}`" for k, v in facts if v is not None]
+    pictures = summary.get("pictures") or {}
+    if pictures.get("gallery"):
+        lines.append(f"- per-item gallery: [{pictures['gallery']}]({pictures['gallery']})")
     lines.append("")
+    if pictures.get("chart"):
+        lines += [f"![scores per benchmark, mode and protocol]({pictures['chart']})", ""]
     if not results:
         return "\n".join(lines + ["No results.", ""])
     cols = _columns(results)
