@@ -128,7 +128,11 @@ class HFCPUServer:
         if found != expected:
             raise ValueError(f"prompt holds {found} image tokens but the images give {expected} "
                              f"(grid {grid.tolist()}): the agent loop and the server resized differently")
-        return {"pixel_values": out["pixel_values"], "image_grid_thw": grid}
+        # transformers >= 5.3 finds the image tokens for Qwen-VL's M-RoPE positions only through
+        # mm_token_type_ids; without it every token gets a text position (logits off by several units).
+        # Built as verl's agent loop builds it for the actor (agent_loop.py `_compute_position_ids`).
+        token_types = torch.tensor([[1 if t == image_token else 0 for t in prompt_ids]], dtype=torch.long)
+        return {"pixel_values": out["pixel_values"], "image_grid_thw": grid, "mm_token_type_ids": token_types}
 
     def _max_tokens(self, prompt_len: int, params: dict[str, Any]) -> int:
         room = self.config.max_model_len - prompt_len if self.config.max_model_len else self.config.response_length

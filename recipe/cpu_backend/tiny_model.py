@@ -114,8 +114,12 @@ def _examples(dataset, processor) -> list[dict]:
         stream = row["extra_info"]["stream"]
         response = processor.tokenizer(ideal_response(row["extra_info"], stream), add_special_tokens=False)["input_ids"]
         response = response + [processor.tokenizer.eos_token_id]
+        # every processor output the actor's forward gets, mm_token_type_ids included (transformers >= 5.3
+        # places Qwen-VL's M-RoPE image positions from it); response tokens are text (type 0)
+        token_types = torch.cat([inputs["mm_token_type_ids"][0], torch.zeros(len(response), dtype=torch.long)])
         examples.append({"prompt": inputs["input_ids"][0], "response": torch.tensor(response),
-                         "pixel_values": inputs["pixel_values"], "image_grid_thw": inputs["image_grid_thw"]})
+                         "pixel_values": inputs["pixel_values"], "image_grid_thw": inputs["image_grid_thw"],
+                         "mm_token_type_ids": token_types})
     return examples
 
 
@@ -131,7 +135,8 @@ def warm_start(model, processor, data_file: str, steps: int = 300, lr: float = 3
         labels = input_ids.clone()
         labels[0, : len(example["prompt"])] = -100
         out = model(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), labels=labels,
-                    pixel_values=example["pixel_values"], image_grid_thw=example["image_grid_thw"])
+                    pixel_values=example["pixel_values"], image_grid_thw=example["image_grid_thw"],
+                    mm_token_type_ids=example["mm_token_type_ids"][None])
         out.loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         optimizer.step()

@@ -262,7 +262,8 @@ class TransformersBackend(Backend):
         s = self.sampling
         kwargs: dict[str, Any] = {"max_new_tokens": s.max_new_tokens, "do_sample": not s.greedy}
         if not s.greedy:
-            kwargs.update(temperature=s.temperature, top_p=s.top_p)
+            # top_k 0 = off, as vLLM samples; left unset, generate() applies transformers' default of 50
+            kwargs.update(temperature=s.temperature, top_p=s.top_p, top_k=0)
             torch.manual_seed(s.seed)
         pad_id = self.tokenizer.pad_token_id
         eos_id = self.tokenizer.eos_token_id
