@@ -189,7 +189,7 @@ ivgr_build_overrides() {
 ivgr_cluster_shape() {  # ivgr_cluster_shape RECIPE(ivgr|ivr_r1) [overrides...]
     "$PYTHON" - "$@" <<'PY'
 import sys
-from recipe.ivgr.preflight import REPO_ROOT, compose_config
+from recipe.ivgr.preflight.config import REPO_ROOT, compose_config
 recipe, overrides = sys.argv[1], sys.argv[2:]
 config = compose_config(overrides, REPO_ROOT / "recipe" / recipe / "config", f"{recipe}_trainer")
 print(int(config.trainer.nnodes), int(config.trainer.n_gpus_per_node))

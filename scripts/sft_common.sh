@@ -96,7 +96,7 @@ sft_config_value() {  # sft_config_value KEY [overrides...]
 import sys
 from pathlib import Path
 from omegaconf import OmegaConf
-from recipe.ivgr.preflight import compose_config
+from recipe.ivgr.preflight.config import compose_config
 config = compose_config(sys.argv[4:], Path(sys.argv[1]), sys.argv[2])
 print(OmegaConf.select(config, sys.argv[3]))
 PY

@@ -70,8 +70,10 @@ def test_detection_from_config_folder_hub_cache_and_name(tmp_path, monkeypatch):
 
 def test_patch_size_rule_and_its_consumers_agree(tmp_path):
     """The dataset and both preflights ask the registry: pixel frames need the model's resize factor."""
-    from recipe.ivgr import preflight
     from recipe.ivgr.eval.main import detect_box_frame
+    from recipe.ivgr.preflight.config import compose_config
+    from recipe.ivgr.preflight.model import check_frames
+    from recipe.ivgr.preflight.report import Findings
 
     assert patch_size_problem("qwen2_5_vl", 14) is None and patch_size_problem("qwen3_vl", 16) is None
     assert "resizes by 32" in patch_size_problem("qwen2_5_vl", 16)
@@ -81,9 +83,9 @@ def test_patch_size_rule_and_its_consumers_agree(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen3_vl"}))
     assert detect_box_frame(str(folder))[0] == "qwen3_vl"
-    findings = preflight.Findings()
-    config = preflight.compose_config([f"actor_rollout_ref.model.path={folder}", "ivgr.box_frame=qwen2_5_vl",
-                                       "data.image_patch_size=14"])
-    preflight.check_frames(config, {}, findings)
+    findings = Findings()
+    config = compose_config([f"actor_rollout_ref.model.path={folder}", "ivgr.box_frame=qwen2_5_vl",
+                             "data.image_patch_size=14"])
+    check_frames(config, {}, findings)
     assert any("the model looks like qwen3_vl (patch 16)" in p for p in findings.problems)
     assert any("ivgr.box_frame=qwen2_5_vl but the model looks like qwen3_vl" in p for p in findings.problems)

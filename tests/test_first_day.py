@@ -266,14 +266,17 @@ def _launch(*args: str, **env: str) -> subprocess.CompletedProcess:
 
 def test_the_preflight_variables_are_the_launch_scripts(tmp_path):
     """Each variable the preflight tells a user to set is the one the launch script turns into that key."""
-    from recipe.ivgr.preflight import LAUNCH_VARIABLES
+    from recipe.ivgr.preflight.sizes import launch_variables
 
     train = _small_set(tmp_path, 4)
-    values = {variable: str(12 + 2 * i) for i, variable in enumerate(LAUNCH_VARIABLES.values())}
+    variables = launch_variables()
+    assert {"data.train_batch_size", "actor_rollout_ref.actor.ppo_mini_batch_size", "actor_rollout_ref.rollout.n"} \
+        <= set(variables)  # the size keys the preflight's messages name
+    values = {variable: str(12 + 2 * i) for i, variable in enumerate(sorted(set(variables.values())))}
     done = _launch("--print-overrides", TRAIN_FILES=str(train), CKPT_DIR=str(tmp_path / "ckpt"), **values)
     assert done.returncode == 0, done.stderr
     overrides = done.stdout.splitlines()
-    for key, variable in LAUNCH_VARIABLES.items():
+    for key, variable in variables.items():
         assert f"{key}={values[variable]}" in overrides, (key, variable)
 
 

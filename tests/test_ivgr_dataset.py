@@ -208,7 +208,7 @@ def test_images_travel_resized_and_the_later_resize_is_the_identity(env, ds):
     picture, so qwen_vl_utils-style resizing in the agent loop changes nothing (same size, same pixels)."""
     import numpy as np
 
-    from recipe.ivgr.dataset import fetch_image
+    from recipe.ivgr.image_bounds import fetch_image
 
     for index in range(0, len(ds), 2):
         item = ds[index]

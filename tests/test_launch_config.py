@@ -121,7 +121,7 @@ def _env_table(array: str, source: str) -> dict[str, list[str]]:
 @pytest.fixture(scope="module")
 def composed(tmp_path_factory):
     """Each RL script's config, composed from its own overrides with no variable set."""
-    from recipe.ivgr.preflight import compose_config
+    from recipe.ivgr.preflight.config import compose_config
 
     data = tmp_path_factory.mktemp("data")
     out = {}
@@ -163,6 +163,34 @@ def test_model_groups_select_the_models_facts(composed):
         assert (config.actor_rollout_ref.model.path, config.trainer.nnodes) == (path, nnodes)
 
 
+def test_model_groups_restate_the_registrys_facts_unchanged():
+    """A model group names its family (`ivgr.box_frame`) and restates two of the registry's facts for verl
+    and the reader: the patch size (verl's `data.image_patch_size`) and the default pixel bounds, the
+    paper's 4..4,096 image tokens at the family's 2x2-merged patch (28 px: 3,136..3,211,264; 32 px:
+    4,096..4,194,304). Each must be the registry's (`reward_score.families`), else the group overrides it."""
+    from reward_score.families import get_family
+
+    groups = sorted((CONFIG / "model").glob("*.yaml"))
+    assert {g.stem for g in groups} >= set(RL_SCRIPTS.values())
+    for group in groups:
+        values = OmegaConf.load(group)
+        family = get_family(values.ivgr.box_frame)
+        assert values.data.image_patch_size == family.patch_size, group.name
+        bounds = (values.data.ivgr_min_pixels, values.data.ivgr_max_pixels)
+        assert bounds == (family.default_min_pixels, family.default_max_pixels), group.name
+        assert bounds == (4 * (2 * family.patch_size) ** 2, 4096 * (2 * family.patch_size) ** 2), group.name
+
+
+def test_the_preflight_reads_the_launch_scripts_table():
+    """The preflight names the variable a user sets (`TRAIN_BATCH_SIZE=...`) from the shell's own table
+    (scripts/common.sh `IVGR_ENV_KEYS`, read as text): the same pairs bash expands."""
+    from recipe.ivgr.preflight.sizes import launch_variables
+
+    table = _env_table("IVGR_ENV_KEYS", "common.sh")
+    assert launch_variables() == {key: variable for variable, keys in table.items() for key in keys}
+    assert launch_variables(ROOT / "missing.sh") == {}  # installed without the scripts: plain Hydra keys
+
+
 def test_scripts_pass_no_hyperparameter(composed):
     for script, model in RL_SCRIPTS.items():
         overrides = composed[script][0]
@@ -198,7 +226,7 @@ def test_the_shell_holds_no_hyperparameter_value():
 
 def test_every_variable_reaches_its_key(tmp_path, composed):
     """Each variable of the scripts' table, set to a value other than the yaml's, arrives in the config."""
-    from recipe.ivgr.preflight import compose_config
+    from recipe.ivgr.preflight.config import compose_config
 
     table = _env_table("IVGR_ENV_KEYS", "common.sh")
     assert {"TRAIN_BATCH_SIZE", "PPO_MINI_BATCH_SIZE", "ROLLOUT_N", "MAX_PROMPT_LENGTH", "NNODES", "GPUS_PER_NODE",
@@ -267,7 +295,7 @@ def test_one_owner_per_key_and_groups_cover_the_same_keys():
 
 
 def test_a_model_argument_replaces_the_scripts_model(tmp_path):
-    from recipe.ivgr.preflight import compose_config
+    from recipe.ivgr.preflight.config import compose_config
 
     overrides = _overrides("train_ivgr_7b.sh", _env(DATA_DIR=str(tmp_path)), "model=qwen3_vl_32b")
     assert sum(o.startswith("model=") for o in overrides) == 1
@@ -281,7 +309,7 @@ def test_a_model_argument_replaces_the_scripts_model(tmp_path):
 def test_the_resolver_is_registered_where_verl_resolves_the_config(tmp_path):
     """verl's TaskRunner resolves the whole config in its own process (verl/trainer/main_ppo.py:145); that
     process imports recipe.ivgr.main (the runner class) and nothing else of ours."""
-    from recipe.ivgr.preflight import compose_config
+    from recipe.ivgr.preflight.config import compose_config
 
     config = compose_config(_overrides("train_ivgr_7b.sh", _env(DATA_DIR=str(tmp_path))) +
                             ["data.max_prompt_length=1000"])

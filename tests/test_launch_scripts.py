@@ -105,7 +105,7 @@ def test_no_python_package_in_scripts():
 def test_every_script_overrides_compose_and_validate(tmp_path, data):
     """The scripts' own defaults (paper sizes) compose and pass check_config (verl validate_config)."""
     from recipe.ivgr.main import check_config
-    from recipe.ivgr.preflight import compose_config
+    from recipe.ivgr.preflight.config import compose_config
 
     expected = {"train_ivgr_7b.sh": ("qwen2_5_vl", 14, 8, 2, False),
                 "train_ivgr_qwen3vl_8b.sh": ("qwen3_vl", 16, 8, 2, False),
@@ -411,7 +411,7 @@ def test_the_trainer_raises_total_epochs_to_the_step_target():
 ])
 def test_settings_that_split_pairs_are_refused(tmp_path, data, extra, message):
     from recipe.ivgr.main import check_config
-    from recipe.ivgr.preflight import compose_config
+    from recipe.ivgr.preflight.config import compose_config
 
     overrides = script_overrides("train_ivgr_7b.sh", data["qwen2_5_vl"], tmp_path / "ckpt", **SMALL)
     with pytest.raises(ValueError, match=re.escape(message)):

@@ -95,14 +95,16 @@ def test_schema_2_file_in_another_family_needs_no_stored_text(stored, tmp_path):
 
 def test_schema_2_file_validates_and_passes_the_preflight_data_checks(tmp_path):
     from data_prep.validate import validate
-    from recipe.ivgr import preflight
+    from recipe.ivgr.preflight.config import compose_config
+    from recipe.ivgr.preflight.data import check_data
+    from recipe.ivgr.preflight.report import Findings
 
     report = validate(FIXTURE, decode="all")
     assert report.ok and report.rows == 6 and report.decoded == 6, report.render(FIXTURE)
-    config = preflight.compose_config([f"data.train_files=[{FIXTURE}]", f"data.val_files=[{FIXTURE}]",
-                                       "data.max_prompt_length=8192"])
-    findings = preflight.Findings()
-    stats = preflight.check_data(config, findings, "all", 64)
+    config = compose_config([f"data.train_files=[{FIXTURE}]", f"data.val_files=[{FIXTURE}]",
+                             "data.max_prompt_length=8192"])
+    findings = Findings()
+    stats = check_data(config, findings, "all", 64)
     assert not findings.problems, findings.problems
     assert stats["train"].samples == 6 and stats["train"].rows == 10 and stats["train"].max_images == 1
 

@@ -11,6 +11,8 @@ samples" (checked on CPU with verl 0.9.1)::
     data.custom_cls.name=DualStreamDataset
 
 and constructed as ``cls(data_files=..., tokenizer=..., processor=..., config=<data cfg>, max_samples=...)``.
+Its ``data.*`` keys (``image_root``, ``ivgr_streams``, ``ivgr_box_frame``, ``ivgr_min_pixels``/``ivgr_max_pixels``,
+``ivgr_data_source``) are documented in recipe/ivgr/README.md, "Config".
 
 Rows
 ----
@@ -30,8 +32,7 @@ Every item is what `RLHFDataset.__getitem__` returns for a verl row (its code fi
   ``stream``; default ``"{data_source}/{stream}"`` (e.g. ``synthetic/shapes/grounded``). verl groups
   validation metrics by ``data_source`` (``val-core/<data_source>/acc/mean@N``), so every stream of
   every source gets its own curves. The record's own value stays in ``extra_info["data_source"]``.
-- ``prompt``: the stream's chat messages (with ``<image>`` placeholders) for the model family
-  ``box_frame`` (below).
+- ``prompt``: the stream's chat messages (with ``<image>`` placeholders) for the model family.
 - the record's facts (``sample_id``, ``kind``, ``question``, ... as `data_prep.schema.RECORD_COLUMNS`).
 - ``reward_model``: ``{"style": "rule", "ground_truth": answer}``.
 - ``extra_info``: what `reward_score.compute_score` and the step stage read, built from the facts:
@@ -39,43 +40,22 @@ Every item is what `RLHFDataset.__getitem__` returns for a verl row (its code fi
   ``answers``, ``answer_type``, ``choices``, ``gt_boxes`` (ORIGINAL pixels of the first image, plain
   lists; also on the textual row of a grounded sample, empty for single samples), ``image_size``
   (original ``[width, height]``), ``box_frame``, ``min_pixels``/``max_pixels`` (the first image's
-  effective bounds, below), ``gt_boxes_model`` (grounded rows only: the GT boxes already in the
-  model's frame, mapped once here with those bounds, so the reward does not map them again per
-  rollout; None when the GT is unusable) and ``index`` (the item's position in this dataset: unique
-  within it).
+  effective bounds, `recipe.ivgr.image_bounds`), ``gt_boxes_model`` (grounded rows only: the GT boxes
+  already in the model's frame, mapped once here with those bounds, so the reward does not map them
+  again per rollout; None when the GT is unusable) and ``index`` (the item's position in this dataset).
 
 Images
 ------
 Embedded ``bytes`` win; otherwise ``path`` is resolved under the image root of
-`data_prep.schema.resolve_image_root` (the rule every reader shares): ``data.image_root``, else the
-root data_prep stored in the files' metadata, else the folder of the data files when they share one.
-Absolute paths, URLs and paths that escape the root are refused (`data_prep.images`). An image that
-fails when a row is built (deleted after load, corrupt, a size `data_prep.images.check_geometry`
-refuses) is a counted skip: the row is served from the next readable sample of the same kind
-(`_substitute`), marked in ``extra_info`` and counted by the step stage. Each image
-reaches ``raw_prompt`` as ``{"type": "image", "image": <PIL RGB>, "min_pixels": lo, "max_pixels": hi}``,
-the picture already smart-resized within those bounds (verl copies it into every trajectory).
-
-Pixel bounds (what the model sees must be what the reward assumes)
--------------------------------------------------------------------
-Per image, the requested bound is the first one set among: a ``min_pixels``/``max_pixels`` key of
-the stored image struct, ``data.ivgr_min_pixels``/``data.ivgr_max_pixels``, and the box frame's
-default (`reward_score.families`, the paper's 4..4096 image tokens). It is then narrowed to
-every bound the processor will apply later: ``data.mm_processor_kwargs.min_pixels/max_pixels``
-(passed to the training processor and to vLLM) and the processor's own image-processor bounds
-(``size.shortest_edge/longest_edge``). Effective ``min = max(mins)``, ``max = min(maxes)`` (a
-warning is logged once when narrowing changes a requested value). Images are resized ONCE, by
-the dataset when it builds the row (`_images`), within these bounds; the agent loop's resize
-(`_process_multi_modal_info`) and a later smart-resize by the processor or vLLM are then the
-identity (a size that is a multiple of the factor and within bounds is a fixed point), the image
-that travels through TransferQueue with every trajectory is the small one, and `compute_score`
-maps the ground truth from the original size with the same bounds from ``extra_info``.
-
-`_process_multi_modal_info` (used by the length filter) and thus ``process_multi_modal_info``
-(used by verl's agent loop on every rollout) are image-only and need no torchvision: they resize
-with `reward_score.frames.resized_size` (qwen_vl_utils' smart_resize when importable, transformers'
-otherwise), honouring each image item's ``min_pixels``/``max_pixels`` like qwen_vl_utils'
-``fetch_image`` does (its defaults, 4..16384 tokens, when an item has none).
+`data_prep.schema.resolve_image_root` (the rule every reader shares). Absolute paths, URLs and paths
+that escape the root are refused (`data_prep.images`). An image that fails when a row is built
+(deleted after load, corrupt, a size `data_prep.images.check_geometry` refuses) is a counted skip: the
+row is served from the next readable sample of the same kind (`_substitute`), marked in ``extra_info``
+and counted by the step stage. Each image reaches ``raw_prompt`` as ``{"type": "image", "image": <PIL
+RGB>, "min_pixels": lo, "max_pixels": hi}``, already resized within the bounds of
+`recipe.ivgr.image_bounds` (which owns the pixel-bounds rule), so verl copies the small picture into
+every trajectory. `process_multi_modal_info` (the length filter, verl's agent loop) needs no
+torchvision (`recipe.ivgr.image_bounds.fetch_image`).
 
 Length filter (``data.filter_overlong_prompts=True``)
 -----------------------------------------------------
@@ -84,44 +64,26 @@ filter measures one (chat template + processor with the resized images) and the 
 if all of them fit ``data.max_prompt_length``: a grounded sample whose grounded prompt is too long
 loses its textual row too. Samples whose images cannot be read are dropped as well. Counts are
 logged and kept in `filter_stats`. Uses ``data.filter_overlong_prompts_workers`` processes.
-
-Config keys added under ``data:`` (all optional; settable from a recipe yaml or as overrides)
-------------------------------------------------------------------------------------------
-- ``image_root`` (null): folder that stored image paths are relative to (default: the root the
-  files' metadata names, ``ivgr.image_root``, else the files' folder; `resolve_image_root`).
-- ``ivgr_streams`` ([grounded, textual, single]): streams to emit. Ablations: ``[grounded, textual]``
-  drops single samples, ``[textual, single]`` trains without the grounded stream (the textual row of
-  a grounded sample then stands alone), etc.
-- ``ivgr_box_frame`` (null): the model family / box frame (``qwen2_5_vl`` | ``qwen3_vl``,
-  `reward_score.families`) the prompts ask for and the reward maps boxes into; the recipe yaml sets
-  it from ``ivgr.box_frame``. Null: the family of ``data.image_patch_size`` (14: Qwen2.5-VL).
-- ``ivgr_min_pixels`` / ``ivgr_max_pixels`` (null): requested image bounds (see above).
-- ``ivgr_data_source`` ("{data_source}/{stream}"): format of the item's ``data_source``.
-- ``ivgr_shuffle`` (true) and ``seed`` are read by `recipe.ivgr.sampler.build_train_dataloader`.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from omegaconf import DictConfig, ListConfig, OmegaConf
-from PIL import Image
 from verl.utils.dataset.rl_dataset import RLHFDataset
 
 from data_prep.prompts import record_messages, stream_question
 from data_prep.schema import missing_columns, record_facts, resolve_image_root
+from recipe.ivgr.image_bounds import BoundLimit, effective_bounds, fetch_image, processor_bound_limits
 from reward_score.streams import STREAMS, parse_streams, streams_of
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_DATA_SOURCE_FORMAT = "{data_source}/{stream}"
-# qwen_vl_utils.fetch_image defaults (in image tokens) for items that carry no bounds
-_FETCH_MIN_TOKENS, _FETCH_MAX_TOKENS = 4, 16384
 MAX_SUBSTITUTE_SCAN = 64  # samples tried after one whose image fails at run time
 
 
@@ -130,35 +92,6 @@ def _plain(value: Any) -> Any:
     if isinstance(value, DictConfig | ListConfig):
         return OmegaConf.to_container(value, resolve=True)
     return value
-
-
-def fetch_image(item: dict, image_patch_size: int) -> Image.Image:
-    """One image content item resized the way qwen_vl_utils.fetch_image does it, without torchvision.
-
-    Accepts a PIL image or a local path under "image" (or "image_url"); resizes within the item's
-    `min_pixels`/`max_pixels` (qwen_vl_utils' defaults otherwise) with `reward_score.frames`.
-    """
-    from data_prep.images import to_rgb
-    from reward_score.families import family_for_patch_size
-    from reward_score.frames import resized_size
-
-    if "resized_height" in item or "resized_width" in item:
-        raise ValueError("DualStreamDataset images take min_pixels/max_pixels, not resized_height/resized_width")
-    image = item.get("image", item.get("image_url"))
-    if isinstance(image, str | os.PathLike):
-        text = os.fspath(image)
-        if "://" in text and not text.startswith("file://"):
-            raise ValueError(f"remote images are not supported here: {text[:80]}")
-        image = Image.open(text.removeprefix("file://"))
-    if not isinstance(image, Image.Image):
-        raise TypeError(f"image item must hold a PIL image or a local path, got {type(image).__name__}")
-    image = to_rgb(image)
-    family = family_for_patch_size(image_patch_size)
-    factor = family.resize_factor
-    min_pixels = item.get("min_pixels") or _FETCH_MIN_TOKENS * factor * factor
-    max_pixels = item.get("max_pixels") or _FETCH_MAX_TOKENS * factor * factor
-    width, height = resized_size(image.width, image.height, family.name, int(min_pixels), int(max_pixels))
-    return image.resize((width, height))
 
 
 class _OneRow:
@@ -251,47 +184,19 @@ class DualStreamDataset(RLHFDataset):
         raise ValueError("DualStreamDataset cannot be split(): it would separate the two rows of a sample")
 
     # ------------------------------------------------------------------ pixel bounds
-    def _processor_bound_limits(self) -> list[tuple[int | None, int | None, str]]:
+    def _processor_bound_limits(self) -> list[BoundLimit]:
         """(min, max, where) bounds the processor applies after our resize."""
-        limits = []
-        mm = _plain(self.mm_processor_kwargs) or {}
-        if mm.get("min_pixels") or mm.get("max_pixels"):
-            limits.append((mm.get("min_pixels"), mm.get("max_pixels"), "data.mm_processor_kwargs"))
-        image_processor = getattr(self.processor, "image_processor", None)
-        if image_processor is not None:
-            size = getattr(image_processor, "size", None)
-            get = (lambda k: size.get(k)) if isinstance(size, dict) else (lambda k: getattr(size, k, None))
-            lo = get("shortest_edge") if size is not None else None
-            hi = get("longest_edge") if size is not None else None
-            lo = lo or getattr(image_processor, "min_pixels", None)
-            hi = hi or getattr(image_processor, "max_pixels", None)
-            if lo or hi:
-                limits.append((lo, hi, f"processor {type(image_processor).__name__}"))
-        return limits
+        return processor_bound_limits(_plain(self.mm_processor_kwargs), self.processor)
 
     def pixel_bounds(self, frame: str, image: dict | None = None) -> tuple[int, int]:
-        """Effective (min_pixels, max_pixels) for one image of a record in box frame `frame`."""
-        from reward_score.frames import get_frame
-
-        spec = get_frame(frame)
-        image = image if isinstance(image, dict) else {}
-        requested = []
-        for key, own, default in (("min_pixels", self.requested_pixels[0], spec.default_min_pixels),
-                                  ("max_pixels", self.requested_pixels[1], spec.default_max_pixels)):
-            value = image.get(key)
-            requested.append(int(value if value is not None else own if own is not None else default))
-        lo, hi = requested
-        for limit_lo, limit_hi, where in self._bound_limits:
-            new_lo = max(lo, int(limit_lo)) if limit_lo else lo
-            new_hi = min(hi, int(limit_hi)) if limit_hi else hi
-            if (new_lo, new_hi) != (lo, hi) and where not in self._warned:
+        """Effective (min_pixels, max_pixels) for one image of a record in box frame `frame`
+        (`recipe.ivgr.image_bounds.effective_bounds`; a warning once per narrowing limit)."""
+        def warn(before: tuple[int, int], after: tuple[int, int], where: str) -> None:
+            if where not in self._warned:
                 self._warned.add(where)
-                logger.warning("image pixel bounds [%d, %d] narrowed to [%d, %d] by %s", lo, hi, new_lo, new_hi, where)
-            lo, hi = new_lo, new_hi
-        if lo > hi:
-            raise ValueError(f"empty pixel range: min_pixels {lo} > max_pixels {hi} "
-                             f"(data.ivgr_min/max_pixels, data.mm_processor_kwargs and the processor disagree)")
-        return lo, hi
+                logger.warning("image pixel bounds [%d, %d] narrowed to [%d, %d] by %s", *before, *after, where)
+
+        return effective_bounds(frame, self.requested_pixels, self._bound_limits, image, warn)
 
     # ------------------------------------------------------------------ one stream of one record
     def _images(self, record: dict, frame: str) -> list[dict]:

@@ -42,9 +42,11 @@ from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
-from recipe.ivgr.preflight import Findings, _report, check_checkpoints, compose_config, file_list, plain, select
+from recipe.ivgr.preflight.config import compose_config, file_list, plain, select
+from recipe.ivgr.preflight.data import CHARS_PER_TOKEN
+from recipe.ivgr.preflight.host import check_checkpoints
+from recipe.ivgr.preflight.report import Findings, print_report
 
-_CHARS_PER_TOKEN = 4  # text-token estimate (English prose), as in recipe.ivgr.preflight
 _TEMPLATE_TOKENS = 24  # chat-template tokens of three turns and the vision markers
 
 
@@ -111,7 +113,7 @@ def _row_tokens(row: dict) -> int:
         width, height = resized_size(*size, row["box_frame"], image["min_pixels"], image["max_pixels"])
         image_tokens += width * height // spec.resize_factor ** 2
     chars = sum(len(m["content"] or "") for m in row["messages"] or [])
-    return image_tokens + math.ceil(chars / _CHARS_PER_TOKEN) + _TEMPLATE_TOKENS
+    return image_tokens + math.ceil(chars / CHARS_PER_TOKEN) + _TEMPLATE_TOKENS
 
 
 def check_data(config, findings: Findings, decode: str, sample_rows: int) -> dict[str, dict]:
@@ -288,7 +290,7 @@ def _gib(value: float) -> str:
 
 
 def report(findings: Findings, rows: list[tuple[str, str]], out) -> int:
-    return _report(findings, rows, out, "iVGR SFT preflight (no GPU)",
+    return print_report(findings, rows, out, "iVGR SFT preflight (no GPU)",
                    "the SFT config composes and validates; data, lengths and sizes check out")
 
 
