@@ -166,25 +166,36 @@ def _vllm_followed(name: str, run: RunLog, expect, logprobs: bool = True) -> Non
     False for IVR-R1, whose rectified rows carry the teacher's tokens, not vLLM's samples (verl's
     comparison covers every row: 0.21-0.24 / Pearson 0.1 with half the rollouts rectified)."""
     expect(len(run.sent) >= 1, f"{name}: the actor sent its weights to vLLM {len(run.sent)} times")
+    if logprobs:
+        _logprobs_agree(name, run, expect, "vLLM")
     for step, m in sorted(run.steps.items()):
-        diff, corr = m.get("training/rollout_probs_diff_mean"), m.get("training/rollout_actor_probs_pearson_corr")
-        if logprobs:
-            expect(diff is not None and corr is not None and diff < ROLLOUT_DIFF_MAX and corr > ROLLOUT_PEARSON_MIN,
-                   f"{name} step {step}: vLLM's token probabilities match the actor's (mean |diff| {diff} < "
-                   f"{ROLLOUT_DIFF_MAX}, Pearson {corr} > {ROLLOUT_PEARSON_MIN})")
         stale = m.get("training/off_policy/trajectory_staleness_worst/max")
         expect(stale == 0, f"{name} step {step}: every trajectory generated with the weights synced for this "
                            f"step (worst staleness {stale})")
     _actor_changed(name, run, expect)
 
 
-def _weights_followed(name: str, run: RunLog, expect) -> None:
+def _logprobs_agree(name: str, run: RunLog, expect, server: str) -> None:
+    """verl's own rollout-vs-actor comparison of the sampled tokens' probabilities, at every step."""
+    for step, m in sorted(run.steps.items()):
+        diff, corr = m.get("training/rollout_probs_diff_mean"), m.get("training/rollout_actor_probs_pearson_corr")
+        expect(diff is not None and corr is not None and diff < ROLLOUT_DIFF_MAX and corr > ROLLOUT_PEARSON_MIN,
+               f"{name} step {step}: {server}'s token probabilities match the actor's (mean |diff| {diff} < "
+               f"{ROLLOUT_DIFF_MAX}, Pearson {corr} > {ROLLOUT_PEARSON_MIN})")
+
+
+def _weights_followed(name: str, run: RunLog, expect, logprobs: bool = True) -> None:
+    """The hf_cpu server took every weight update, generated with it, and (`logprobs`; not for IVR-R1,
+    see `_vllm_followed`) sampled from the actor's own distribution (its served log-probs in fp32
+    against the actor's: 0.002-0.003 / Pearson 1.0 in the smoke)."""
     expect(len(run.updates) >= 1 and all(after != before for _, before, after in run.updates[1:]),
            f"{name}: the rollout server received {len(run.updates)} weight updates, each after the first changing it")
     served = dict(run.generations)
     after_update = {v: after for v, _, after in run.updates}
     expect(bool(served) and all(abs(served[v] - after_update.get(v, float("nan"))) < 1e-6 for v in served),
            f"{name}: the rollout generated with the weights of each update (versions {sorted(served)})")
+    if logprobs:
+        _logprobs_agree(name, run, expect, "hf_cpu")
     _actor_changed(name, run, expect)
 
 
@@ -215,7 +226,7 @@ def check(smoke_dir: Path, recipe: str, batch_size: int | None = None, seed: int
         if rollout == "vllm":
             _vllm_followed(name, run, expect, logprobs=recipe != "ivr_r1")
         else:
-            _weights_followed(name, run, expect)
+            _weights_followed(name, run, expect, logprobs=recipe != "ivr_r1")
     if recipe == "ivr_r1":
         _check_ivr_r1(run1, run2, expect)
     else:
