@@ -137,11 +137,18 @@ def choice_letters(text: str, options: Mapping[str, str], *, is_gt: bool = False
     stripped = strip_answer(text).rstrip(".!").strip()
     bare = _BARE.fullmatch(stripped)
     if bare:  # a lone letter, in any case ("a" alone is a letter here: the question is multiple choice)
+        if options and bare.group(1).upper() not in options:  # not an option's letter: an option's text?
+            letter = option_by_text(stripped, options, loose=False)  # AI2D: diagram label "F" shown as option C
+            if letter:
+                return frozenset({letter})
         return frozenset({bare.group(1).upper()})
     if options:
         letter = option_by_text(stripped, options, loose=False)
         if letter:
             return frozenset({letter})
+        labelled = split_option_line(stripped)  # "(B) A": option B written with its text, which is a letter
+        if labelled and option_by_text(labelled[1], options, loose=False) == labelled[0]:
+            return frozenset({labelled[0]})
     if is_gt:
         letter = option_by_text(stripped, options) if options else None
         return frozenset({letter}) if letter else None

@@ -85,6 +85,7 @@ _MATH_HINT = re.compile(r"\\[a-zA-Z]+|\^|_\{|\\\(|\$|\b(?:sqrt|pi|log|ln|sin|cos
 _SENTENCE_MATH = re.compile(r"\\[a-zA-Z]+|\^|_\{|\$|=|\d\s*[-+*]\s*\(?\d")
 _LATEX_WORDS = re.compile(r"\\[a-zA-Z]+|\b(?:sqrt|pi|log|ln|sin|cos|tan|exp)\b")
 _PERCENT = {"%", "percent", "per cent"}
+_SIGN_WORD = re.compile(r"\b(?:minus|negative)\s+(?=\d)", re.IGNORECASE)  # "minus 5 degrees" -> "-5 degrees"
 _EXPRESSION = re.compile(r"^[\d\s.+\-*/^()=a-zA-Z\\{}_,|!$]+$")
 
 
@@ -131,7 +132,7 @@ def _prepare_number_text(text: str) -> str:
     elif not text.isascii():
         text = _DEGREE.sub("°", text)
     if _HAS_LETTER.search(text):
-        text = _words_to_numbers(text)
+        text = _SIGN_WORD.sub("-", _words_to_numbers(text))
     return text.strip().rstrip(".").strip()
 
 

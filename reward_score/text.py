@@ -86,7 +86,8 @@ def strip_answer(text: str) -> str:
 
 # ------------------------------------------------------------------------------- final statement
 # a self-correction: what follows the last one is the decision ("B... actually C")
-_REVERSAL = re.compile(r"\b(?:no\s*,?\s*wait|wait|actually|correction|on\s+second\s+thought|scratch\s+that)\b",
+_REVERSAL = re.compile(r"\b(?:no\s*,?\s*wait|wait|actually|correction|on\s+second\s+thought|scratch\s+that|"
+                       r"on\s+(?:a\s+)?closer\s+(?:inspection|look))\b",
                        re.IGNORECASE)
 _RETRACTION = re.compile(r"^(?:no|nope)\s*[,:;.!-]+\s*(?=\S)", re.IGNORECASE)  # "wait, no: B" -> "B"
 # a conclusion after its derivation: "3 x 4 = 12, so the value is 12"

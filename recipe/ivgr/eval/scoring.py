@@ -37,7 +37,8 @@ from reward_score.answers import Verdict, acceptable_answers, best_verdict, cont
 from reward_score.choices import letter_of, named_options, options_from_choices
 from reward_score.iou import iou_matrix, iou_reward
 from reward_score.parsing import Box, parse_response
-from reward_score.text import final_statement, normalize_text
+from reward_score.numbers import quantity
+from reward_score.text import final_statement, has_negation_cue, normalize_text
 
 _THINK_CLOSE = re.compile(r"<\s*/\s*think\s*>", re.IGNORECASE)
 _THINK_OPEN = re.compile(r"<\s*think\s*>", re.IGNORECASE)
@@ -74,6 +75,52 @@ def extract_answer(response: str | None, strict: bool = False) -> tuple[str | No
     return (tail, "fallback") if tail else (None, "none")
 
 
+def _option_by_value(text: str, options: Mapping[str, str]) -> set[str]:
+    """Numeric options: the one whose value the answer states ("three" for option "3")."""
+    values = {letter: quantity(option, strict=True) for letter, option in options.items()}
+    if not all(values.values()):
+        return set()
+    said = quantity(text, strict=False)
+    if said is None or has_negation_cue(text):
+        return set()
+    return {letter for letter, value in values.items() if value.value == said.value}
+
+
+_FILLER = frozenset({"a", "an", "the", "of", "is", "are", "to", "in", "on", "at", "it", "and"})
+
+
+def _option_by_distinct_words(text: str, options: Mapping[str, str]) -> set[str]:
+    """Options that share a frame ("The man is sitting" / "The man is standing"): the one whose own words
+    (those not common to every option) all appear in the answer, when exactly one does and nothing is
+    negated ("He is standing near the door" names "The man is standing")."""
+    if has_negation_cue(text) or len(options) < 2:
+        return set()
+    words = {letter: set(normalize_text(option).split()) for letter, option in options.items()}
+    common = set.intersection(*words.values())
+    said = set(normalize_text(text).split())
+    return {letter for letter, own in words.items() if (own - common - _FILLER) and own - common - _FILLER <= said}
+
+
+_EXISTENCE_QUESTION = re.compile(r"^\s*(?:is|are)\s+there\b", re.IGNORECASE)
+_ABSENT = re.compile(r"\b(?:there\s+(?:is|are)\s+no|there\s+(?:isn'?t|aren'?t)|(?:do|does|can)\s*(?:not|n't)\s+see|"
+                     r"cannot\s+see|not\s+that\s+i\s+can\s+see|no\s+\w+\s+(?:is|are)\s+(?:visible|present))\b",
+                     re.IGNORECASE)
+_PRESENT = re.compile(r"^(?:yes\s*,?\s*)?(?:there\s+(?:is|are)|i\s+(?:can\s+)?see)\s+(?:a|an|some|one|two|three|\d+)\b",
+                      re.IGNORECASE)
+
+
+def _existence(text: str, question: str) -> list[str]:
+    """An existence question ("Is there a dog ...?") answered by a statement: "There is a dog on the
+    couch" -> yes; "There is no bicycle", "I do not see any bicycle" -> no; anything else -> []."""
+    if not _EXISTENCE_QUESTION.match(question):
+        return []
+    if _ABSENT.search(text):
+        return ["no"]
+    if _PRESENT.match(text.strip()) and not has_negation_cue(text):
+        return ["yes"]
+    return []
+
+
 def _lenient(pred: str, item: Mapping[str, Any]) -> Verdict:
     """Second-chance rules for answers the strict rules could not decide, read on the answer's
     final statement (`reward_score.text.final_statement`); a negated option or value is never named."""
@@ -87,12 +134,16 @@ def _lenient(pred: str, item: Mapping[str, Any]) -> Verdict:
         norm = normalize_text(text)
         if len(named) != 1 and len(norm) >= 2:  # the answer is a fragment of exactly one option
             named = {letter for letter, option in options.items() if f" {norm} " in f" {normalize_text(option)} "}
+        if len(named) != 1:
+            named = _option_by_value(text, options) or _option_by_distinct_words(text, options)
         if len(named) == 1 and gt_letter is not None:
             return Verdict(next(iter(named)) == gt_letter, "lenient_option_text")
         return Verdict(None, "choice")
     if kind == "yes_no":
         words = set(normalize_text(text).split())
         found = [w for w in ("yes", "no") if w in words]
+        if not found:
+            found = _existence(text, str(item.get("question") or ""))
         if len(found) == 1:
             return Verdict(found[0] == normalize_text(gt), "lenient_yes_no")
         return Verdict(None, "yes_no")

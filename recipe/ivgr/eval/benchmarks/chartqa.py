@@ -1,6 +1,7 @@
 """ChartQA (HuggingFaceM4/ChartQA test): questions on charts, human-written and augmented. Published
 numbers: pix2struct's relaxed accuracy (VLMEvalKit `vlmeval/dataset/utils/vqa_eval.py` and lmms-eval
-`tasks/chartqa/utils.py` vendor it). The same rule is the graded and the reference one. Score: relaxed
+`tasks/chartqa/utils.py` vendor it), the reference rule, applied to the answer as written. The graded rule
+applies it as a careful grader does (`graded_relaxed`: on the stated value, years exact). Score: relaxed
 accuracy over all test items (per subset in the Subsets table).
 
 Formats: its Parquet (`image, query, label` list, `human_or_machine` 0 human / 1 augmented),
@@ -10,6 +11,7 @@ lmms-lab/ChartQA (`question, answer, type` human_test/augmented_test), or a VLME
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -26,7 +28,9 @@ from recipe.ivgr.eval.sources import (
     _text,
 )
 from recipe.ivgr.eval.spec import BenchmarkSpec
-from reward_score.answers import Verdict, acceptable_answers
+from reward_score.answers import Verdict, acceptable_answers, contains_answer
+from reward_score.numbers import quantity
+from reward_score.text import final_statement
 
 
 def read_chartqa(inputs: Sequence[Path], root: Path) -> Iterator[RawItem | RowError]:
@@ -72,15 +76,46 @@ def relaxed_correctness(prediction: str, target: str, tolerance: float = 0.05) -
     return prediction.strip().lower() == target.strip().lower()
 
 
+_YEAR = re.compile(r"(?:1[89]|20)\d\d")
+_YEAR_QUESTION = re.compile(r"\b(?:years?|when)\b", re.IGNORECASE)
+
+
+def _readings(answer: str) -> tuple[str, list[str]]:
+    """(final statement, the texts relaxed accuracy is tried on): the answer, its final statement, and the
+    one number that statement states ("The answer is 14." -> "14"; "14%" -> "14", ChartQA labels omit the sign)."""
+    stated = final_statement(answer) or answer.strip()
+    readings = [answer.strip(), stated]
+    value = quantity(stated, strict=False)
+    if value is not None:
+        readings.append(format(float(value.value), "g"))
+    return stated, list(dict.fromkeys(readings))
+
+
 def graded_relaxed(answer: str, item: Mapping[str, Any]) -> Verdict:
-    """The graded rule: relaxed accuracy, best over the acceptable answers."""
-    golds = acceptable_answers(item.get("answer"), item.get("answers"))
-    return Verdict(any(relaxed_correctness(answer, g) for g in golds), "relaxed_accuracy")
+    """The graded rule: relaxed accuracy as a careful grader applies it, best over the acceptable
+    answers. Read on the answer's stated value (a sentence or a % sign around the number is no error);
+    a year asked for ("Which year ...?") must be exact (5 % of 2019 is a century); a text label may be
+    stated in a sentence ("In Asia." for "Asia", `reward_score.answers.contains_answer`)."""
+    stated, readings = _readings(answer)
+    year_question = bool(_YEAR_QUESTION.search(str(item.get("question") or "")))
+    for gold in acceptable_answers(item.get("answer"), item.get("answers")):
+        gold = gold.strip()
+        if year_question and _YEAR.fullmatch(gold):
+            if gold in (r.rstrip(".") for r in readings):
+                return Verdict(True, "relaxed_accuracy_year")
+            continue
+        if any(relaxed_correctness(r, gold) for r in readings):
+            return Verdict(True, "relaxed_accuracy")
+        if _to_number(gold) is None and contains_answer(stated, gold):
+            return Verdict(True, "relaxed_accuracy_text")
+    return Verdict(False, "relaxed_accuracy")
 
 
 def vlmeval_relaxed(answer: str, item: Mapping[str, Any], tagged: bool) -> ReferenceVerdict:
-    """The reference rule (`vqa_eval.py` `relaxed_correctness`), best over the acceptable answers."""
-    return ReferenceVerdict(graded_relaxed(answer, item).correct, None)
+    """The reference rule (`vqa_eval.py` `relaxed_correctness`) on the answer as written, best over the
+    acceptable answers."""
+    golds = acceptable_answers(item.get("answer"), item.get("answers"))
+    return ReferenceVerdict(any(relaxed_correctness(answer, g) for g in golds), None)
 
 
 SPEC = BenchmarkSpec("chartqa", "ChartQA", reader=read_chartqa, answer_type="text", graded=graded_relaxed,
