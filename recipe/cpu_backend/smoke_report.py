@@ -81,6 +81,10 @@ class RunLog:
     sent: list[tuple[int, str, float]] = field(default_factory=list)          # (update, step, fingerprint)
     restored: list[tuple[int, int]] = field(default_factory=list)             # (step, archive size)
     errors: list[str] = field(default_factory=list)
+    # tracebacks after the trainer's last line ("Final validation metrics", verl trainer_base.py ~525, printed
+    # after the last step's checkpoint): process teardown, e.g. vLLM's engine core killed by Ray at exit
+    # (AsyncLLM output_handler EngineDeadError); shown in the report, not a failed run
+    teardown_errors: list[str] = field(default_factory=list)
 
 
 def _value(text: str) -> float | None:
@@ -92,8 +96,11 @@ def parse_log(path: Path) -> RunLog:
     out = RunLog()
     if not path.exists():
         return out
+    finished = False
     for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
         line = _ANSI.sub("", raw)
+        if "Final validation metrics:" in line:
+            finished = True
         if match := _STEP_LINE.search(line):
             metrics = {}
             for part in match.group(2).split(" - "):
@@ -118,7 +125,7 @@ def parse_log(path: Path) -> RunLog:
                                            "actor weights sent")):
             out.errors.append(f"unparsed weight line: {line.strip()[:200]}")
         elif "Traceback (most recent call last)" in line or "Error executing job" in line:
-            out.errors.append(line.strip())
+            (out.teardown_errors if finished else out.errors).append(line.strip())
     return out
 
 
@@ -224,8 +231,10 @@ def check(smoke_dir: Path, recipe: str, batch_size: int | None = None, seed: int
     if recipe == "pipeline":
         _check_pipeline(smoke_dir, run_status, sft_steps, expect)
         return passed, failed
+    teardown = len(run1.teardown_errors) + len(run2.teardown_errors)
     expect(run_status == 0 and not run1.errors and not run2.errors,
-           f"both training runs exited 0 without a traceback (status {run_status})")
+           f"both training runs exited 0 without a traceback (status {run_status}"
+           + (f"; {teardown} traceback(s) after the trainer's last line, at teardown)" if teardown else ")"))
     for name, run in (("run 1", run1), ("run 2", run2)):
         if rollout == "vllm":
             _vllm_followed(name, run, expect, logprobs=recipe != "ivr_r1")
