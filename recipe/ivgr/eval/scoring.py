@@ -13,14 +13,20 @@ Matching, in order:
    yes/no by the first word, numbers with tolerance, math, normalized exact text;
 2. lenient rules for answers the strict rules leave undecided (`lenient=True`): a lone lower-case
    letter; exactly one option whose text appears as whole words in the answer (or which contains
-   the whole answer); exactly one of yes/no among the answer's words; for free text, the ground
-   truth as whole words in the answer (`reward_score.answers.contains_answer`);
+   the whole answer); numeric options by the value the answer states ("three" for "3"); options
+   sharing a frame ("The man is sitting" / "... standing") by the one whose own words all appear and
+   nothing is negated; exactly one of yes/no among the answer's words, else for an "Is there ...?"
+   question a statement of presence ("There is a dog on the couch") or absence ("I do not see any
+   bicycle"); for free text, the ground truth as whole words in the answer
+   (`reward_score.answers.contains_answer`);
 3. the LLM judge, only when configured and in scope (`open`: non-multiple-choice items; `all`);
 4. otherwise wrong, counted `undecided`.
 
 An item with several acceptable answers (`answers`) is correct when the response matches any of
 them. A benchmark whose spec names its own `graded` rule replaces steps 1-2: ChartQA's relaxed accuracy
-(`benchmarks.chartqa.relaxed_correctness`).
+on the stated value (`benchmarks.chartqa.graded_relaxed`).
+
+These rules agree with a careful human grader on every row of `tests/data/human_graded.jsonl`.
 
 `reference_score` gives the other protocol's verdict: the spec's `reference` rule (`reference.py`).
 """
