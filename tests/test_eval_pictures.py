@@ -83,6 +83,11 @@ def test_run_writes_chart_and_gallery_with_boxes_and_crops(tmp_path):
         assert drawn.size == (round(grounded["image_size"][0] * scale), round(grounded["image_size"][1] * scale))
         edge = [drawn.getpixel((x, round(y1 * scale))) for x in range(round(x1 * scale) + 3, round(x2 * scale) - 3)]
         assert edge and set(edge) <= {GT_COLOUR, (255, 0, 255)}
+    # re-rendered from the finished run (run.json names the eval file), one item per mode
+    from recipe.ivgr.eval import gallery
+
+    assert gallery.main([str(out), "--per-mode", "1"]) == 0
+    assert (out / "gallery" / "index.html").read_text().count("<div class='row'>") == 2
 
 
 def test_demo_benchmark_with_the_tiny_checkpoint_on_cpu(tmp_path):

@@ -129,24 +129,23 @@ def write_gallery(out_dir: str | os.PathLike, benches: Mapping[str, str | os.Pat
     sections, shown = [], 0
     for label, eval_file in benches.items():
         root = resolve_image_root(Path(eval_file), image_root)
-        for mode in modes:
-            path = out / label / f"{mode}.jsonl"
-            if not path.exists():
-                continue
-            records = read_records(path)
-            chosen = pick(records, per_mode)
-            wanted = {str(r.get("item_id")) for r in chosen}
-            rows = {str(r["item_id"]): r for r in iter_eval_rows(eval_file) if str(r["item_id"]) in wanted}
+        by_mode = {mode: read_records(out / label / f"{mode}.jsonl") for mode in modes
+                    if (out / label / f"{mode}.jsonl").exists()}
+        chosen = {mode: pick(records, per_mode) for mode, records in by_mode.items()}
+        wanted = {str(r.get("item_id")) for records in chosen.values() for r in records}
+        # one pass over the eval file for every mode (8K benchmarks hold gigabytes of images)
+        rows = {str(r["item_id"]): r for r in iter_eval_rows(eval_file) if str(r["item_id"]) in wanted} if wanted else {}
+        for mode, records in by_mode.items():
             differ = sum(1 for r in records if r.get("reference_correct") is not None
                          and bool(r["reference_correct"]) != bool(r.get("correct")))
             blocks = []
-            for number, record in enumerate(chosen):
+            for number, record in enumerate(chosen[mode]):
                 row = rows.get(str(record.get("item_id")))
                 blocks.append(f"<div class='row'><div>{_pictures(record, row, root, folder, f'{label}_{mode}_{number}')}"
                               f"</div><div class='cols'>{_text_block(record, row)}</div></div>")
-            shown += len(chosen)
+            shown += len(chosen[mode])
             sections.append(f"<h2 id='{html.escape(label)}-{html.escape(mode)}'>{html.escape(label)} · "
-                            f"{html.escape(mode)}</h2><p class='meta'>{len(chosen)} of {len(records)} items; "
+                            f"{html.escape(mode)}</h2><p class='meta'>{len(chosen[mode])} of {len(records)} items; "
                             f"{differ} on which graded and reference disagree (shown first)</p>" + "\n".join(blocks))
     summary = (f"{shown} items. Boxes in ORIGINAL pixels, drawn scaled: ground truth green, predicted magenta, "
                "crop regions blue; numbered in their order.")
