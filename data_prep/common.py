@@ -178,6 +178,19 @@ def content_id(*parts: Any) -> str:
     return hashlib.sha1(blob).hexdigest()[:16]
 
 
+def row_images(row: dict) -> list | None:
+    """A source row's images: its `images` column, else its `image` column; one image as a one-item list
+    (None when the row has neither)."""
+    images = row.get("images") if row.get("images") is not None else row.get("image")
+    return images if images is None or isinstance(images, list) else [images]
+
+
+def row_key(row: dict, *content: Any) -> str:
+    """A source row's own `id`, else the `content_id` of `content` (the row's text and images)."""
+    key = row.get("id")
+    return content_id(*content) if key is None or str(key).strip() == "" else key
+
+
 def image_identity(raw: Any) -> str:
     """What identifies an image inside a content id: its path, else a digest of its bytes."""
     if isinstance(raw, dict):

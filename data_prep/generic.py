@@ -41,12 +41,8 @@ from data_prep.schema import RecordError, Sample
 
 def make_sample_fn(loader: common.ImageLoader, name: str, box_format: str):
     def make_sample(row: dict, row_id: str) -> Sample:
-        images = row.get("images") if row.get("images") is not None else row.get("image")
-        if images is not None and not isinstance(images, list):
-            images = [images]
-        key = row.get("id")
-        if key is None or str(key).strip() == "":
-            key = common.content_id(row.get("question"), row.get("answer"), images)
+        images = common.row_images(row)
+        key = common.row_key(row, row.get("question"), row.get("answer"), images)
         declared = row.get("answer_type")
         answer_type = common.answer_type_of(declared)
         if declared is not None and answer_type is None:

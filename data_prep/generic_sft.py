@@ -30,12 +30,8 @@ from data_prep import common, sft
 
 def make_sample_fn(loader: common.ImageLoader, name: str, box_format: str):
     def make_sample(row: dict, row_id: str) -> sft.SftSample:
-        images = row.get("images") if row.get("images") is not None else row.get("image")
-        if images is not None and not isinstance(images, list):
-            images = [images]
-        key = row.get("id")
-        if key is None or str(key).strip() == "":
-            key = common.content_id(row.get("question"), row.get("response"), images)
+        images = common.row_images(row)
+        key = common.row_key(row, row.get("question"), row.get("response"), images)
         items, sizes = sft.load_images(loader, images)
         return sft.SftSample(
             sample_id=f"{name}:{key}", data_source=f"{name}/{row.get('data_source') or 'default'}",

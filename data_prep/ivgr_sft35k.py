@@ -91,16 +91,14 @@ def make_sample_fn(loader: common.ImageLoader, box_format: str, openings: Sequen
                 raise RecordError("multi_turn_unsupported", f"{len(turns)} turns")
             raise RecordError("malformed_conversation", f"roles {[r for r, _ in turns]}")
         (_, human), (_, response) = turns
-        raw_images = row.get("images") if row.get("images") is not None else row.get("image")
-        if raw_images is not None and not isinstance(raw_images, list):
-            raw_images = [raw_images]
+        raw_images = common.row_images(row)
         placeholders = human.count(IMAGE_PLACEHOLDER)
         if placeholders not in (0, len(raw_images or [])):
             raise RecordError("placeholder_mismatch", f"{placeholders} <image> for {len(raw_images or [])} images")
         question, found = split_instruction(human.replace(IMAGE_PLACEHOLDER, ""), openings)
         items, sizes = sft.load_images(loader, raw_images)
         key = row.get("id")
-        if key is None or str(key).strip() == "":
+        if key is None or str(key).strip() == "":  # hashing every image only when the row has no id
             key = common.content_id(human, response, [common.image_identity(i) for i in raw_images or []])
         return sft.SftSample(
             sample_id=f"{DATASET}:{key}", data_source=f"{DATASET}/{row.get('datasource') or 'default'}",

@@ -36,6 +36,17 @@ class Report:
         if len(self.examples[code]) < self.max_examples:
             self.examples[code].append(message)
 
+    def check_sample_id(self, sample_id: str, row: int, seen: set[str]) -> str:
+        """Count an empty (`empty_sample_id`) or repeated (`duplicate_sample_id`) id of row `row`, remember
+        it in `seen`; returns the row's label for messages, `row N (<id>)`."""
+        where = f"row {row} ({sample_id or '<no id>'})"
+        if not sample_id:
+            self.add("empty_sample_id", row, where)
+        elif sample_id in seen:
+            self.add("duplicate_sample_id", row, where)
+        seen.add(sample_id)
+        return where
+
     @property
     def ok(self) -> bool:
         return not self.counts

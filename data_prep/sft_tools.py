@@ -71,13 +71,7 @@ def _decode_images(row: dict, images: list[dict], n: int, where: str, report) ->
 
 def check_sft_row(row: dict, n: int, seen: set[str], report, decode: bool) -> None:
     """Every check of one SFT row, problems added to `report` (a `data_prep.reporting.Report`)."""
-    sid = row["sample_id"] or ""
-    where = f"row {n} ({sid or '<no id>'})"
-    if not sid:
-        report.add("empty_sample_id", n, where)
-    elif sid in seen:
-        report.add("duplicate_sample_id", n, where)
-    seen.add(sid)
+    where = report.check_sample_id(row["sample_id"] or "", n, seen)
     if row["stream"] not in SFT_STREAMS:
         report.add("bad_stream", n, f"{where}: {row['stream']!r}")
         return

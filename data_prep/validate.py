@@ -90,13 +90,7 @@ def _check_placeholders(row: dict, where: str, n: int, report: Report) -> None:
 
 
 def check_row(row: dict, n: int, seen: set[str], report: Report, root: Path | None, decode: bool) -> None:
-    sid = row["sample_id"] or ""
-    where = f"row {n} ({sid or '<no id>'})"
-    if not sid:
-        report.add("empty_sample_id", n, where)
-    elif sid in seen:
-        report.add("duplicate_sample_id", n, where)
-    seen.add(sid)
+    where = report.check_sample_id(row["sample_id"] or "", n, seen)
     if row["kind"] not in KINDS:
         report.add("bad_kind", n, f"{where}: {row['kind']!r}")
     for column in ("question", "answer"):
