@@ -4,7 +4,7 @@ The excerpts are the lines a real vLLM smoke run printed (Ray prefixes and colou
 
 from __future__ import annotations
 
-from recipe.cpu_backend.smoke_report import parse_log
+from recipe.cpu_backend.run_output import parse_log
 
 STEP = "\x1b[36m(_IVGRTaskRunner pid=5990)\x1b[0m step:2 - ivgr/step/rows:4.0 - actor/pg_loss:0.0332"
 FINAL = "\x1b[36m(_IVGRTaskRunner pid=5990)\x1b[0m 'Final validation metrics: None'"

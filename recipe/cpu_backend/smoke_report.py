@@ -26,23 +26,10 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import re
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
-_STEP_LINE = re.compile(r"(?:^|\s)step:(\d+) - (.*)$")
-_NUMPY_SCALAR = re.compile(r"np\.\w+\(([^()]*)\)")  # np.float64(0.5), np.int64(3) -> the value inside
-_NUMBER = re.compile(r"[-+]?(?:(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?|nan|inf)")
-_FLOAT = r"([-+]?(?:[\d.]+(?:e[-+]?\d+)?|nan|inf))"
-_UPDATE = re.compile(r"weights update (\d+) \(step (\S+)\): (\d+) tensors, (\d+) not sent, "
-                     rf"fingerprint {_FLOAT} -> {_FLOAT}")
-_GENERATING = re.compile(rf"generating with weights version (\d+) \(step (\S+)\), fingerprint {_FLOAT}")
-_ACTOR_DELTA = re.compile(rf"L2 change since the last update {_FLOAT}")
-_COMMAND_OVERRIDE = re.compile(r"^\s+(data\.train_batch_size|data\.seed)=(\S+?)\s*\\?$")
-_SENT = re.compile(rf"actor weights sent: update (\d+) \(step (\S+)\), fingerprint {_FLOAT} over (\d+) tensors")
-_RESTORED = re.compile(r"stage state restored from .* at step (\d+): rollout archive of (\d+) references")
+from recipe.cpu_backend.run_output import RunLog, dumped_sample_ids, parse_log, planned_sample_ids
 
 # The vLLM rollout follows the actor: verl compares, token by token, the probability the rollout
 # sampled each response token with (vLLM's processed log-prob) with the actor's (FSDP, recomputed
@@ -69,101 +56,6 @@ IVR_R1_SHOWN = ("ivr_r1/screened_share", "ivr_r1/status/rectified", "ivr_r1/rect
                 "ivr_r1/groups/demonstrations", "ivr_r1/groups/collapsed", "ivr_r1/join/demonstrations",
                 "ivr_r1/join/advantage_mean", "ivr_r1/join/loss_tokens", "ivr_r1/aux_nll/demonstrations",
                 "ivr_r1/aux_nll_tokens", "ivr_r1/score/rectified_mean")
-
-
-@dataclass
-class RunLog:
-    settings: dict[str, str] = field(default_factory=dict)  # data.train_batch_size / data.seed the launch used
-    steps: dict[int, dict[str, float]] = field(default_factory=dict)
-    updates: list[tuple[int, float, float]] = field(default_factory=list)    # (version, before, after)
-    generations: list[tuple[int, float]] = field(default_factory=list)        # (version, fingerprint)
-    actor_deltas: list[float] = field(default_factory=list)
-    sent: list[tuple[int, str, float]] = field(default_factory=list)          # (update, step, fingerprint)
-    restored: list[tuple[int, int]] = field(default_factory=list)             # (step, archive size)
-    errors: list[str] = field(default_factory=list)
-    # tracebacks after the trainer's last line ("Final validation metrics", verl trainer_base.py ~525, printed
-    # after the last step's checkpoint): process teardown, e.g. vLLM's engine core killed by Ray at exit
-    # (AsyncLLM output_handler EngineDeadError); shown in the report, not a failed run
-    teardown_errors: list[str] = field(default_factory=list)
-
-
-def _value(text: str) -> float | None:
-    match = _NUMBER.search(_NUMPY_SCALAR.sub(r"\1", text.strip()))
-    return float(match.group(0)) if match else None
-
-
-def parse_log(path: Path) -> RunLog:
-    out = RunLog()
-    if not path.exists():
-        return out
-    finished = False
-    for raw in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = _ANSI.sub("", raw)
-        if "Final validation metrics:" in line:
-            finished = True
-        if match := _STEP_LINE.search(line):
-            metrics = {}
-            for part in match.group(2).split(" - "):
-                key, _, value = part.partition(":")
-                number = _value(value)
-                if key and number is not None:
-                    metrics[key.strip()] = number
-            out.steps[int(match.group(1))] = metrics
-        elif match := _UPDATE.search(line):
-            out.updates.append((int(match.group(1)), float(match.group(5)), float(match.group(6))))
-        elif match := _GENERATING.search(line):
-            out.generations.append((int(match.group(1)), float(match.group(3))))
-        elif match := _SENT.search(line):
-            out.sent.append((int(match.group(1)), match.group(2), float(match.group(3))))
-        elif match := _ACTOR_DELTA.search(line):
-            out.actor_deltas.append(float(match.group(1)))
-        elif match := _RESTORED.search(line):
-            out.restored.append((int(match.group(1)), int(match.group(2))))
-        elif match := _COMMAND_OVERRIDE.match(line):
-            out.settings[match.group(1)] = match.group(2)  # the launch script's command echo: last one wins
-        elif any(text in line for text in ("weights update", "generating with weights", "L2 change since",
-                                           "actor weights sent")):
-            out.errors.append(f"unparsed weight line: {line.strip()[:200]}")
-        elif "Traceback (most recent call last)" in line or "Error executing job" in line:
-            (out.teardown_errors if finished else out.errors).append(line.strip())
-    return out
-
-
-def dumped_sample_ids(folder: Path, step: int) -> list[str]:
-    path = folder / f"step_{step}.jsonl"
-    if not path.exists():
-        return []
-    ids = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        sample = json.loads(line)["sample_id"]
-        if sample not in ids:
-            ids.append(sample)
-    return ids
-
-
-def planned_sample_ids(data_file: Path, batch_size: int, seed: int, steps: int) -> list[list[str]]:
-    """Sample ids of the first `steps` batches as the recipe's pair sampler plans them."""
-    import pyarrow.parquet as pq
-
-    from recipe.ivgr.sampler import PairBatchSampler
-
-    table = pq.read_table(data_file, columns=["sample_id", "kind"]).to_pylist()
-    # DualStreamDataset's layout: grounded samples first as (2k, 2k+1), one-row samples after
-    grounded = [r["sample_id"] for r in table if r["kind"] == "grounded"]
-    single = [r["sample_id"] for r in table if r["kind"] != "grounded"]
-    rows = [sid for sid in grounded for _ in (0, 1)] + single
-    units = [(2 * k, 2 * k + 1) for k in range(len(grounded))] + [(2 * len(grounded) + i,) for i in range(len(single))]
-    sampler = PairBatchSampler(units, batch_size=batch_size, seed=seed)
-    epochs = -(-steps // max(1, len(sampler) // batch_size))
-    order = [index for epoch in range(epochs) for index in sampler.plan(epoch)]
-    batches = []
-    for b in range(steps):
-        ids = []
-        for index in order[b * batch_size:(b + 1) * batch_size]:
-            if rows[index] not in ids:
-                ids.append(rows[index])
-        batches.append(ids)
-    return batches
 
 
 def _actor_changed(name: str, run: RunLog, expect) -> None:

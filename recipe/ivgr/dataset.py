@@ -79,6 +79,7 @@ from verl.utils.dataset.rl_dataset import RLHFDataset
 from data_prep.prompts import record_messages, stream_question
 from data_prep.schema import missing_columns, record_facts, resolve_image_root
 from recipe.ivgr.image_bounds import BoundLimit, effective_bounds, fetch_image, processor_bound_limits
+from recipe.ivgr.sampler import row_layout
 from reward_score.streams import STREAMS, parse_streams, streams_of
 
 logger = logging.getLogger(__name__)
@@ -152,15 +153,7 @@ class DualStreamDataset(RLHFDataset):
     def _build_index(self) -> None:
         """Items in the expanded index space: two-row samples first (2k, 2k+1), then one-row samples."""
         kinds = list(self.dataframe["kind"]) if len(self.dataframe) else []
-        pairs: list[tuple[int, str]] = []
-        singles: list[tuple[int, str]] = []
-        for row, kind in enumerate(kinds):
-            streams = self._streams_of(kind)
-            (pairs if len(streams) == 2 else singles).extend((row, s) for s in streams)
-        self._items: list[tuple[int, str]] = pairs + singles
-        n_pairs = len(pairs) // 2
-        self.units: list[tuple[int, ...]] = ([(2 * k, 2 * k + 1) for k in range(n_pairs)]
-                                             + [(i,) for i in range(2 * n_pairs, len(self._items))])
+        self._items, self.units = row_layout(kinds, self.streams)
         counts = Counter(stream for _, stream in self._items)
         print(f"[DualStreamDataset] {len(self.dataframe)} samples -> {len(self._items)} rows "
               f"({', '.join(f'{s} {counts[s]}' for s in STREAMS if counts[s])}); streams {list(self.streams)}")

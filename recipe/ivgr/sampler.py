@@ -49,6 +49,23 @@ from torch.utils.data import Sampler
 logger = logging.getLogger(__name__)
 
 
+def row_layout(kinds: Sequence[str], streams: Sequence[str]) -> tuple[list[tuple[int, str]], list[tuple[int, ...]]]:
+    """The dataset's rows for samples of these `kinds` with these enabled `streams`
+    (`reward_score.streams.streams_of`): (sample index, stream) per row, samples with two rows first (at
+    2k, 2k+1), one-row samples after; and the units, each sample's row indices, that `PairBatchSampler`
+    keeps together."""
+    from reward_score.streams import streams_of
+
+    pairs: list[tuple[int, str]] = []
+    singles: list[tuple[int, str]] = []
+    for sample, kind in enumerate(kinds):
+        rows = streams_of(kind, streams)
+        (pairs if len(rows) == 2 else singles).extend((sample, stream) for stream in rows)
+    n_pairs = len(pairs) // 2
+    units = [(2 * k, 2 * k + 1) for k in range(n_pairs)] + [(i,) for i in range(2 * n_pairs, len(pairs) + len(singles))]
+    return pairs + singles, units
+
+
 class _EpochIterator(Iterator[int]):
     """Iterator over one epoch's plan; its state is (epoch, position).
 
