@@ -25,7 +25,7 @@ import sys
 from collections import Counter
 from collections.abc import Sequence
 
-from data_prep import common
+from data_prep import common, sources
 from data_prep.schema import RecordError, Sample
 
 DATASET = "deepeyes_47k"
@@ -95,8 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
               f"{notes['multi_image_rows'] - notes['multi_image_kept_all']}, "
               f"{notes['extra_images_dropped']} images dropped)", file=sys.stderr)
 
-    status = common.run(common.iter_parquet(args.input, COLUMNS), make_sample_fn(loader, notes), args,
-                        total=common.parquet_rows(args.input), report=report, notes=notes)
+    status = common.run(sources.iter_parquet(args.input, COLUMNS), make_sample_fn(loader, notes), args,
+                        total=sources.parquet_rows(args.input), report=report, notes=notes)
     return status
 
 

@@ -35,7 +35,7 @@ import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from data_prep import common
+from data_prep import common, sources
 from data_prep.schema import RecordError, Sample
 
 
@@ -56,20 +56,20 @@ def make_sample_fn(loader: common.ImageLoader, name: str, box_format: str):
     return make_sample
 
 
-def iter_coco(path: Path, data: dict) -> Iterator[tuple[str, dict | common.BadRow]]:
+def iter_coco(path: Path, data: dict) -> Iterator[tuple[str, dict | sources.BadRow]]:
     """One joined row per COCO-style question: image entry + the question's annotation boxes."""
     images = {img.get("id"): img for img in data.get("images") or [] if isinstance(img, dict)}
     annotations = {ann.get("id"): ann for ann in data.get("annotations") or [] if isinstance(ann, dict)}
     for number, question in enumerate(data["questions"]):
         row_id = f"{path.name}:questions[{number}]"
         if not isinstance(question, dict):
-            yield row_id, common.BadRow("bad_json", f"question is a JSON {type(question).__name__}, not an object")
+            yield row_id, sources.BadRow("bad_json", f"question is a JSON {type(question).__name__}, not an object")
             continue
         image = images.get(question.get("image_id"))
         missing = [a for a in question.get("annotation_ids") or [] if a not in annotations]
         if image is None or missing:
             detail = f"image {question.get('image_id')!r} / annotations {missing}"
-            yield row_id, common.BadRow("dangling_reference", detail)
+            yield row_id, sources.BadRow("dangling_reference", detail)
             continue
         yield row_id, {
             "id": question.get("id"), "image": image.get("file_name"), "question": question.get("question"),
@@ -80,20 +80,20 @@ def iter_coco(path: Path, data: dict) -> Iterator[tuple[str, dict | common.BadRo
         }
 
 
-def read_json_file(path: Path) -> tuple[Iterator[tuple[str, dict | common.BadRow]], int]:
+def read_json_file(path: Path) -> tuple[Iterator[tuple[str, dict | sources.BadRow]], int]:
     """Rows of a `.json` input: a JSON array of JSONL-style records, or a COCO-style object with a
     `questions` list. Anything else is an `InputError` saying what the file holds instead."""
-    data = common.load_json_document(path)
+    data = sources.load_json_document(path)
     if isinstance(data, list):
-        return common.iter_json_array(path, data), len(data)
+        return sources.iter_json_array(path, data), len(data)
     if isinstance(data, dict) and isinstance(data.get("questions"), list):
         return iter_coco(path, data), len(data["questions"])
     if isinstance(data, dict):
         keys = ", ".join(sorted(map(str, data))[:8]) or "no keys"
-        raise common.InputError(
+        raise sources.InputError(
             f"{path}: a COCO-style object needs a `questions` list (found: {keys}); a plain list of records "
             f"goes in a JSON array or a .jsonl file (python -m data_prep.generic --help shows both formats)")
-    raise common.InputError(f"{path}: holds a JSON {type(data).__name__}; expected an array of records "
+    raise sources.InputError(f"{path}: holds a JSON {type(data).__name__}; expected an array of records "
                             f"or a COCO-style object")
 
 
@@ -107,8 +107,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if len(args.input) == 1 and args.input[0].endswith(".json"):
             rows, total = read_json_file(Path(args.input[0]))
         else:
-            rows, total = common.iter_jsonl(args.input), common.jsonl_rows(args.input)
-    except common.InputError as err:
+            rows, total = sources.iter_jsonl(args.input), sources.jsonl_rows(args.input)
+    except sources.InputError as err:
         print(f"[data_prep] error: {err}; nothing written", file=sys.stderr)
         return 2
     return common.run(rows, make_sample_fn(loader, args.name, args.box_format), args, total=total)

@@ -25,7 +25,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from data_prep import common, sft
+from data_prep import common, sft, sources
 
 
 def make_sample_fn(loader: common.ImageLoader, name: str, box_format: str):
@@ -47,7 +47,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--name", default="generic_sft", help="dataset name: prefix of sample_id and data_source")
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=True, decode=args.decode_images)
-    return common.run(common.iter_jsonl(args.input), make_sample_fn(loader, args.name, args.response_box_format),
+    return common.run(sources.iter_jsonl(args.input), make_sample_fn(loader, args.name, args.response_box_format),
                       args, writer=sft.writer_for(args))
 
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 
-from data_prep import common
+from data_prep import common, sources
 from data_prep.schema import RecordError, Sample
 
 DATASET = "ivgr_rl51k"
@@ -87,11 +87,11 @@ def make_sample_fn(loader: common.ImageLoader, box_format: str, single_sources: 
 def paper_comparison(data_sources: dict[str, int]) -> list[str]:
     """Lines comparing kept rows per paper group with the paper's counts (`PAPER_COUNTS`)."""
     lines, total = [], 0
-    for group, (sources, thousands) in PAPER_COUNTS.items():
-        kept = sum(data_sources.get(f"{DATASET}/{s}", 0) for s in sources)
+    for group, (group_sources, thousands) in PAPER_COUNTS.items():
+        kept = sum(data_sources.get(f"{DATASET}/{s}", 0) for s in group_sources)
         total += kept
-        parts = ", ".join(f"{s} {data_sources.get(f'{DATASET}/{s}', 0)}" for s in sources)
-        detail = f"  [{parts}]" if len(sources) > 1 else ""
+        parts = ", ".join(f"{s} {data_sources.get(f'{DATASET}/{s}', 0)}" for s in group_sources)
+        detail = f"  [{parts}]" if len(group_sources) > 1 else ""
         lines.append(f"  {group:<20} {kept:>7} rows (paper {thousands}K){detail}")
     lines.append(f"  {'total':<20} {total:>7} rows (paper 51K)")
     return lines
@@ -110,8 +110,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("[data_prep] iVGR-RL-51K rows kept per paper group:\n" + "\n".join(
             paper_comparison(summary["data_sources"])), file=sys.stderr)
 
-    return common.run(common.iter_parquet(args.input, COLUMNS), make_sample_fn(loader, args.box_format, singles),
-                      args, total=common.parquet_rows(args.input), report=report)
+    return common.run(sources.iter_parquet(args.input, COLUMNS), make_sample_fn(loader, args.box_format, singles),
+                      args, total=sources.parquet_rows(args.input), report=report)
 
 
 if __name__ == "__main__":

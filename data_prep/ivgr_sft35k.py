@@ -36,13 +36,12 @@ Rejects (reason codes): `malformed_conversation`, `multi_turn_unsupported`, `pla
 
 from __future__ import annotations
 
-import json
 import re
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 
-from data_prep import common, sft
+from data_prep import common, sft, sources
 from data_prep.prompts import IMAGE_PLACEHOLDER
 from data_prep.schema import RecordError
 
@@ -112,19 +111,17 @@ def iter_rows(paths: Sequence[str]) -> Iterator[tuple[str, object]]:
     """Records of JSON arrays (loaded whole), JSONL files (streamed) and Parquet files (streamed)."""
     for path in map(Path, paths):
         if path.suffix == ".parquet":
-            yield from common.iter_parquet([path])
+            yield from sources.iter_parquet([path])
         elif path.suffix == ".json":
             try:
-                data = json.loads(path.read_text(encoding="utf-8"))
-            except json.JSONDecodeError as err:
-                raise SystemExit(f"{path}: not a JSON array ({err}); JSONL files must end in .jsonl") from None
+                data = sources.load_json_document(path)
+            except sources.InputError as err:
+                raise SystemExit(f"{err}; JSONL files must end in .jsonl") from None
             if not isinstance(data, list):
                 raise SystemExit(f"{path}: expected a JSON array of records, got {type(data).__name__}")
-            for number, row in enumerate(data):
-                yield f"{path.name}:[{number}]", row if isinstance(row, dict) else common.BadRow(
-                    "bad_json", "record is not a JSON object")
+            yield from sources.iter_json_array(path, data)
         else:
-            yield from common.iter_jsonl([path])
+            yield from sources.iter_jsonl([path])
 
 
 def main(argv: Sequence[str] | None = None) -> int:

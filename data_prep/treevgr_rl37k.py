@@ -19,7 +19,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from data_prep import common
+from data_prep import common, sources
 from data_prep.ivgr_rl51k import boxes_of
 from data_prep.schema import RecordError, Sample
 
@@ -63,9 +63,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     loader = common.ImageLoader(common.default_image_root(args), embed=args.embed, decode=args.decode_images)
     jsonl = all(Path(p).suffix in (".jsonl", ".json") for p in args.input)
-    rows = common.iter_jsonl(args.input) if jsonl else common.iter_parquet(args.input)
+    rows = sources.iter_jsonl(args.input) if jsonl else sources.iter_parquet(args.input)
     status = common.run(rows, make_sample_fn(loader, args.box_format), args,
-               total=common.jsonl_rows(args.input) if jsonl else common.parquet_rows(args.input))
+               total=sources.jsonl_rows(args.input) if jsonl else sources.parquet_rows(args.input))
     return status
 
 
