@@ -43,8 +43,9 @@ from collections.abc import Iterator
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from data_prep.schema import IMAGE  # the Arrow image struct datasets' Image feature reads
+
 EVAL_SCHEMA_VERSION = "2"  # 2: answers
-_IMAGE = pa.struct([("bytes", pa.binary()), ("path", pa.string())])
 EVAL_SCHEMA = pa.schema(
     [
         pa.field("item_id", pa.string(), nullable=False),
@@ -60,7 +61,7 @@ EVAL_SCHEMA = pa.schema(
         ("source_answer", pa.string()),
         ("choice_order", pa.list_(pa.int32())),
         ("shuffle_seed", pa.int64()),
-        ("images", pa.list_(_IMAGE)),
+        ("images", pa.list_(IMAGE)),
         ("image_size", pa.list_(pa.int32())),
         ("gt_boxes", pa.list_(pa.list_(pa.float64()))),
         ("meta", pa.string()),
