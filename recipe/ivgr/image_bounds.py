@@ -3,7 +3,7 @@ image items: one rule for the dataset (`recipe.ivgr.dataset`) and the preflight 
 
 What the model sees must be what the reward assumes: the dataset resizes every image once within these
 bounds and writes them into the row's `extra_info`, from which the reward maps the ground-truth boxes
-(`reward_score.frames`; docs: design.md "Images travel resized", recipe/ivgr/README.md `data.ivgr_min_pixels`).
+(`reward_score.frames`; recipe/ivgr/README.md, `data.ivgr_min_pixels`).
 
 Per image, the requested bound is the first one set among: a `min_pixels`/`max_pixels` key of the
 stored image struct, `data.ivgr_min_pixels`/`data.ivgr_max_pixels`, and the family default
