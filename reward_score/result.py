@@ -14,7 +14,8 @@ show one final score.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, fields
+from types import SimpleNamespace
 from typing import Any
 
 from reward_score.answers import acceptable_answers
@@ -50,6 +51,15 @@ class RewardScore:
         """The dict verl's reward managers read ("score" and every term; `RESULT_KEYS` order)."""
         return {name: getattr(self, name) for name in RESULT_KEYS}
 
+    def replaced_and_scored(self, stream: str, weights: RewardWeights, **changes: float) -> RewardScore:
+        """A copy with `changes` applied and `score` recomputed from the new terms (`stream_score`), in
+        one construction: `dataclasses.replace` twice per rollout (its field introspection, and ~1.7 us
+        per frozen copy) was 15% of the rule path. An unknown name raises TypeError, as `replace` does."""
+        values = {name: getattr(self, name) for name in RESULT_KEYS}
+        values.update(changes)
+        values["score"] = stream_score(stream, SimpleNamespace(**values), weights)
+        return RewardScore(**values)
+
     @classmethod
     def from_extra_info(cls, info: Mapping[str, Any]) -> RewardScore:
         """The result back from a row's `reward_extra_info` (`as_dict`'s keys; other keys are ignored).
@@ -81,8 +91,7 @@ def stream_score(stream: str, terms: RewardScore, weights: RewardWeights) -> flo
 def with_consistency(reward: RewardScore, consistency: float, weights: RewardWeights) -> RewardScore:
     """A textual rollout's final reward: its per-rollout reward with the step stage's consistency term
     (the judge's score in [0, 1], unweighted) set and weighted into `score` like every other term."""
-    terms = replace(reward, consistency=float(consistency))
-    return replace(terms, score=stream_score("textual", terms, weights))
+    return reward.replaced_and_scored("textual", weights, consistency=float(consistency))
 
 
 @dataclass(frozen=True)

@@ -22,7 +22,6 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from dataclasses import replace
 from typing import Any, NamedTuple
 
 from reward_score.answers import Verdict, contains_answer, resolve_math, rule_verdict
@@ -172,10 +171,10 @@ def _rule_accuracy(parsed: ParsedResponse, verdict: Verdict, answer: Any, cfg: R
 
 def _finish(terms: RewardScore, stream: str, accuracy: _Accuracy, cfg: RewardConfig) -> RewardScore:
     """The rollout's reward: the answer-free `terms` plus the accuracy, weighted into `score`."""
-    result = replace(terms, acc=accuracy.acc, acc_undecided=1.0 if accuracy.undecided else 0.0,
-                     math_timeout=1.0 if accuracy.math_timeout else 0.0, acc_judge=accuracy.judge_code,
-                     gt_error=1.0 if accuracy.empty_reference else terms.gt_error)
-    return replace(result, score=stream_score(stream, result, cfg.weights))
+    return terms.replaced_and_scored(stream, cfg.weights, acc=accuracy.acc,
+                                     acc_undecided=1.0 if accuracy.undecided else 0.0,
+                                     math_timeout=1.0 if accuracy.math_timeout else 0.0, acc_judge=accuracy.judge_code,
+                                     gt_error=1.0 if accuracy.empty_reference else terms.gt_error)
 
 
 def compute_score(data_source: str, solution_str: str, ground_truth: Any,
