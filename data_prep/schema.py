@@ -56,7 +56,6 @@ from data_prep.errors import ReasonError
 from data_prep.images import ImageItem
 from reward_score.answers import ANSWER_TYPES
 from reward_score.parsing import Box
-from reward_score.streams import KINDS
 
 SCHEMA_VERSION = "3"  # 2: question_textual, answers; 3: each fact once, no prompts, no verl columns
 

@@ -107,9 +107,19 @@ log "loopback judge: $JUDGE_BASE_URL"
 # The CPU backend in every process: the driver gets the environment, Ray workers the runtime_env.
 export VERL_PLATFORM=cpu VERL_USE_EXTERNAL_MODULES=recipe.cpu_backend
 export RAY_DEDUP_LOGS=0 TOKENIZERS_PARALLELISM=false
-# the recipe's own plug-in modules plus the CPU backend, in every Ray worker
-worker_modules=recipe.verl_compat,recipe.cpu_backend  # the recipe yaml's own plus the CPU backend
-[[ "$RECIPE" == ivr_r1 ]] && worker_modules=recipe.ivr_r1.losses,recipe.cpu_backend
+# in every Ray worker: the modules the recipe yaml names (its runtime_env VERL_USE_EXTERNAL_MODULES, read
+# from the composed config so the two cannot drift) plus the CPU backend
+recipe_config=ivgr
+[[ "$RECIPE" == ivr_r1 ]] && recipe_config=ivr_r1
+recipe_modules=$("$PYTHON" - "$recipe_config" <<'PY'
+import sys
+from recipe.ivgr.preflight.config import REPO_ROOT, compose_config
+recipe = sys.argv[1]
+config = compose_config([], REPO_ROOT / "recipe" / recipe / "config", f"{recipe}_trainer")
+print(config.ray_kwargs.ray_init.runtime_env.env_vars.VERL_USE_EXTERNAL_MODULES)
+PY
+)
+worker_modules=$recipe_modules,recipe.cpu_backend
 CPU_OVERLAY=(
     "trainer.device=cpu"
     "+ray_kwargs.ray_init.num_gpus=1"                       # resource pools count Ray GPUs: declare one

@@ -173,8 +173,10 @@ def test_verls_sft_dataset_reads_image_rows_without_torchvision(tiny_checkpoint,
         assert not plain["patched"] and isinstance(plain["grid"], str)  # an exception: verl cannot read the row
 
 
-def test_server_generates_with_an_image_and_follows_weight_updates(tiny_checkpoint):
-    out = _python(f"""
+def _server_with_image(checkpoint: Path, response_length: int) -> str:
+    """Script prelude: an hf_cpu server on `checkpoint` (prompts up to 256 tokens), verl's processor of the
+    folder, a one-image chat prompt `text` and its `image`."""
+    return textwrap.dedent(f"""
         import asyncio, json, torch
         from omegaconf import OmegaConf
         from PIL import Image
@@ -182,15 +184,21 @@ def test_server_generates_with_an_image_and_follows_weight_updates(tiny_checkpoi
         from verl.utils import hf_processor
         from verl.workers.config import RolloutConfig
         from recipe.cpu_backend.rollout import HFCPUServer
-        path = {str(tiny_checkpoint)!r}
-        config = RolloutConfig(name="hf_cpu", prompt_length=256, response_length=12, max_model_len=268)
+        path = {str(checkpoint)!r}
+        config = RolloutConfig(name="hf_cpu", prompt_length=256, response_length={response_length},
+                               max_model_len={256 + response_length})
         server = HFCPUServer(config, OmegaConf.create({{"path": path}}), replica_rank=0)
         processor = hf_processor(path)
         messages = [{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": "What shape?"}}]}}]
         text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
         image = Image.new("RGB", (112, 84), (10, 200, 30))
+    """)
+
+
+def test_server_generates_with_an_image_and_follows_weight_updates(tiny_checkpoint):
+    out = _python(_server_with_image(tiny_checkpoint, response_length=12) + textwrap.dedent("""
         ids = list(processor(text=[text], images=[image])["input_ids"][0])
-        greedy = {{"temperature": 0.0, "logprobs": True}}
+        greedy = {"temperature": 0.0, "logprobs": True}
         first = asyncio.run(server.generate(ids, dict(greedy), "r1", image_data=[image]))
         again = asyncio.run(server.generate(ids, dict(greedy), "r2", image_data=[image]))
         bad = None
@@ -199,14 +207,14 @@ def test_server_generates_with_an_image_and_follows_weight_updates(tiny_checkpoi
             asyncio.run(server.generate(ids[:pad] + ids[pad + 1:], dict(greedy), "r3", image_data=[image]))
         except ValueError as err:
             bad = str(err)
-        state = {{k: v.clone() for k, v in server.model.state_dict().items() if k != "lm_head.weight"}}
+        state = {k: v.clone() for k, v in server.model.state_dict().items() if k != "lm_head.weight"}
         for v in state.values():
             v.add_(0.05 * torch.randn_like(v))
         update = server.update_weights(state, global_steps=3)
         changed = asyncio.run(server.generate(ids, dict(greedy), "r4", image_data=[image]))
         unknown = None
         try:
-            server.update_weights({{"model.no_such.weight": torch.zeros(1)}})
+            server.update_weights({"model.no_such.weight": torch.zeros(1)})
         except KeyError as err:
             unknown = str(err)
         # a model folder whose generation_config.json asks for a repetition penalty: vLLM samples with
@@ -217,16 +225,16 @@ def test_server_generates_with_an_image_and_follows_weight_updates(tiny_checkpoi
         gen = json.loads((other / "generation_config.json").read_text())
         gen.update(repetition_penalty=3.0, min_new_tokens=12)
         (other / "generation_config.json").write_text(json.dumps(gen))
-        penalised = HFCPUServer(config, OmegaConf.create({{"path": str(other)}}), replica_rank=1)
-        sent = asyncio.run(penalised.generate(ids, {{"temperature": 0.0, "repetition_penalty": 1.0}}, "r5",
+        penalised = HFCPUServer(config, OmegaConf.create({"path": str(other)}), replica_rank=1)
+        sent = asyncio.run(penalised.generate(ids, {"temperature": 0.0, "repetition_penalty": 1.0}, "r5",
                                               image_data=[image]))
-        print(json.dumps({{"first": first.token_ids, "again": again.token_ids, "n_logprobs": len(first.log_probs),
+        print(json.dumps({"first": first.token_ids, "again": again.token_ids, "n_logprobs": len(first.log_probs),
                           "penalised": sent.token_ids,
                           "first_lp": first.log_probs, "changed_lp": changed.log_probs,
                           "logprobs_ok": all(lp <= 0 for lp in first.log_probs), "stop": first.stop_reason,
                           "bad": bad, "update": update, "changed": changed.token_ids,
-                          "steps": changed.extra_fields["global_steps"], "unknown": unknown}}))
-    """)
+                          "steps": changed.extra_fields["global_steps"], "unknown": unknown}))
+    """))
     assert 1 <= len(out["first"]) <= 12 and out["first"] == out["again"]  # greedy is deterministic
     assert out["penalised"] == out["first"]
     assert out["n_logprobs"] == len(out["first"]) and out["logprobs_ok"] and out["stop"] == "completed"
@@ -243,27 +251,13 @@ def test_sampling_with_top_k_off_reports_the_models_own_token_probabilities(tiny
     fills an unset top_k with its global default 50 (GenerationMixin._prepare_generation_config), which
     made the CPU rollout a sharper policy than the actor's; and without mm_token_type_ids transformers 5
     gives the image tokens text positions (rollout-vs-actor Pearson 0.6-0.8 in the smoke)."""
-    out = _python(f"""
-        import asyncio, json, torch
-        from omegaconf import OmegaConf
-        from PIL import Image
-        import verl
-        from verl.utils import hf_processor
-        from verl.workers.config import RolloutConfig
-        from recipe.cpu_backend.rollout import HFCPUServer
-        path = {str(tiny_checkpoint)!r}
-        config = RolloutConfig(name="hf_cpu", prompt_length=256, response_length=24, max_model_len=280)
-        server = HFCPUServer(config, OmegaConf.create({{"path": path}}), replica_rank=0)
-        processor = hf_processor(path)
-        messages = [{{"role": "user", "content": [{{"type": "image"}}, {{"type": "text", "text": "What shape?"}}]}}]
-        text = processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        image = Image.new("RGB", (112, 84), (10, 200, 30))
+    out = _python(_server_with_image(tiny_checkpoint, response_length=24) + textwrap.dedent("""
         inputs = processor(text=[text], images=[image], return_tensors="pt")
         ids = inputs["input_ids"][0].tolist()
         worst = 0.0
         for seed in range(4):
-            got = asyncio.run(server.generate(ids, {{"temperature": 1.0, "top_k": -1, "top_p": 1.0, "logprobs": True,
-                                                    "seed": seed}}, f"r{{seed}}", image_data=[image]))
+            got = asyncio.run(server.generate(ids, {"temperature": 1.0, "top_k": -1, "top_p": 1.0, "logprobs": True,
+                                                    "seed": seed}, f"r{seed}", image_data=[image]))
             full = torch.tensor([ids + got.token_ids])
             with torch.no_grad():
                 # the actor's forward: every processor output, mm_token_type_ids extended over the response
@@ -273,8 +267,8 @@ def test_sampling_with_top_k_off_reports_the_models_own_token_probabilities(tiny
                                       mm_token_type_ids=types).logits[0].float()
             want = torch.log_softmax(logits[len(ids) - 1:-1], dim=-1).gather(1, torch.tensor(got.token_ids)[:, None])[:, 0]
             worst = max(worst, (want - torch.tensor(got.log_probs)).abs().max().item())
-        print(json.dumps({{"worst": worst, "vocab": logits.shape[-1]}}))
-    """)
+        print(json.dumps({"worst": worst, "vocab": logits.shape[-1]}))
+    """))
     assert out["vocab"] > 50  # top-k 50 would cut the distribution
     assert out["worst"] < 1e-4, out["worst"]
 

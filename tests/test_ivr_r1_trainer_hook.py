@@ -6,7 +6,6 @@ groups cannot exist on CPU; this method does not use them)."""
 import json
 import os
 
-import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from tensordict import TensorDict

@@ -125,7 +125,7 @@ def test_no_train_files_trains_on_the_synthetic_sets_sft_rows(script, tmp_path):
     assert "PREFLIGHT OK" in result.stdout
     rows = pq.read_table(data / "sft_train.parquet", columns=["stream", "box_frame"]).to_pylist()
     assert len(rows) == 2 * 36 and {r["box_frame"] for r in rows} == {FRAME[script]}  # 36 train samples x 2 streams
-    assert f"72 {{'grounded': 36, 'textual': 36}}" in result.stdout
+    assert "72 {'grounded': 36, 'textual': 36}" in result.stdout
     again = _bash(script, "--print-overrides", env=_env(CKPT_DIR=str(tmp_path / "ckpt"), DATA_DIR=str(data)))
     assert f"data.train_files=['{data / 'sft_train.parquet'}']" in again.stdout.splitlines()
 
